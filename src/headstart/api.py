@@ -1,0 +1,428 @@
+"""The Classifier facade: fit / evaluate / predict / load. The CLI calls only this.
+
+Example:
+    >>> import headstart
+    >>> clf = headstart.Classifier("tf_efficientnet_lite0")          # doctest: +SKIP
+    >>> clf.fit("pets/", out="runs/pets")                            # doctest: +SKIP
+    >>> clf.predict(["cat.jpg"], top_k=3)[0].top                     # doctest: +SKIP
+    >>> headstart.load("runs/pets").evaluate("pets-test/")           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from headstart import plots
+from headstart.artifact import Artifact, load_artifact, num_outputs, save_artifact, versions
+from headstart.config import ModelConfig, TrainConfig
+from headstart.data.index import DataIndex, Sample, Skipped, scan
+from headstart.data.split import read_split, stratified_split, write_split
+from headstart.data.store import DecodedImages, cpu_count, decode_all
+from headstart.errors import ConfigError, DataError
+from headstart.evaluate import Metrics, compute_metrics
+from headstart.models import build_network
+from headstart.models.network import data_config
+from headstart.predict import Prediction, Predictor, expand_inputs, write_predictions
+from headstart.preprocess import ImageSource, Preprocess
+
+CONFIG = "config.json"
+
+
+def resolve_task(requested: str | None, index: DataIndex) -> str:
+    """The task follows the data (multi-label CSV, two classes -> binary), unless overridden."""
+    k = len(index.classes)
+    if requested is None:
+        return "multilabel" if index.multilabel else ("binary" if k == 2 else "multiclass")
+    if index.multilabel and requested != "multilabel":
+        raise ConfigError(f"task={requested!r} but the CSV has a 'labels' column (multi-label); use task='multilabel'.")
+    if requested == "binary" and k != 2:
+        raise ConfigError(f"task='binary' needs exactly 2 classes; the data has {k}: use 'multiclass'.")
+    return requested
+
+
+@dataclass
+class Prepared:
+    """Decoded images and their split into rows of the decoded array."""
+
+    images: DecodedImages
+    rows: dict[str, np.ndarray]  # split -> rows of images.array
+    samples: dict[str, list[Sample]]  # split -> samples (readable ones only)
+    skipped: list[Skipped]
+
+
+def prepare(samples: dict[str, list[Sample]], preprocess: Preprocess, cache: bool, skipped: list[Skipped]) -> Prepared:
+    """Decode every image once; unreadable ones are dropped from every split and listed."""
+    paths = sorted({s.path for split in samples.values() for s in split})
+    images = decode_all(paths, preprocess, cache=cache)
+    row_of = {p: i for i, p in enumerate(paths)}
+    bad = {paths[i]: reason for i, reason in images.failed.items()}
+    skipped = skipped + [Skipped(p, r) for p, r in sorted(bad.items())]
+    kept = {split: [s for s in items if s.path not in bad] for split, items in samples.items()}
+    rows = {split: np.array([row_of[s.path] for s in items], dtype=np.int64) for split, items in kept.items()}
+    return Prepared(images, rows, kept, skipped)
+
+
+def write_skipped(path: Path, skipped: list[Skipped]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "reason"])
+        writer.writerows((s.path, s.reason) for s in skipped)
+
+
+def _targets(samples: list[Sample], k: int, task: str) -> torch.Tensor:
+    from headstart.data.datasets import encode_targets
+
+    return encode_targets(samples, k, task)
+
+
+def loss_weights(samples: list[Sample], k: int, task: str) -> torch.Tensor:
+    """'balanced': multiclass n/(k * n_c); binary and multi-label: positive weight neg/pos."""
+    counts = np.bincount([i for s in samples for i in s.labels], minlength=k).astype(np.float64)
+    n = len(samples)
+    if task == "multiclass":
+        return torch.tensor(n / (k * np.maximum(counts, 1)), dtype=torch.float32)
+    if task == "binary":
+        return torch.tensor([(n - counts[1]) / max(counts[1], 1)], dtype=torch.float32)
+    return torch.tensor((n - counts) / np.maximum(counts, 1), dtype=torch.float32)
+
+
+def sample_weights(samples: list[Sample], k: int) -> torch.Tensor:
+    """Oversampling weights: each image weighs 1 / (count of its rarest class)."""
+    counts = np.bincount([i for s in samples for i in s.labels], minlength=k)
+    return torch.tensor([1.0 / min((counts[i] for i in s.labels), default=len(samples)) for s in samples], dtype=torch.double)
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a loader worker must not spawn its own thread pool
+
+
+def default_run_dir(data: str | os.PathLike) -> Path:
+    name = re.sub(r"[^\w.-]+", "_", Path(data).resolve().stem) or "run"
+    candidate = Path("runs") / name
+    n = 2
+    while candidate.exists():
+        candidate = Path("runs") / f"{name}-{n}"
+        n += 1
+    return candidate
+
+
+class Classifier:
+    """Build, train, evaluate and use an image classifier.
+
+    Args:
+        arch: any timm architecture name, or ``convnet_tiny``/``convnet_small``.
+        model: full model options (overrides ``arch`` when given).
+        train: training options (two phases, learning rates, callbacks...).
+        image_size: model input side; default: the architecture's pretrained config.
+        cache: keep decoded images in the on-disk cache (see ``headstart.data.store``).
+    """
+
+    def __init__(
+        self,
+        arch: str = ModelConfig.arch,
+        *,
+        model: ModelConfig | None = None,
+        train: TrainConfig | None = None,
+        image_size: int | None = None,
+        cache: bool = True,
+        console: Console | None = None,
+    ) -> None:
+        self.model = model or ModelConfig(arch=arch)
+        self.train = train or TrainConfig()
+        if image_size is not None and image_size < 16:
+            raise ConfigError(f"image_size={image_size} is too small; use 16 or more.")
+        self.image_size = image_size
+        self.cache = cache
+        self.console = console or Console(stderr=True)
+        self.run_dir: Path | None = None
+        self.artifact: Artifact | None = None
+        self.metrics: dict[str, Metrics] = {}
+        self._predictor: Predictor | None = None
+
+    # -- training ------------------------------------------------------------------------
+    def fit(
+        self, data: str | os.PathLike, out: str | os.PathLike | None = None, callbacks: list | None = None
+    ) -> "Classifier":
+        """Index ``data``, split it, train both phases, evaluate, and save the run folder."""
+        run_dir = Path(out) if out is not None else default_run_dir(data)
+        if (run_dir / CONFIG).exists():
+            raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
+        index = scan(data)
+        for note in index.notes:
+            self.console.print(f"[yellow]note:[/] {note}")
+        task = resolve_task(self.model.task, index)
+        if index.layout == "splits":
+            splits = index.samples
+        else:
+            splits = stratified_split(index.all_samples, self.train.val_fraction, self.train.seed)
+        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
+        return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
+
+    @classmethod
+    def resume(cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None) -> "Classifier":
+        """Continue an interrupted run from its last checkpoint (same options, same split)."""
+        run_dir = Path(run_dir)
+        path = run_dir / CONFIG
+        if not path.is_file():
+            raise ConfigError(f"{run_dir} has no {CONFIG}: nothing to resume (start with 'headstart train DATA --out {run_dir}').")
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        clf = cls(
+            model=ModelConfig.from_dict(saved["model"]),
+            train=TrainConfig.from_dict(saved["train"]),
+            image_size=saved["image_size"],
+            cache=saved["cache"],
+            console=console,
+        )
+        splits = read_split(run_dir / "split.csv", saved["classes"])
+        skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]
+        return clf._run(run_dir, saved["classes"], saved["task"], splits, skipped, saved["meta"], resume=True, callbacks=callbacks)
+
+    def _run(
+        self,
+        run_dir: Path,
+        classes: list[str],
+        task: str,
+        splits: dict[str, list[Sample]],
+        skipped: list[Skipped],
+        meta: dict,
+        *,
+        resume: bool,
+        callbacks: list | None,
+    ) -> "Classifier":
+        import lightning as L
+
+        from headstart.engine.fit import two_phase_fit
+
+        started = time.time()
+        cfg = self.train
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        k = len(classes)
+        network = build_network(self.model, num_outputs(task, classes))  # weights fail fast, before decoding
+        preprocess = Preprocess.from_timm_config(data_config(network.backbone), self.image_size)
+        self._print_model(network, preprocess, task)
+
+        prepared = prepare(splits, preprocess, self.cache, skipped)
+        self._check_prepared(prepared, classes, run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            saved = {
+                "model": self.model.to_dict(), "train": cfg.to_dict(), "image_size": self.image_size,
+                "cache": self.cache, "classes": classes, "task": task, "meta": meta,
+                "indexed_skipped": [s.__dict__ for s in skipped],
+            }
+            write_split(run_dir / "split.csv", DataIndex(Path("."), "", classes, task == "multilabel", splits))
+            (run_dir / CONFIG).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_skipped(run_dir / "skipped.csv", prepared.skipped)
+        self._print_data(prepared, classes, run_dir)
+
+        loaders = self._loaders(prepared, preprocess, network, task, k)
+        result = two_phase_fit(
+            network, task=task, num_classes=k, threshold=self.model.threshold, config=cfg,
+            pretrained=self.model.pretrained, loaders=loaders, run_dir=run_dir,
+            loss_weights=loss_weights(prepared.samples["train"], k, task) if cfg.class_weights else None,
+            resume=resume, callbacks=callbacks, console=self.console,
+        )
+        network.cpu().eval()
+        self.artifact = Artifact(network, self.model, list(classes), task, preprocess, {})
+        self._predictor = Predictor(self.artifact)
+        self.metrics = {
+            split: self._metrics_of(prepared, split) for split in ("val", "test") if len(prepared.rows.get(split, ())) > 0
+        }
+        self.artifact.meta = {
+            "versions": versions(),
+            "train": cfg.to_dict(),
+            "data": {**meta, "counts": {s: len(v) for s, v in prepared.samples.items()}, "skipped": len(prepared.skipped)},
+            "result": {"best_phase": result.best_phase, "monitor": result.monitor, "best_score": result.best_score},
+            "metrics": {split: {"accuracy": m.accuracy, "balanced_accuracy": m.balanced_accuracy, "macro_f1": m.macro_f1} for split, m in self.metrics.items()},
+            "seconds": round(time.time() - started, 1),
+        }
+        self.run_dir = run_dir
+        self._write_results(run_dir)
+        save_artifact(run_dir, self.artifact)
+        self._print_summary(run_dir)
+        return self
+
+    def _loaders(self, prepared: Prepared, preprocess: Preprocess, network: torch.nn.Module, task: str, k: int):  # type: ignore[no-untyped-def]
+        """phase -> (train loader, val loader, on_features) for ``two_phase_fit``."""
+        from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
+
+        from headstart.data.datasets import SquaresDataset
+        from headstart.engine.features import extract_features
+
+        cfg = self.train
+        train_s, val_s = prepared.samples["train"], prepared.samples["val"]
+        squares = prepared.images.array
+        y_train, y_val = _targets(train_s, k, task), _targets(val_s, k, task)
+        # With 2 cores a worker process competes with the model's threads (measured: sys
+        # time as high as user time), so small machines load in the main process.
+        workers = cfg.num_workers if cfg.num_workers is not None else (0 if cpu_count() <= 2 else min(6, cpu_count() - 1))
+        generator = torch.Generator().manual_seed(cfg.seed)
+
+        def make(train_ds, val_ds, workers: int) -> tuple[DataLoader, DataLoader]:  # type: ignore[no-untyped-def]
+            sampler = WeightedRandomSampler(sample_weights(train_s, k), len(train_s), generator=generator) if cfg.oversample else None
+            kw = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available(),
+                  "worker_init_fn": _one_thread if workers else None}
+            train = DataLoader(
+                train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator,
+                drop_last=len(train_ds) % cfg.batch_size == 1,  # a batch of one breaks batch norm
+                **kw,
+            )
+            return train, DataLoader(val_ds, batch_size=cfg.batch_size * 2, **kw)
+
+        def loaders(phase: int):  # type: ignore[no-untyped-def]
+            if phase == 1 and cfg.feature_cache:
+                show = self.console.is_terminal
+                f_train = extract_features(network.backbone, squares, prepared.rows["train"], preprocess, show=show)
+                f_val = extract_features(network.backbone, squares, prepared.rows["val"], preprocess, show=show)
+                return (*make(TensorDataset(f_train, y_train), TensorDataset(f_val, y_val), 0), True)
+            train_ds = SquaresDataset(squares, prepared.rows["train"], y_train, preprocess, cfg.augment)
+            val_ds = SquaresDataset(squares, prepared.rows["val"], y_val, preprocess, None)
+            return (*make(train_ds, val_ds, workers), False)
+
+        return loaders
+
+    def _metrics_of(self, prepared: Prepared, split: str) -> Metrics:
+        assert self._predictor is not None and self.artifact is not None
+        probs = self._predictor.probabilities_of_squares(prepared.images.array, prepared.rows[split])
+        labels = [s.labels for s in prepared.samples[split]]
+        return compute_metrics(probs, labels, self.artifact.classes, self.artifact.task, self.model.threshold)
+
+    def _check_prepared(self, prepared: Prepared, classes: list[str], run_dir: Path) -> None:
+        counts = np.bincount([i for s in prepared.samples["train"] for i in s.labels], minlength=len(classes))
+        empty = [classes[i] for i in np.flatnonzero(counts == 0)]
+        if empty:
+            raise DataError(
+                f"No readable training images for classes {empty} ({len(prepared.skipped)} files skipped); "
+                "add images to those classes or remove them."
+            )
+        if len(prepared.samples.get("val", [])) == 0:
+            raise DataError("The validation split is empty; add images to val/ or lower --val-fraction's rounding by adding data.")
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> dict[str, Metrics]:
+        """Metrics on another folder/CSV (its test split if it has one), or on this run's
+        own validation/test split when ``data`` is None. Written under ``out``."""
+        artifact = self._require_artifact()
+        if data is None:
+            if self.run_dir is None:
+                raise ConfigError("evaluate() without data needs a run folder; pass data=FOLDER or CSV.")
+            splits = {k: v for k, v in read_split(self.run_dir / "split.csv", artifact.classes).items() if k != "train"}
+            skipped: list[Skipped] = []
+            name = "own-split"
+        else:
+            index = scan(data).remap(artifact.classes)
+            if index.layout == "splits":
+                pick = "test" if "test" in index.samples else "val"
+                splits = {pick: index.samples[pick]}
+            else:
+                splits = {"data": index.all_samples}
+            skipped = index.skipped
+            name = re.sub(r"[^\w.-]+", "_", Path(data).resolve().stem)
+        prepared = prepare(splits, artifact.preprocess, self.cache, skipped)
+        results = {split: self._metrics_of(prepared, split) for split in prepared.rows if len(prepared.rows[split])}
+        if not results:
+            raise DataError(f"No readable images to evaluate in {data}.")
+        target = Path(out) if out else (self.run_dir / f"eval-{name}" if self.run_dir else Path(f"eval-{name}"))
+        target.mkdir(parents=True, exist_ok=True)
+        write_skipped(target / "skipped.csv", prepared.skipped)
+        saved, self.metrics = self.metrics, results
+        self._write_results(target, curves=False)
+        self.metrics = saved if data is not None else results
+        self._print_summary(target, results)
+        return results
+
+    # -- prediction ----------------------------------------------------------------------
+    def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5) -> list[Prediction]:
+        """Class names and probabilities for files, folders, bytes or PIL images."""
+        self._require_artifact()
+        assert self._predictor is not None
+        if not isinstance(sources, list):
+            sources = [sources]
+        expanded: list[ImageSource] = []
+        for s in sources:
+            expanded.extend(expand_inputs([s]) if isinstance(s, (str, os.PathLike)) else [s])
+        return self._predictor.predict(expanded, top_k=top_k)
+
+    def predict_to_csv(self, sources: list[str], path: str | os.PathLike, top_k: int = 5) -> int:
+        self._require_artifact()
+        assert self._predictor is not None
+        return write_predictions(Path(path), self._predictor.iter_predict(list(expand_inputs(sources)), top_k), top_k)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike) -> "Classifier":
+        """A trained classifier from its run folder alone."""
+        artifact = load_artifact(run_dir)
+        clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
+        clf.artifact, clf.run_dir = artifact, Path(run_dir)
+        clf._predictor = Predictor(artifact)
+        return clf
+
+    @property
+    def classes(self) -> list[str]:
+        return self._require_artifact().classes
+
+    def _require_artifact(self) -> Artifact:
+        if self.artifact is None:
+            raise ConfigError("This Classifier is not trained: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        return self.artifact
+
+    # -- output --------------------------------------------------------------------------
+    def _write_results(self, folder: Path, curves: bool = True) -> None:
+        from headstart.engine.callbacks import read_epochs
+
+        (folder / "metrics.json").write_text(
+            json.dumps({split: m.to_dict() for split, m in self.metrics.items()}, indent=2, ensure_ascii=False), encoding="utf-8"
+        )
+        for split, m in self.metrics.items():
+            if m.task != "multilabel":
+                plots.confusion_matrix(m.confusion, m.classes, folder / f"confusion_matrix_{split}.png", f"{split}: confusion matrix")  # type: ignore[arg-type]
+        if curves:
+            plots.learning_curves(read_epochs(folder / "epochs.csv"), folder / "learning_curves.png")
+
+    def _print_model(self, network: torch.nn.Module, preprocess: Preprocess, task: str) -> None:
+        total = sum(p.numel() for p in network.parameters())
+        head = sum(p.numel() for p in network.head.parameters())  # type: ignore[union-attr]
+        self.console.print(
+            f"[bold]Model[/] {self.model.arch} ({'pretrained' if self.model.pretrained else 'random init'}) + "
+            f"{self.model.head} head, task {task}: {total:,} parameters ({head:,} in the head); input "
+            f"{preprocess.input_size}px, mean {preprocess.mean}, std {preprocess.std}"
+        )
+
+    def _print_data(self, prepared: Prepared, classes: list[str], run_dir: Path) -> None:
+        table = Table(title="Images per class", title_justify="left")
+        table.add_column("class")
+        splits = list(prepared.samples)
+        for split in splits:
+            table.add_column(split, justify="right")
+        counts = {s: np.bincount([i for x in v for i in x.labels], minlength=len(classes)) for s, v in prepared.samples.items()}
+        for i, name in enumerate(classes):
+            table.add_row(name, *(str(counts[s][i]) for s in splits))
+        self.console.print(table)
+        if prepared.skipped:
+            self.console.print(f"[yellow]Skipped {len(prepared.skipped)} unreadable files[/] (listed in {run_dir / 'skipped.csv'}):")
+            for s in prepared.skipped[:5]:
+                self.console.print(f"  {s.path}: {s.reason}")
+
+    def _print_summary(self, folder: Path, results: dict[str, Metrics] | None = None) -> None:
+        for split, m in (results or self.metrics).items():
+            self.console.print(
+                f"[bold]{split}[/]: accuracy {m.accuracy:.4f}  balanced accuracy {m.balanced_accuracy:.4f}  "
+                f"macro F1 {m.macro_f1:.4f}  ({m.count} images)"
+            )
+        self.console.print(f"Results in [bold]{folder}[/]")
+
+
+def load(run_dir: str | os.PathLike) -> Classifier:
+    """``headstart.load(run_dir)``: a trained Classifier from its run folder alone."""
+    return Classifier.load(run_dir)

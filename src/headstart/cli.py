@@ -1,0 +1,210 @@
+"""The command line: each command parses its options, calls the API, prints.
+
+    headstart train DATA [--out RUN]        headstart evaluate RUN [--data TEST]
+    headstart predict RUN IMAGES... [--out preds.csv]     headstart demo
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from headstart.errors import HeadstartError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
+cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+out = Console()
+err = Console(stderr=True)
+
+
+class Head(str, Enum):
+    linear = "linear"
+    bottleneck = "bottleneck"
+    mlp = "mlp"
+
+
+class TaskName(str, Enum):
+    multiclass = "multiclass"
+    binary = "binary"
+    multilabel = "multilabel"
+
+
+def _widths(text: Optional[str]) -> tuple[int, ...]:
+    if not text:
+        return ()
+    try:
+        return tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--hidden {text!r}: give comma-separated integers such as 512,256") from None
+
+
+@app.command()
+def train(
+    data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val[/test]) or CSV (path,label | path,labels)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/<data name>, never overwriting."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run folder from its last checkpoint."),
+    arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm architecture, or convnet_tiny / convnet_small."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (.safetensors/.pth/.bin)."),
+    pretrained: bool = typer.Option(True, help="Start from pretrained weights (--no-pretrained: random init)."),
+    head: Head = typer.Option(Head.linear, help="Head on the pooled features."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp)."),
+    dropout: float = typer.Option(0.0, help="Dropout in the head."),
+    task: Optional[TaskName] = typer.Option(None, help="Default: follows the data."),
+    threshold: float = typer.Option(0.5, help="Decision threshold for binary and multi-label."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
+    frozen_epochs: int = typer.Option(5, help="Phase 1: epochs training the head on the frozen base."),
+    finetune_epochs: int = typer.Option(3, help="Phase 2: epochs fine-tuning the base (0: skip)."),
+    lr: float = typer.Option(1e-3, help="Head learning rate."),
+    base_lr_ratio: float = typer.Option(0.1, help="Phase 2: base learning rate = lr * this."),
+    unfreeze: int = typer.Option(0, help="Phase 2: unfreeze the last N stages (0: all)."),
+    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
+    weight_decay: float = typer.Option(0.01),
+    schedule: str = typer.Option("cosine", help="cosine, constant, or plateau (reduce LR on plateau)."),
+    batch_size: int = typer.Option(32),
+    val_fraction: float = typer.Option(0.2, help="Validation share when DATA has no val split."),
+    seed: int = typer.Option(0),
+    monitor: str = typer.Option("val_acc", help="Best-checkpoint metric: val_acc, val_loss or val_f1."),
+    patience: int = typer.Option(3, help="Early stopping patience in epochs (0: off)."),
+    class_weights: bool = typer.Option(False, "--class-weights", help="Balanced class weights in the loss."),
+    oversample: bool = typer.Option(False, "--oversample", help="Sample rare classes more often."),
+    augment: bool = typer.Option(True, help="Training augmentation (flip, rotation, crop, colour)."),
+    rotation: float = typer.Option(10.0, help="Augmentation: max rotation in degrees."),
+    vflip: bool = typer.Option(False, help="Augmentation: vertical flips too."),
+    feature_cache: bool = typer.Option(True, help="Phase 1 on base features computed once."),
+    cache: bool = typer.Option(True, help="Keep decoded images in the on-disk cache."),
+    workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
+    accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
+    precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
+) -> None:
+    """Train a classifier on DATA: frozen base first, then fine-tuning."""
+    from headstart.api import Classifier
+    from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+
+    if resume is not None:
+        Classifier.resume(resume, console=err)
+        return
+    if data is None:
+        raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
+    model = ModelConfig(
+        arch=arch, pretrained=pretrained, weights=str(weights) if weights else None, head=head.value,
+        hidden=_widths(hidden), dropout=dropout, task=task.value if task else None, threshold=threshold,
+    )
+    aug = AugmentConfig(rotation=rotation, vflip=vflip) if augment else AugmentConfig.none()
+    cfg = TrainConfig(
+        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=lr, base_lr_ratio=base_lr_ratio,
+        unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
+        val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
+        class_weights="balanced" if class_weights else None, oversample=oversample, augment=aug,
+        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
+    )
+    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
+
+
+@app.command()
+def evaluate(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    data: Optional[Path] = typer.Option(None, help="Folder or CSV to evaluate on. Default: the run's own validation/test split."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write metrics. Default: RUN/eval-<data name>."),
+    cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+) -> None:
+    """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
+    from headstart.api import Classifier
+
+    clf = Classifier.load(run)
+    clf.cache = cache
+    clf.console = err
+    clf.evaluate(data, out_dir)
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders."),
+    top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
+    out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV."),
+) -> None:
+    """Class names and probabilities for images."""
+    from headstart.api import Classifier
+
+    clf = Classifier.load(run)
+    if out_csv is not None:
+        n = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k)
+        err.print(f"{n} predictions written to {out_csv}")
+        return
+    for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
+        if pred.error:
+            out.print(f"{pred.source}\t[red]unreadable: {pred.error}")
+        else:
+            out.print(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
+
+
+@app.command()
+def demo(
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/demo, never overwriting."),
+) -> None:
+    """Train on the bundled OpenClipart sample with the bundled EfficientNet-Lite0, offline."""
+    from headstart.api import Classifier, default_run_dir
+
+    data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
+    err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
+    clf = Classifier(console=err).fit(data, out_dir or default_run_dir("demo"))
+    sample = sorted(p for p in data.rglob("*.png"))[:3]
+    for pred in clf.predict([str(p) for p in sample], top_k=2):
+        err.print(f"  {Path(pred.source).parent.name}/{Path(pred.source).name} -> " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
+    err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
+
+
+@cache_app.command("clear")
+def cache_clear() -> None:
+    """Delete headstart's decoded-image cache."""
+    from headstart.data.store import cache_root
+
+    folder = cache_root() / "images"
+    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+    shutil.rmtree(folder, ignore_errors=True)
+    err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
+
+
+@cache_app.command("info")
+def cache_info() -> None:
+    """Where the cache is and how big."""
+    from headstart.data.store import cache_root
+
+    folder = cache_root() / "images"
+    files = [f for f in folder.glob("*.npy")] if folder.exists() else []
+    size = sum(f.stat().st_size for f in files)
+    out.print(f"{folder}: {len(files)} stores, {size / 1e6:.1f} MB (HEADSTART_CACHE_DIR overrides the location)")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except HeadstartError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except typer.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (typer.BadParameter, typer.Exit) as exc:  # pragma: no cover - typer handles most
+        raise exc
+    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

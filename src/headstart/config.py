@@ -1,0 +1,153 @@
+"""Frozen, typed options. They flow one way: CLI/API -> these -> the engine.
+
+Every dataclass round-trips through plain JSON (``to_dict``/``from_dict``) so a run
+folder can describe itself and ``--resume`` rebuilds exactly the same options.
+Unknown keys fail with the closest valid name instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from headstart.errors import ConfigError
+
+Task = Literal["multiclass", "binary", "multilabel"]
+TASKS: tuple[str, ...] = ("multiclass", "binary", "multilabel")
+HEADS: tuple[str, ...] = ("linear", "bottleneck", "mlp")
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau")
+MONITORS: tuple[str, ...] = ("val_acc", "val_loss", "val_f1")
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
+    if value not in options:
+        close = difflib.get_close_matches(str(value), options, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(options)}.{hint}")
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name}={value!r} must be {bound}.")
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # type: ignore[no-untyped-def]
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], list(names), n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"Unknown option '{unknown[0]}' for {cls.__name__}.{hint}")
+        kwargs = {}
+        for key, value in data.items():
+            sub = _NESTED.get((cls.__name__, key))
+            if sub is not None and isinstance(value, dict):
+                value = sub.from_dict(value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class AugmentConfig(_Serializable):
+    """Training-only augmentation. Validation, evaluation and prediction never augment."""
+
+    hflip: bool = True
+    vflip: bool = False
+    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
+    scale: tuple[float, float] = (0.6, 1.0)  # area fraction kept by the random crop
+    color: float = 0.2  # brightness/contrast/saturation jitter strength
+
+    def __post_init__(self) -> None:
+        lo, hi = self.scale
+        if not 0 < lo <= hi <= 1:
+            raise ConfigError(f"augment scale={self.scale} must satisfy 0 < min <= max <= 1.")
+        _positive("augment rotation", self.rotation, allow_zero=True)
+        _positive("augment color", self.color, allow_zero=True)
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        return cls(hflip=False, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig(_Serializable):
+    """What to build: a backbone by name, a head, and the task it solves."""
+
+    arch: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    weights: str | None = None  # explicit .safetensors/.pth/.bin for the backbone
+    head: str = "linear"
+    hidden: tuple[int, ...] = ()  # bottleneck: one width; mlp: one or more widths
+    dropout: float = 0.0
+    task: str | None = None  # None: follow the data
+    threshold: float = 0.5  # binary and multi-label decision threshold
+
+    def __post_init__(self) -> None:
+        _choice("head", self.head, HEADS)
+        if self.task is not None:
+            _choice("task", self.task, TASKS)
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1).")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"threshold={self.threshold} must be in (0, 1).")
+        if any(int(h) <= 0 for h in self.hidden):
+            raise ConfigError(f"hidden={self.hidden} widths must be positive integers.")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_Serializable):
+    """How to train: two phases, frozen base then fine-tuning at a lower learning rate."""
+
+    frozen_epochs: int = 5
+    finetune_epochs: int = 5
+    lr: float = 1e-3  # head learning rate
+    base_lr_ratio: float = 0.1  # phase 2: base lr = lr * base_lr_ratio
+    unfreeze: int = 0  # phase 2: 0 = whole base, N = last N parameter groups (stages)
+    optimizer: str = "adamw"
+    weight_decay: float = 0.01
+    schedule: str = "cosine"
+    batch_size: int = 32
+    val_fraction: float = 0.2
+    seed: int = 0
+    monitor: str = "val_acc"
+    patience: int = 3  # early stopping, in epochs without improvement; 0 disables
+    class_weights: str | None = None  # None or "balanced"
+    oversample: bool = False
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Phase 1 on cached base features (computed once, no augmentation): far faster, and
+    # the base's output cannot change while it is frozen.
+    feature_cache: bool = True
+    num_workers: int | None = None  # None: sized to the machine
+    accelerator: str = "auto"
+    precision: str | None = None  # None: Lightning's default (32-bit)
+
+    def __post_init__(self) -> None:
+        for name in ("frozen_epochs", "finetune_epochs", "patience", "unfreeze"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        if self.frozen_epochs + self.finetune_epochs == 0:
+            raise ConfigError("frozen_epochs + finetune_epochs is 0: nothing to train.")
+        _positive("lr", self.lr)
+        _positive("base_lr_ratio", self.base_lr_ratio)
+        _positive("batch_size", self.batch_size)
+        _positive("weight_decay", self.weight_decay, allow_zero=True)
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 1).")
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("monitor", self.monitor, MONITORS)
+        if self.class_weights is not None:
+            _choice("class_weights", self.class_weights, ("balanced",))
+
+
+_NESTED: dict[tuple[str, str], type[_Serializable]] = {("TrainConfig", "augment"): AugmentConfig}

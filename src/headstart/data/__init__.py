@@ -1,0 +1,1 @@
+"""Data: folder and CSV indexing, splits, the decoded-image store, torch datasets."""

@@ -1,0 +1,234 @@
+"""Find the images and their labels in a folder or CSV.
+
+Layouts (``scan`` picks one):
+  folders  DATA/<class>/**/<image>       class = top-level sub-folder, images found at any depth
+  splits   DATA/{train,val[,test]}/<class>/**/<image>   splits matched by class NAME
+  csv      DATA.csv with columns ``path,label`` or ``path,labels`` (";"-separated, multi-label);
+           relative paths are relative to the CSV's folder
+
+Class order: class names sorted by Python string order (Unicode code points), the rule
+torchvision's ImageFolder and Keras use; index i of every output is ``classes[i]``.
+Indexing only lists files: it never opens or changes them (decoding happens once, in the
+store, where unreadable files are skipped and listed).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from headstart.errors import DataError
+from headstart.preprocess import IMAGE_EXTENSIONS
+
+LAYOUT_HELP = (
+    "Expected DATA/<class>/<images>, DATA/train|val[|test]/<class>/<images>, "
+    "or a CSV with columns path,label (or path,labels for multi-label)."
+)
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str  # absolute path of the image file
+    labels: tuple[int, ...]  # indices into DataIndex.classes; exactly one unless multi-label
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str
+    reason: str
+
+
+@dataclass
+class DataIndex:
+    """The labelled files of one data source, before decoding."""
+
+    root: Path
+    layout: str  # "folders" | "splits" | "csv"
+    classes: list[str]
+    multilabel: bool
+    samples: dict[str, list[Sample]]  # split name -> samples; "all" when no splits are given
+    ignored: int = 0  # files that are not images (by extension)
+    skipped: list[Skipped] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # things the user should know (missing classes...)
+
+    @property
+    def all_samples(self) -> list[Sample]:
+        return [s for split in self.samples.values() for s in split]
+
+    def class_counts(self, split: str | None = None) -> Counter[str]:
+        samples = self.samples[split] if split else self.all_samples
+        return Counter(self.classes[i] for s in samples for i in s.labels)
+
+    def remap(self, classes: list[str]) -> "DataIndex":
+        """Express the labels in another class list (a trained model's), matched by name."""
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise DataError(
+                f"{self.root}: classes {unknown} are not among the model's classes {classes}; "
+                "evaluate on data with the model's class names."
+            )
+        position = {name: classes.index(name) for name in self.classes}
+        samples = {
+            split: [Sample(s.path, tuple(position[self.classes[i]] for i in s.labels)) for s in items]
+            for split, items in self.samples.items()
+        }
+        return replace(self, classes=list(classes), samples=samples)
+
+
+def is_image_file(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def walk_images(folder: Path) -> tuple[list[str], int]:
+    """All image files below ``folder`` (sorted, hidden entries skipped) and the non-image count."""
+    found: list[str] = []
+    ignored = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            if is_image_file(name):
+                found.append(os.path.join(dirpath, name))
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _class_folders(root: Path) -> tuple[dict[str, list[str]], int]:
+    """{class: [files]} for DATA/<class>/**, plus the count of ignored files."""
+    per_class: dict[str, list[str]] = {}
+    ignored = 0
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            files, skipped = walk_images(Path(entry.path))
+            per_class[entry.name] = files
+            ignored += skipped
+        else:
+            ignored += 1  # a loose file at the top has no class
+    return per_class, ignored
+
+
+def _check_classes(root: Path, per_class: dict[str, list[str]]) -> None:
+    if not per_class or not any(per_class.values()):
+        raise DataError(f"No images found in {root}. {LAYOUT_HELP}")
+    empty = [name for name, files in per_class.items() if not files]
+    if empty:
+        raise DataError(
+            f"Class folder {root / empty[0]} holds no images; add images or remove the folder."
+        )
+    if len(per_class) < 2:
+        only = next(iter(per_class))
+        raise DataError(
+            f"Only one class ('{only}') found in {root}: a classifier needs at least two "
+            f"class folders. {LAYOUT_HELP}"
+        )
+
+
+def _split_dirs(root: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for entry in os.scandir(root):
+        split = SPLIT_NAMES.get(entry.name.lower())
+        if entry.is_dir() and split and split not in found:
+            found[split] = Path(entry.path)
+    return found if {"train", "val"} <= found.keys() else {}
+
+
+def scan_folders(root: Path) -> DataIndex:
+    per_class, ignored = _class_folders(root)
+    _check_classes(root, per_class)
+    classes = sorted(per_class)
+    samples = [Sample(p, (classes.index(c),)) for c in classes for p in per_class[c]]
+    return DataIndex(root, "folders", classes, False, {"all": samples}, ignored=ignored)
+
+
+def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
+    per_split: dict[str, dict[str, list[str]]] = {}
+    ignored = 0
+    for split, folder in dirs.items():
+        per_split[split], n = _class_folders(folder)
+        ignored += n
+    _check_classes(dirs["train"], per_split["train"])
+    classes = sorted(per_split["train"])
+    notes = []
+    for split in ("val", "test"):
+        if split not in per_split:
+            continue
+        extra = sorted(set(per_split[split]) - set(classes))
+        if extra:
+            raise DataError(
+                f"{dirs[split]} has classes {extra} that {dirs['train']} lacks; "
+                "the model cannot learn them. Add training images or remove those folders."
+            )
+        missing = [c for c in classes if not per_split[split].get(c)]
+        if missing:
+            notes.append(f"{split} split has no images for classes {missing}")
+    samples = {
+        split: [Sample(p, (classes.index(c),)) for c in sorted(pc) for p in pc[c]]
+        for split, pc in per_split.items()
+    }
+    return DataIndex(root, "splits", classes, False, samples, ignored=ignored, notes=notes)
+
+
+def scan_csv(path: Path) -> DataIndex:
+    base = path.parent
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise DataError(f"Cannot read CSV {path}: {exc.strerror}.") from exc
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = [f.strip().lower() for f in reader.fieldnames or []]
+        if "path" not in fields or not ({"label", "labels"} & set(fields)):
+            raise DataError(
+                f"CSV {path} has columns {fields}; it needs 'path' and 'label' "
+                "(or 'labels' with ';'-separated names for multi-label)."
+            )
+        multilabel = "labels" in fields
+        column = "labels" if multilabel else "label"
+        rows: list[tuple[str, tuple[str, ...]]] = []
+        skipped: list[Skipped] = []
+        for line, raw in enumerate(reader, start=2):
+            row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
+            names = tuple(sorted({n.strip() for n in row[column].split(";") if n.strip()}))
+            if not row["path"]:
+                raise DataError(f"CSV {path} line {line}: empty path.")
+            if not names and not multilabel:
+                raise DataError(f"CSV {path} line {line}: empty label for {row['path']}.")
+            full = Path(row["path"]) if os.path.isabs(row["path"]) else base / row["path"]
+            if not full.is_file():
+                skipped.append(Skipped(str(full), "listed in the CSV but not found"))
+                continue
+            rows.append((str(full.resolve()), names))
+    if not rows:
+        raise DataError(f"No existing image files listed in {path}. {LAYOUT_HELP}")
+    classes = sorted({n for _, names in rows for n in names})
+    per_class = {c: [""] for c in classes}  # only the count of classes matters for the check
+    _check_classes(path, per_class)
+    samples = [Sample(p, tuple(classes.index(n) for n in names)) for p, names in rows]
+    return DataIndex(base, "csv", classes, multilabel, {"all": samples}, skipped=skipped)
+
+
+def scan(data: str | os.PathLike) -> DataIndex:
+    """Index a folder or CSV (see the module docstring for the layouts).
+
+    Example:
+        >>> index = scan("pets/")            # doctest: +SKIP
+        >>> index.classes, len(index.all_samples)
+    """
+    root = Path(data).expanduser()
+    if not root.exists():
+        raise DataError(f"{root} does not exist. {LAYOUT_HELP}")
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DataError(f"{root} is a file but not a .csv. {LAYOUT_HELP}")
+        return scan_csv(root.resolve())
+    root = root.resolve()
+    dirs = _split_dirs(root)
+    return scan_splits(root, dirs) if dirs else scan_folders(root)

@@ -1,0 +1,140 @@
+"""Decode every image once into an (N, R, R, 3) uint8 array of centred squares.
+
+Decoding, orientation, mode conversion and resizing then cost nothing in later epochs,
+and an image that cannot be decoded is found before training starts (it is skipped and
+listed), so no epoch can crash on it. With the cache on, the array lives in a ``.npy``
+file under the cache folder, memory-mapped, keyed by (store version, square side,
+interpolation, every file's path, size and modification time): a changed, added or
+removed file gives a new key. Files are written under a temporary name and renamed, so
+two runs sharing the cache never see a half-written store; the user's folder is only read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import Progress
+
+from headstart.preprocess import Preprocess
+
+STORE_VERSION = 1
+
+
+def cache_root() -> Path:
+    """``HEADSTART_CACHE_DIR`` when set, else the user's cache folder."""
+    if os.environ.get("HEADSTART_CACHE_DIR"):
+        return Path(os.environ["HEADSTART_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "headstart"
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class DecodedImages:
+    array: np.ndarray  # (N, R, R, 3) uint8, row i = paths[i]
+    failed: dict[int, str]  # row -> reason the file could not be decoded
+    cached: bool  # True when read back from the cache without decoding
+
+
+def _key(paths: list[str], preprocess: Preprocess) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([STORE_VERSION, preprocess.resize_size, preprocess.interpolation]).encode())
+    for path in paths:
+        try:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\0missing\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def _load_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> DecodedImages | None:
+    try:
+        info = json.loads(meta.read_text())
+        array = np.load(npy, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    if info.get("version") != STORE_VERSION or tuple(array.shape) != shape or array.dtype != np.uint8:
+        return None
+    return DecodedImages(array, {int(k): v for k, v in info["failed"].items()}, cached=True)
+
+
+def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool) -> dict[int, str]:
+    failed: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        try:
+            array[i] = preprocess.square(paths[i])
+        except Exception as exc:  # any decoder failure: skip this file, never the run
+            failed[i] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            array[i] = 0
+
+    # Pillow releases the GIL while decoding and resizing, so threads use every core.
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, Progress(
+        transient=True, disable=not show
+    ) as progress:
+        task = progress.add_task(f"Decoding {len(paths)} images", total=len(paths))
+        for _ in pool.map(work, range(len(paths))):
+            progress.advance(task)
+    return failed
+
+
+def decode_all(
+    paths: list[str], preprocess: Preprocess, cache: bool = True, show: bool | None = None
+) -> DecodedImages:
+    """Decode ``paths`` to squares of ``preprocess.resize_size``, through the cache if on.
+
+    Example:
+        >>> images = decode_all(["a.jpg", "b.png"], preprocess)   # doctest: +SKIP
+        >>> images.array.shape                                    # (2, 256, 256, 3)
+    """
+    side = preprocess.resize_size
+    shape = (len(paths), side, side, 3)
+    show = sys.stderr.isatty() if show is None else show
+    if not cache:
+        array = np.empty(shape, np.uint8)
+        return DecodedImages(array, _decode_into(array, paths, preprocess, show), cached=False)
+
+    folder = cache_root() / "images"
+    key = _key(paths, preprocess)
+    npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
+    if npy.exists() and meta.exists():
+        found = _load_cached(npy, meta, shape)
+        if found is not None:
+            return found
+        print(f"headstart: cache entry {npy} is unreadable or stale; rebuilding it.", file=sys.stderr)
+    tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        failed = _decode_into(array, paths, preprocess, show)
+        array.flush()
+        del array
+        meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
+        meta_tmp.write_text(json.dumps({"version": STORE_VERSION, "failed": failed, "count": len(paths)}))
+        os.replace(tmp, npy)
+        os.replace(meta_tmp, meta)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        print(
+            f"headstart: cannot write the image cache in {folder} ({exc.strerror}); "
+            "continuing without it (set HEADSTART_CACHE_DIR or use --no-cache).",
+            file=sys.stderr,
+        )
+        return decode_all(paths, preprocess, cache=False, show=show)
+    found = _load_cached(npy, meta, shape)
+    assert found is not None  # just written
+    return DecodedImages(found.array, found.failed, cached=False)

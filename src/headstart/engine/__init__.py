@@ -1,0 +1,1 @@
+"""Training engine: the LightningModule, callbacks and the two-phase fit."""

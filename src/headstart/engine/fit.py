@@ -1,0 +1,191 @@
+"""The two-phase schedule on Lightning: frozen base, then fine-tuning; resumable.
+
+Each phase is one ``Trainer.fit`` with its own checkpoint folder
+(``checkpoints/phase{1,2}/{best,last}.ckpt``) so ``--resume`` restarts the phase that was
+interrupted, from its last epoch, with the optimizer, scheduler and callback state intact.
+These checkpoints are internal resume files; the artifact a user loads is safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from rich.console import Console
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+
+from headstart.config import TrainConfig
+from headstart.engine.callbacks import EpochLog
+from headstart.engine.features import head_only
+from headstart.engine.module import ClassifierModule
+from headstart.errors import ArtifactError
+from headstart.models import Network
+
+
+@dataclass(frozen=True)
+class Phase:
+    number: int  # 1: frozen base, 2: fine-tuning
+    epochs: int
+    base_lr_ratio: float
+
+
+@dataclass
+class FitResult:
+    best_phase: int
+    best_score: float
+    monitor: str
+    seconds: float
+
+
+def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
+    """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
+    so every epoch trains the whole network at the full learning rate."""
+    if not pretrained:
+        return [Phase(2, config.frozen_epochs + config.finetune_epochs, 1.0)]
+    phases = [Phase(1, config.frozen_epochs, config.base_lr_ratio), Phase(2, config.finetune_epochs, config.base_lr_ratio)]
+    return [p for p in phases if p.epochs > 0]
+
+
+class ResumeHint(L.Callback):
+    """On an interruption, say how to continue."""
+
+    def __init__(self, run_dir: Path, console: Console) -> None:
+        self.run_dir, self.console = run_dir, console
+
+    def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException) -> None:
+        self.console.print(f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {self.run_dir}")
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"
+
+
+def load_weights_from_checkpoint(network: Network, path: str | Path) -> None:
+    """Copy the network tensors out of an internal Lightning checkpoint (tensors only).
+
+    A phase trained on cached features saved the head alone; the base is unchanged then.
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k.removeprefix("network."): v for k, v in state.items() if k.startswith("network.")}
+    head_only = not any(k.startswith("backbone.") for k in weights)
+    target = network.head if head_only else network
+    target.load_state_dict({k.removeprefix("head."): v for k, v in weights.items()} if head_only else weights)
+
+
+class Progress:
+    """``checkpoints/progress.json``: which phases finished, with their best score."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
+
+    def done(self, phase: int) -> dict | None:
+        return self.data.get(str(phase))
+
+    def mark(self, phase: int, score: float, best: str) -> None:
+        self.data[str(phase)] = {"score": score, "best": best}
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's banners (GPU available, tips, dataloader notes) off the user's screen."""
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*treespec.*")
+
+
+def two_phase_fit(
+    network: Network,
+    *,
+    task: str,
+    num_classes: int,
+    threshold: float,
+    config: TrainConfig,
+    pretrained: bool,
+    loaders: Callable[[int], tuple[DataLoader, DataLoader, bool]],
+    run_dir: Path,
+    loss_weights: torch.Tensor | None = None,
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    console: Console | None = None,
+) -> FitResult:
+    """Train ``network`` in place; on return it holds the best weights of all phases.
+
+    ``loaders(phase)`` gives (train, val, on_features): when ``on_features`` the batches are
+    cached base features and only the head runs.
+    """
+    console = console or Console(stderr=True)
+    quiet_lightning()
+    ckpt_root = run_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    progress = Progress(ckpt_root / "progress.json")
+    mode = _mode(config.monitor)
+    start = time.perf_counter()
+    for phase in plan_phases(config, pretrained):
+        folder = ckpt_root / f"phase{phase.number}"
+        finished = progress.done(phase.number)
+        if finished:
+            network.load_state_dict(load_file(finished["best"]))
+            continue
+        train_loader, val_loader, on_features = loaders(phase.number)
+        if on_features:
+            network.backbone.requires_grad_(False)
+        last = folder / "last.ckpt"
+        ckpt_path = str(last) if resume and last.exists() else None
+        module = ClassifierModule(
+            head_only(network) if on_features else network, task, num_classes, config, phase.number, threshold, loss_weights, phase.base_lr_ratio
+        )
+        _print_parameters(console, network, phase.number)
+        best = ModelCheckpoint(
+            dirpath=folder, filename="best", monitor=config.monitor, mode=mode,
+            save_top_k=1, save_last=True, enable_version_counter=False,
+        )
+        extra: list[L.Callback] = [best, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console)]
+        if config.patience:
+            extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
+        trainer = L.Trainer(
+            max_epochs=phase.epochs,
+            accelerator=config.accelerator,
+            devices=1,
+            precision=config.precision,  # type: ignore[arg-type]
+            callbacks=extra + list(callbacks or []),
+            logger=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=max(1, min(50, len(train_loader))),
+            default_root_dir=str(run_dir),
+        )
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        if not best.best_model_path:
+            raise ArtifactError(f"Phase {phase.number} produced no checkpoint in {folder}.")
+        load_weights_from_checkpoint(network, best.best_model_path)
+        # The whole network at this phase's best, so picking an earlier phase later also
+        # restores its base (a phase on cached features saved only the head).
+        full = folder / "best.safetensors"
+        save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(full))
+        progress.mark(phase.number, float(best.best_model_score), str(full))
+
+    scores = {int(k): v["score"] for k, v in progress.data.items()}
+    pick = (min if mode == "min" else max)(scores, key=lambda k: (scores[k] if not math.isnan(scores[k]) else -math.inf, k))
+    network.load_state_dict(load_file(progress.data[str(pick)]["best"]))
+    return FitResult(pick, scores[pick], config.monitor, time.perf_counter() - start)
+
+
+def _print_parameters(console: Console, network: Network, phase: int) -> None:
+    total = sum(p.numel() for p in network.parameters())
+    trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
+    label = "frozen base, training the head" if phase == 1 else "fine-tuning"
+    console.print(f"[bold]Phase {phase}[/] ({label}): {trainable:,} of {total:,} parameters trainable")

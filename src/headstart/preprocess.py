@@ -1,0 +1,172 @@
+"""The preprocessing contract: one definition used by training, evaluation, prediction and
+every export. It needs only Pillow and numpy, so a torch-free runtime reproduces it exactly.
+
+Pipeline for every image, everywhere:
+    decode (EXIF orientation applied, any mode -> RGB, transparency on white)
+    -> resize the shorter side to ``resize_size`` and keep the centred square
+       (this square is what the decoded-image store keeps)
+    -> centre-crop ``input_size`` (evaluation) or random-crop/augment (training only)
+    -> float32 in [0, 1] -> (x - mean) / std -> CHW
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
+
+# Extensions treated as images when scanning folders; anything else is ignored and counted.
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+
+_INTERPOLATION = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+    "box": Image.Resampling.BOX,
+    "hamming": Image.Resampling.HAMMING,
+}
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Everything needed to turn a file into the model's input tensor."""
+
+    input_size: int  # side of the square the model sees
+    resize_size: int  # shorter side after resize; the stored square's side
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: str = "bicubic"
+
+    def __post_init__(self) -> None:
+        if self.resize_size < self.input_size:
+            raise ValueError(f"resize_size {self.resize_size} < input_size {self.input_size}")
+        if self.interpolation not in _INTERPOLATION:
+            raise ValueError(f"interpolation {self.interpolation!r} not in {sorted(_INTERPOLATION)}")
+
+    @classmethod
+    def from_timm_config(cls, cfg: dict[str, Any], image_size: int | None = None) -> "Preprocess":
+        """Derive from a timm data config (``timm.data.resolve_model_data_config``)."""
+        size = int(image_size or cfg["input_size"][-1])
+        crop_pct = float(cfg.get("crop_pct") or 1.0)
+        interpolation = cfg.get("interpolation") or "bilinear"
+        if interpolation not in _INTERPOLATION:
+            interpolation = "bilinear"
+        return cls(
+            input_size=size,
+            resize_size=max(size, math.floor(size / crop_pct)),
+            mean=tuple(float(m) for m in cfg["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(s) for s in cfg["std"]),  # type: ignore[arg-type]
+            interpolation=interpolation,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_size": self.input_size,
+            "resize_size": self.resize_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocess":
+        return cls(
+            input_size=int(data["input_size"]),
+            resize_size=int(data["resize_size"]),
+            mean=tuple(float(x) for x in data["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(x) for x in data["std"]),  # type: ignore[arg-type]
+            interpolation=str(data["interpolation"]),
+        )
+
+    # -- the pipeline -------------------------------------------------------------------
+    def square(self, source: ImageSource) -> np.ndarray:
+        """Decode and resize to the stored square: (resize_size, resize_size, 3) uint8."""
+        return resize_square(load_rgb(source, self.resize_size), self.resize_size, self.interpolation)
+
+    def normalize(self, square: np.ndarray) -> np.ndarray:
+        """Centre-crop a stored square (or a batch of them) and normalize -> float32 CHW."""
+        crop = center_crop(square, self.input_size)
+        x = crop.astype(np.float32) * (1.0 / 255.0)
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(np.moveaxis(x, -1, -3))
+
+    def __call__(self, source: ImageSource) -> np.ndarray:
+        """One image to the model input: (3, input_size, input_size) float32."""
+        return self.normalize(self.square(source))
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, bytes):
+        return Image.open(io.BytesIO(source))
+    if isinstance(source, (str, os.PathLike)):
+        return Image.open(Path(source))
+    return Image.open(source)
+
+
+def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
+    """Decode any image to 8-bit RGB: EXIF orientation applied, alpha composited on white.
+
+    ``min_side`` lets the JPEG decoder downscale while decoding (``Image.draft``), never
+    below that shorter side; every code path passes the same value so results match.
+    """
+    image = _open(source)
+    if min_side and image.format == "JPEG" and image.mode in ("RGB", "L", "CMYK"):
+        w, h = image.size
+        short = min(w, h)
+        if short > 2 * min_side:
+            image.draft(image.mode, (math.ceil(w * min_side / short), math.ceil(h * min_side / short)))
+    image = ImageOps.exif_transpose(image)  # loads the pixels; a bad file raises here
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB, compositing transparency on white."""
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(arr * (255.0 / peak), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, "L").convert("RGB")
+    if mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    elif mode in ("LA", "La", "PA", "RGBa"):
+        image = image.convert("RGBA")
+    if image.mode == "RGBA":
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def resize_square(image: Image.Image, side: int, interpolation: str = "bicubic") -> np.ndarray:
+    """Resize the shorter side to ``side`` (aspect kept), keep the centred square."""
+    w, h = image.size
+    if w <= h:
+        new = (side, max(side, int(side * h / w)))
+    else:
+        new = (max(side, int(side * w / h)), side)
+    if new != (w, h):
+        image = image.resize(new, _INTERPOLATION[interpolation])
+    return center_crop(np.asarray(image, dtype=np.uint8), side)
+
+
+def center_crop(array: np.ndarray, side: int) -> np.ndarray:
+    """Centre crop of (..., H, W, C) to (..., side, side, C), rounding like torchvision."""
+    h, w = array.shape[-3], array.shape[-2]
+    top = int(round((h - side) / 2.0))
+    left = int(round((w - side) / 2.0))
+    return array[..., top : top + side, left : left + side, :]
