@@ -109,9 +109,10 @@ class ModelConfig(_Serializable):
 class TrainConfig(_Serializable):
     """How to train: two phases, frozen base then fine-tuning at a lower learning rate."""
 
-    frozen_epochs: int = 5
-    finetune_epochs: int = 5
-    lr: float = 1e-3  # head learning rate
+    # None: 30 on cached features (an epoch there costs milliseconds), else 5.
+    frozen_epochs: int | None = None
+    finetune_epochs: int = 3
+    lr: float = 3e-3  # head learning rate
     base_lr_ratio: float = 0.1  # phase 2: base lr = lr * base_lr_ratio
     unfreeze: int = 0  # phase 2: 0 = whole base, N = last N parameter groups (stages)
     optimizer: str = "adamw"
@@ -133,9 +134,11 @@ class TrainConfig(_Serializable):
     precision: str | None = None  # None: Lightning's default (32-bit)
 
     def __post_init__(self) -> None:
-        for name in ("frozen_epochs", "finetune_epochs", "patience", "unfreeze"):
+        for name in ("finetune_epochs", "patience", "unfreeze"):
             _positive(name, getattr(self, name), allow_zero=True)
-        if self.frozen_epochs + self.finetune_epochs == 0:
+        if self.frozen_epochs is not None:
+            _positive("frozen_epochs", self.frozen_epochs, allow_zero=True)
+        if self.phase1_epochs + self.finetune_epochs == 0:
             raise ConfigError("frozen_epochs + finetune_epochs is 0: nothing to train.")
         _positive("lr", self.lr)
         _positive("base_lr_ratio", self.base_lr_ratio)
@@ -148,6 +151,13 @@ class TrainConfig(_Serializable):
         _choice("monitor", self.monitor, MONITORS)
         if self.class_weights is not None:
             _choice("class_weights", self.class_weights, ("balanced",))
+
+
+    @property
+    def phase1_epochs(self) -> int:
+        if self.frozen_epochs is not None:
+            return self.frozen_epochs
+        return 30 if self.feature_cache else 5
 
 
 _NESTED: dict[tuple[str, str], type[_Serializable]] = {("TrainConfig", "augment"): AugmentConfig}

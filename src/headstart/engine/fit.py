@@ -51,8 +51,8 @@ def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
     """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
     so every epoch trains the whole network at the full learning rate."""
     if not pretrained:
-        return [Phase(2, config.frozen_epochs + config.finetune_epochs, 1.0)]
-    phases = [Phase(1, config.frozen_epochs, config.base_lr_ratio), Phase(2, config.finetune_epochs, config.base_lr_ratio)]
+        return [Phase(2, config.phase1_epochs + config.finetune_epochs, 1.0)]
+    phases = [Phase(1, config.phase1_epochs, config.base_lr_ratio), Phase(2, config.finetune_epochs, config.base_lr_ratio)]
     return [p for p in phases if p.epochs > 0]
 
 

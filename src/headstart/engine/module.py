@@ -32,10 +32,12 @@ def make_metrics(task: str, num_classes: int, threshold: float) -> torchmetrics.
     )
 
 
-def _freeze_norm_of_frozen(module: nn.Module) -> None:
-    """Keep normalisation statistics of frozen layers fixed (eval mode) while training."""
+def _freeze_norm_stats(module: nn.Module, all_norms: bool) -> None:
+    """Batch-norm layers in eval mode: all of them, or those whose parameters are frozen."""
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and not any(p.requires_grad for p in m.parameters(recurse=False)):
+        if isinstance(m, nn.modules.batchnorm._NormBase) and (
+            all_norms or not any(p.requires_grad for p in m.parameters(recurse=False))
+        ):
             m.eval()
 
 
@@ -52,6 +54,7 @@ class ClassifierModule(L.LightningModule):
         threshold: float = 0.5,
         loss_weights: torch.Tensor | None = None,
         base_lr_ratio: float | None = None,
+        keep_norm_stats: bool = True,
     ) -> None:
         super().__init__()
         self.network = network
@@ -59,6 +62,7 @@ class ClassifierModule(L.LightningModule):
         self.config = config
         self.phase = phase
         self.base_lr_ratio = config.base_lr_ratio if base_lr_ratio is None else base_lr_ratio
+        self.keep_norm_stats = keep_norm_stats
         self.loss_fn = make_loss(task, loss_weights)
         metrics = make_metrics(task, num_classes, threshold)
         self.train_metrics = metrics.clone(prefix="train_")
@@ -76,14 +80,20 @@ class ClassifierModule(L.LightningModule):
                 for p in group:
                     p.requires_grad_(True)
 
-    def train(self, mode: bool = True) -> "ClassifierModule":
-        super().train(mode)
-        if mode:
+    def on_train_batch_start(self, batch: object, batch_idx: int) -> None:
+        # Lightning restores each submodule's mode itself after validation (without calling
+        # train()), so the frozen parts are put back in eval mode before every batch.
+        self._fix_modes()
+
+    def _fix_modes(self) -> None:
+        if self.training:
             if self.phase == 1:
                 self.network.backbone.eval()  # frozen base: fixed BN stats, no dropout
             else:
-                _freeze_norm_of_frozen(self.network.backbone)
-        return self
+                # Batch-norm statistics stay those of pretraining while fine-tuning (their
+                # scale/shift still learn): small batches of a new domain would otherwise
+                # shift them and undo what phase 1 learned on top of them.
+                _freeze_norm_stats(self.network.backbone, all_norms=self.keep_norm_stats)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
