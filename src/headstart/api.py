@@ -162,10 +162,10 @@ class Classifier:
         for note in index.notes:
             self.console.print(f"[yellow]note:[/] {note}")
         task = resolve_task(self.model.task, index)
-        if index.layout == "splits":
-            splits = index.samples
-        else:
-            splits = stratified_split(index.all_samples, self.train.val_fraction, self.train.seed)
+        splits = dict(index.samples)
+        if "val" not in splits:  # no validation given: a stratified, seeded split of train
+            pool = splits.pop("train") if "train" in splits else splits.pop("all")
+            splits = {**stratified_split(pool, self.train.val_fraction, self.train.seed), **splits}
         meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
         return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
 

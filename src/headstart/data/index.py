@@ -132,12 +132,20 @@ def _check_classes(root: Path, per_class: dict[str, list[str]]) -> None:
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:
+    """train/ + val/ (+ test/); or train/ (+ test/) alone, the validation then split off train."""
     found: dict[str, Path] = {}
+    others = 0
     for entry in os.scandir(root):
+        if not entry.is_dir() or entry.name.startswith("."):
+            continue
         split = SPLIT_NAMES.get(entry.name.lower())
-        if entry.is_dir() and split and split not in found:
+        if split and split not in found:
             found[split] = Path(entry.path)
-    return found if {"train", "val"} <= found.keys() else {}
+        else:
+            others += 1
+    if "train" in found and ("val" in found or others == 0):
+        return found
+    return {}
 
 
 def scan_folders(root: Path) -> DataIndex:
@@ -156,7 +164,7 @@ def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
         ignored += n
     _check_classes(dirs["train"], per_split["train"])
     classes = sorted(per_split["train"])
-    notes = []
+    notes = [] if "val" in per_split else ["no val/ folder: the validation split is taken from train/"]
     for split in ("val", "test"):
         if split not in per_split:
             continue
