@@ -121,7 +121,9 @@ class TrainConfig(_Serializable):
     batch_size: int = 32
     val_fraction: float = 0.2
     seed: int = 0
-    monitor: str = "val_acc"
+    # Validation loss, not accuracy: on small validation sets accuracy moves in coarse
+    # steps and ties, so the best checkpoint and early stopping would follow noise.
+    monitor: str = "val_loss"
     patience: int = 3  # early stopping, in epochs without improvement; 0 disables
     class_weights: str | None = None  # None or "balanced"
     oversample: bool = False
