@@ -144,7 +144,7 @@ class Classifier:
             raise ConfigError(f"image_size={image_size} is too small; use 16 or more.")
         self.image_size = image_size
         self.cache = cache
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.run_dir: Path | None = None
         self.artifact: Artifact | None = None
         self.metrics: dict[str, Metrics] = {}

@@ -22,8 +22,8 @@ from headstart.errors import HeadstartError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
 cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)  # results: one line per image, never wrapped
+err = Console(stderr=True, soft_wrap=True)
 
 
 class Head(str, Enum):
@@ -142,9 +142,9 @@ def predict(
         return
     for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
         if pred.error:
-            out.print(f"{pred.source}\t[red]unreadable: {pred.error}")
+            typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:
-            out.print(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
+            typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
 
 
 @app.command()

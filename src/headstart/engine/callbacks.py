@@ -21,7 +21,7 @@ class EpochLog(L.Callback):
     def __init__(self, path: Path, phase: int, console: Console | None = None) -> None:
         self.path = path
         self.phase = phase
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self._start = time.perf_counter()
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:

@@ -127,7 +127,7 @@ def two_phase_fit(
     ``loaders(phase)`` gives (train, val, on_features): when ``on_features`` the batches are
     cached base features and only the head runs.
     """
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,63 @@
+"""Options fail early with a close match; heads and tasks give the right shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+from headstart.errors import ConfigError
+from headstart.evaluate import compute_metrics
+from headstart.models import build_network
+
+
+def test_unknown_key_suggests_the_close_name():
+    with pytest.raises(ConfigError, match="Did you mean 'finetune_epochs'"):
+        TrainConfig.from_dict({"finetune_epoch": 3})
+
+
+def test_round_trip_keeps_nested_options():
+    cfg = TrainConfig(augment=AugmentConfig(rotation=0, scale=(0.5, 1.0)), frozen_epochs=2)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: TrainConfig(lr=-1), "lr"),
+        (lambda: TrainConfig(val_fraction=1.5), "val_fraction"),
+        (lambda: TrainConfig(frozen_epochs=0, finetune_epochs=0), "nothing to train"),
+        (lambda: TrainConfig(optimizer="adamx"), "adamw"),
+        (lambda: ModelConfig(head="lienar"), "linear"),
+        (lambda: ModelConfig(task="regression"), "multiclass"),
+        (lambda: AugmentConfig(scale=(0.9, 0.2)), "scale"),
+    ],
+)
+def test_invalid_values_are_refused(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("head, hidden", [("linear", ()), ("bottleneck", ()), ("mlp", (32, 16))])
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_heads_output_shapes(head, hidden, outputs):
+    net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False, head=head, hidden=hidden, dropout=0.2), outputs)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, outputs)
+
+
+def test_timm_architecture_by_name_headless():
+    net = build_network(ModelConfig(arch="resnet18", pretrained=False), 5)
+    assert net.backbone.num_features == 512
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
+    assert len(net.base_groups()) > 2  # stages, for --unfreeze N
+
+
+def test_metrics_per_class_and_balanced_accuracy():
+    import numpy as np
+
+    probs = np.array([[0.9, 0.1, 0], [0.8, 0.2, 0], [0.1, 0.9, 0], [0.6, 0.4, 0]])
+    m = compute_metrics(probs, [(0,), (0,), (1,), (1,)], ["a", "b", "c"], "multiclass")
+    assert m.accuracy == 0.75 and m.confusion == [[2, 0, 0], [1, 1, 0], [0, 0, 0]]
+    assert m.balanced_accuracy == pytest.approx(0.75)  # mean recall over classes with support
+    assert m.per_class[0].precision == pytest.approx(2 / 3) and m.per_class[1].recall == 0.5
+    assert m.per_class[2].support == 0
