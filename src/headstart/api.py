@@ -293,10 +293,10 @@ class Classifier:
         return loaders
 
     def _metrics_of(self, prepared: Prepared, split: str) -> Metrics:
-        assert self._predictor is not None and self.artifact is not None
-        probs = self._predictor.probabilities_of_squares(prepared.images.array, prepared.rows[split])
+        probs = self._require_predictor().probabilities_of_squares(prepared.images.array, prepared.rows[split])
         labels = [s.labels for s in prepared.samples[split]]
-        return compute_metrics(probs, labels, self.artifact.classes, self.artifact.task, self.model.threshold)
+        artifact = self._require_artifact()
+        return compute_metrics(probs, labels, artifact.classes, artifact.task, self.model.threshold)
 
     def _check_prepared(self, prepared: Prepared, classes: list[str], run_dir: Path) -> None:
         counts = np.bincount([i for s in prepared.samples["train"] for i in s.labels], minlength=len(classes))
@@ -307,7 +307,9 @@ class Classifier:
                 "add images to those classes or remove them."
             )
         if len(prepared.samples.get("val", [])) == 0:
-            raise DataError("The validation split is empty; add images to val/ or lower --val-fraction's rounding by adding data.")
+            raise DataError(
+                "The validation split is empty: add images to val/, or give each class at least 2 readable images."
+            )
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> dict[str, Metrics]:
@@ -345,19 +347,16 @@ class Classifier:
     # -- prediction ----------------------------------------------------------------------
     def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5) -> list[Prediction]:
         """Class names and probabilities for files, folders, bytes or PIL images."""
-        self._require_artifact()
-        assert self._predictor is not None
+        predictor = self._require_predictor()
         if not isinstance(sources, list):
             sources = [sources]
         expanded: list[ImageSource] = []
         for s in sources:
             expanded.extend(expand_inputs([s]) if isinstance(s, (str, os.PathLike)) else [s])
-        return self._predictor.predict(expanded, top_k=top_k)
+        return predictor.predict(expanded, top_k=top_k)
 
     def predict_to_csv(self, sources: list[str], path: str | os.PathLike, top_k: int = 5) -> int:
-        self._require_artifact()
-        assert self._predictor is not None
-        return write_predictions(Path(path), self._predictor.iter_predict(list(expand_inputs(sources)), top_k), top_k)
+        return write_predictions(Path(path), self._require_predictor().iter_predict(list(expand_inputs(sources)), top_k), top_k)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "Classifier":
@@ -376,6 +375,12 @@ class Classifier:
         if self.artifact is None:
             raise ConfigError("This Classifier is not trained: call fit(DATA) first, or headstart.load(RUN_DIR).")
         return self.artifact
+
+    def _require_predictor(self) -> Predictor:
+        self._require_artifact()
+        if self._predictor is None:
+            self._predictor = Predictor(self._require_artifact())
+        return self._predictor
 
     # -- output --------------------------------------------------------------------------
     def _write_results(self, folder: Path, curves: bool = True) -> None:

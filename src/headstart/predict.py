@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from headstart.artifact import Artifact
-from headstart.data.index import walk_images, is_image_file
+from headstart.data.index import walk_images
 from headstart.data.store import cpu_count
 from headstart.models.network import probabilities, to_channels_last
 from headstart.errors import DataError
@@ -133,4 +133,4 @@ def write_predictions(path: Path, predictions: Iterable[Prediction], top_k: int)
     return n
 
 
-__all__ = ["Prediction", "Predictor", "expand_inputs", "write_predictions", "is_image_file"]
+__all__ = ["Prediction", "Predictor", "expand_inputs", "write_predictions"]

@@ -136,5 +136,6 @@ def decode_all(
         )
         return decode_all(paths, preprocess, cache=False, show=show)
     found = _load_cached(npy, meta, shape)
-    assert found is not None  # just written
+    if found is None:  # replaced by a concurrent run between our rename and this read
+        return decode_all(paths, preprocess, cache=False, show=show)
     return DecodedImages(found.array, found.failed, cached=False)
