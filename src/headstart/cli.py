@@ -64,7 +64,8 @@ def train(
     frozen_epochs: Optional[int] = typer.Option(None, help="Phase 1: epochs training the head on the frozen base. Default: 30 on cached features, else 5."),
     finetune_epochs: int = typer.Option(3, help="Phase 2: epochs fine-tuning the base (0: skip)."),
     lr: float = typer.Option(3e-3, help="Head learning rate."),
-    base_lr_ratio: float = typer.Option(0.1, help="Phase 2: base learning rate = lr * this."),
+    finetune_lr: Optional[float] = typer.Option(None, help="Phase 2 head learning rate. Default: lr / 10."),
+    base_lr_ratio: float = typer.Option(0.3, help="Phase 2: base learning rate = finetune-lr * this."),
     unfreeze: int = typer.Option(0, help="Phase 2: unfreeze the last N stages (0: all)."),
     optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
     weight_decay: float = typer.Option(0.01),
@@ -100,7 +101,7 @@ def train(
     )
     aug = AugmentConfig(rotation=rotation, vflip=vflip) if augment else AugmentConfig.none()
     cfg = TrainConfig(
-        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=lr, base_lr_ratio=base_lr_ratio,
+        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr, base_lr_ratio=base_lr_ratio,
         unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
         class_weights="balanced" if class_weights else None, oversample=oversample, augment=aug,

@@ -112,8 +112,9 @@ class TrainConfig(_Serializable):
     # None: 30 on cached features (an epoch there costs milliseconds), else 5.
     frozen_epochs: int | None = None
     finetune_epochs: int = 3
-    lr: float = 3e-3  # head learning rate
-    base_lr_ratio: float = 0.1  # phase 2: base lr = lr * base_lr_ratio
+    lr: float = 3e-3  # head learning rate in phase 1 (and for everything when from scratch)
+    finetune_lr: float | None = None  # phase 2 head learning rate; None: lr / 10
+    base_lr_ratio: float = 0.3  # phase 2: base lr = finetune_lr * base_lr_ratio
     unfreeze: int = 0  # phase 2: 0 = whole base, N = last N parameter groups (stages)
     optimizer: str = "adamw"
     weight_decay: float = 0.01
@@ -144,6 +145,8 @@ class TrainConfig(_Serializable):
             raise ConfigError("frozen_epochs + finetune_epochs is 0: nothing to train.")
         _positive("lr", self.lr)
         _positive("base_lr_ratio", self.base_lr_ratio)
+        if self.finetune_lr is not None:
+            _positive("finetune_lr", self.finetune_lr)
         _positive("batch_size", self.batch_size)
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0 < self.val_fraction < 1:
@@ -154,6 +157,10 @@ class TrainConfig(_Serializable):
         if self.class_weights is not None:
             _choice("class_weights", self.class_weights, ("balanced",))
 
+
+    @property
+    def phase2_lr(self) -> float:
+        return self.finetune_lr if self.finetune_lr is not None else self.lr / 10
 
     @property
     def phase1_epochs(self) -> int:

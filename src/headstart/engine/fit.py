@@ -36,7 +36,8 @@ from headstart.models import Network
 class Phase:
     number: int  # 1: frozen base, 2: fine-tuning
     epochs: int
-    base_lr_ratio: float
+    head_lr: float
+    base_lr: float  # unused while the base is frozen
 
 
 @dataclass
@@ -51,8 +52,13 @@ def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
     """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
     so every epoch trains the whole network at the full learning rate."""
     if not pretrained:
-        return [Phase(2, config.phase1_epochs + config.finetune_epochs, 1.0)]
-    phases = [Phase(1, config.phase1_epochs, config.base_lr_ratio), Phase(2, config.finetune_epochs, config.base_lr_ratio)]
+        return [Phase(2, config.phase1_epochs + config.finetune_epochs, config.lr, config.lr)]
+    # Fine-tuning starts from a trained head: a tenth of its learning rate, and less for
+    # the pretrained base, so the first steps do not undo what phase 1 learned.
+    phases = [
+        Phase(1, config.phase1_epochs, config.lr, 0.0),
+        Phase(2, config.finetune_epochs, config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
+    ]
     return [p for p in phases if p.epochs > 0]
 
 
@@ -146,7 +152,7 @@ def two_phase_fit(
         last = folder / "last.ckpt"
         ckpt_path = str(last) if resume and last.exists() else None
         module = ClassifierModule(
-            head_only(network) if on_features else network, task, num_classes, config, phase.number, threshold, loss_weights, phase.base_lr_ratio
+            head_only(network) if on_features else network, task, num_classes, config, phase.number, phase.head_lr, phase.base_lr, threshold, loss_weights
         )
         _print_parameters(console, network, phase.number)
         best = ModelCheckpoint(

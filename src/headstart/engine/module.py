@@ -51,9 +51,10 @@ class ClassifierModule(L.LightningModule):
         num_classes: int,
         config: TrainConfig,
         phase: int,
+        head_lr: float,
+        base_lr: float,
         threshold: float = 0.5,
         loss_weights: torch.Tensor | None = None,
-        base_lr_ratio: float | None = None,
         keep_norm_stats: bool = True,
     ) -> None:
         super().__init__()
@@ -61,7 +62,7 @@ class ClassifierModule(L.LightningModule):
         self.task = task
         self.config = config
         self.phase = phase
-        self.base_lr_ratio = config.base_lr_ratio if base_lr_ratio is None else base_lr_ratio
+        self.head_lr, self.base_lr = head_lr, base_lr
         self.keep_norm_stats = keep_norm_stats
         self.loss_fn = make_loss(task, loss_weights)
         metrics = make_metrics(task, num_classes, threshold)
@@ -126,10 +127,10 @@ class ClassifierModule(L.LightningModule):
 
     def configure_optimizers(self):  # type: ignore[no-untyped-def]
         cfg = self.config
-        groups = [{"params": list(self.network.head.parameters()), "lr": cfg.lr, "name": "head"}]
+        groups = [{"params": list(self.network.head.parameters()), "lr": self.head_lr, "name": "head"}]
         base = [p for p in self.network.backbone.parameters() if p.requires_grad]
         if base:
-            groups.append({"params": base, "lr": cfg.lr * self.base_lr_ratio, "name": "base"})
+            groups.append({"params": base, "lr": self.base_lr, "name": "base"})
         if cfg.optimizer == "sgd":
             optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
         elif cfg.optimizer == "adam":
@@ -141,7 +142,7 @@ class ClassifierModule(L.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": cfg.monitor}}
         if cfg.schedule == "cosine":
             steps = max(1, int(self.trainer.estimated_stepping_batches))
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=cfg.lr * 1e-3)
+            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
         return optimizer
 
