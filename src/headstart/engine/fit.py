@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from headstart.config import TrainConfig
+from headstart.engine.allocator import keep_freed_memory
 from headstart.engine.callbacks import EpochLog
 from headstart.engine.features import head_only
 from headstart.engine.module import ClassifierModule
@@ -135,6 +136,7 @@ def two_phase_fit(
     """
     console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
+    keep_freed_memory()
     ckpt_root = run_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     progress = Progress(ckpt_root / "progress.json")
