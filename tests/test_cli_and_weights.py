@@ -23,9 +23,11 @@ def test_cli_train_predict_evaluate(tmp_path):
     data = class_folders(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
     result = runner.invoke(app, ["train", str(data), "--out", str(run), "--arch", "convnet_tiny", "--no-pretrained",
-                                 "--image-size", "32", "--finetune-epochs", "1", "--frozen-epochs", "1", "--batch-size", "8"])
+                                 "--image-size", "32", "--finetune-epochs", "1", "--frozen-epochs", "1", "--batch-size", "8",
+                                 "--class-weights", "balanced"])
     assert result.exit_code == 0, result.output
     assert (run / "headstart.json").is_file()
+    assert '"class_weights": "balanced"' in (run / "config.json").read_text()
     result = runner.invoke(app, ["predict", str(run), str(data / "red"), "--top-k", "2", "--out", str(tmp_path / "p.csv")])
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "p.csv").read_text().splitlines()) == 7

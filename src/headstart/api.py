@@ -161,6 +161,8 @@ class Classifier:
         index = scan(data)
         for note in index.notes:
             self.console.print(f"[yellow]note:[/] {note}")
+        if index.ignored:
+            self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
         task = resolve_task(self.model.task, index)
         splits = dict(index.samples)
         if "val" not in splits:  # no validation given: a stratified, seeded split of train

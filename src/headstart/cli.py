@@ -75,7 +75,7 @@ def train(
     seed: int = typer.Option(0),
     monitor: str = typer.Option("val_loss", help="Best-checkpoint and early-stopping metric: val_loss, val_acc or val_f1."),
     patience: int = typer.Option(3, help="Early stopping patience in epochs (0: off)."),
-    class_weights: bool = typer.Option(False, "--class-weights", help="Balanced class weights in the loss."),
+    class_weights: Optional[str] = typer.Option(None, "--class-weights", help="'balanced': loss weights inverse to class frequency."),
     oversample: bool = typer.Option(False, "--oversample", help="Sample rare classes more often."),
     augment: bool = typer.Option(True, help="Training augmentation (flip, rotation, crop, colour)."),
     rotation: float = typer.Option(10.0, help="Augmentation: max rotation in degrees."),
@@ -104,7 +104,7 @@ def train(
         frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr, base_lr_ratio=base_lr_ratio,
         unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
-        class_weights="balanced" if class_weights else None, oversample=oversample, augment=aug,
+        class_weights=class_weights, oversample=oversample, augment=aug,
         feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
     )
     Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
