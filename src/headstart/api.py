@@ -10,12 +10,10 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +26,9 @@ from headstart.artifact import Artifact, load_artifact, num_outputs, save_artifa
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import DataIndex, Sample, Skipped, scan
 from headstart.data.split import read_split, stratified_split, write_split
-from headstart.data.store import DecodedImages, cpu_count, decode_all
+from headstart.data.prepare import Prepared, prepare, write_skipped
+from headstart.data.store import cpu_count
+from headstart.engine.balance import loss_weights, sample_weights
 from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics, compute_metrics
 from headstart.models import build_network
@@ -51,56 +51,10 @@ def resolve_task(requested: str | None, index: DataIndex) -> str:
     return requested
 
 
-@dataclass
-class Prepared:
-    """Decoded images and their split into rows of the decoded array."""
-
-    images: DecodedImages
-    rows: dict[str, np.ndarray]  # split -> rows of images.array
-    samples: dict[str, list[Sample]]  # split -> samples (readable ones only)
-    skipped: list[Skipped]
-
-
-def prepare(samples: dict[str, list[Sample]], preprocess: Preprocess, cache: bool, skipped: list[Skipped]) -> Prepared:
-    """Decode every image once; unreadable ones are dropped from every split and listed."""
-    paths = sorted({s.path for split in samples.values() for s in split})
-    images = decode_all(paths, preprocess, cache=cache)
-    row_of = {p: i for i, p in enumerate(paths)}
-    bad = {paths[i]: reason for i, reason in images.failed.items()}
-    skipped = skipped + [Skipped(p, r) for p, r in sorted(bad.items())]
-    kept = {split: [s for s in items if s.path not in bad] for split, items in samples.items()}
-    rows = {split: np.array([row_of[s.path] for s in items], dtype=np.int64) for split, items in kept.items()}
-    return Prepared(images, rows, kept, skipped)
-
-
-def write_skipped(path: Path, skipped: list[Skipped]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows((s.path, s.reason) for s in skipped)
-
-
 def _targets(samples: list[Sample], k: int, task: str) -> torch.Tensor:
     from headstart.data.datasets import encode_targets
 
     return encode_targets(samples, k, task)
-
-
-def loss_weights(samples: list[Sample], k: int, task: str) -> torch.Tensor:
-    """'balanced': multiclass n/(k * n_c); binary and multi-label: positive weight neg/pos."""
-    counts = np.bincount([i for s in samples for i in s.labels], minlength=k).astype(np.float64)
-    n = len(samples)
-    if task == "multiclass":
-        return torch.tensor(n / (k * np.maximum(counts, 1)), dtype=torch.float32)
-    if task == "binary":
-        return torch.tensor([(n - counts[1]) / max(counts[1], 1)], dtype=torch.float32)
-    return torch.tensor((n - counts) / np.maximum(counts, 1), dtype=torch.float32)
-
-
-def sample_weights(samples: list[Sample], k: int) -> torch.Tensor:
-    """Oversampling weights: each image weighs 1 / (count of its rarest class)."""
-    counts = np.bincount([i for s in samples for i in s.labels], minlength=k)
-    return torch.tensor([1.0 / min((counts[i] for i in s.labels), default=len(samples)) for s in samples], dtype=torch.double)
 
 
 def _one_thread(_: int) -> None:

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from enum import Enum
