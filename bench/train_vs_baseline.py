@@ -14,8 +14,9 @@ as SPLIT_DIR/{train,val}/<class>/ symlinks. Library imports are done before any 
 
 Data: Debian's public-domain OpenClipart PNGs (``apt-get install openclipart-png``), up to
 M images from each of N top-level categories (sorted, seeded sample), copied unmodified
-into DATA/<class>/ (regular files only: the package symlinks duplicates). Files Pillow refuses to open by default (decompression-bomb limit)
-are left out, since the tutorial loader would crash on them.
+into DATA/<class>/ (regular files only: the package symlinks duplicates). Files Pillow
+refuses to open by default (decompression-bomb limit) are left out, since the tutorial
+loader would crash on them.
 
 Run:  python bench/train_vs_baseline.py [--data DIR] [--classes N] [--per-class M]
                                         [--epochs-baseline 5] [--no-warm] [--keep]

@@ -23,15 +23,18 @@ class EpochLog(L.Callback):
         self.phase = phase
         self.console = console or Console(stderr=True, soft_wrap=True)
         self._start = time.perf_counter()
+        self._lrs: dict[str, float] = {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
+        # the rates this epoch starts with (a per-step scheduler has moved on by its end)
+        self._lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(trainer.optimizers[0].param_groups)}
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(trainer.optimizers[0].param_groups)}
+        lrs = self._lrs
         row = {
             "phase": self.phase,
             "epoch": trainer.current_epoch + 1,
