@@ -190,24 +190,22 @@ def cache_info() -> None:
 
 
 def main() -> None:
+    """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
     try:
         app(standalone_mode=False)
     except HeadstartError as exc:
         err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except typer.Abort:
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except (typer.BadParameter, typer.Exit) as exc:  # pragma: no cover - typer handles most
-        raise exc
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+    except typer.TyperException as exc:  # click's usage errors (bad option, missing argument...)
+        show = getattr(exc, "show", None)
+        if show is None:
+            raise
+        show()
+        sys.exit(getattr(exc, "exit_code", 2))
 
 
 if __name__ == "__main__":

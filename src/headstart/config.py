@@ -30,7 +30,7 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
+    if not (value >= 0) or (value == 0 and not allow_zero):  # `not >=` also refuses NaN
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name}={value!r} must be {bound}.")
 

@@ -144,7 +144,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return Image.fromarray(arr, "L").convert("RGB")
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
-    elif mode in ("LA", "La", "PA", "RGBa"):
+    elif mode == "La":  # premultiplied alpha: Pillow converts it to nothing else
+        image = Image.merge("LA", image.split()).convert("RGBA")
+    elif mode in ("LA", "PA", "RGBa"):
         image = image.convert("RGBA")
     if image.mode == "RGBA":
         white = Image.new("RGBA", image.size, (255, 255, 255, 255))

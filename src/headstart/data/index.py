@@ -204,7 +204,10 @@ def scan_csv(path: Path) -> DataIndex:
         skipped: list[Skipped] = []
         for line, raw in enumerate(reader, start=2):
             row = {k.strip().lower(): (v or "").strip() for k, v in raw.items() if k}
-            names = tuple(sorted({n.strip() for n in row[column].split(";") if n.strip()}))
+            if multilabel:
+                names = tuple(sorted({n.strip() for n in row[column].split(";") if n.strip()}))
+            else:  # one class per image, even if its name holds a ';'
+                names = (row[column],) if row[column] else ()
             if not row["path"]:
                 raise DataError(f"CSV {path} line {line}: empty path.")
             if not names and not multilabel:

@@ -65,11 +65,11 @@ def _load_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> DecodedImages
     try:
         info = json.loads(meta.read_text())
         array = np.load(npy, mmap_mode="r")
-    except (OSError, ValueError):
-        return None
-    if info.get("version") != STORE_VERSION or tuple(array.shape) != shape or array.dtype != np.uint8:
-        return None
-    return DecodedImages(array, {int(k): v for k, v in info["failed"].items()}, cached=True)
+        if info.get("version") != STORE_VERSION or tuple(array.shape) != shape or array.dtype != np.uint8:
+            return None
+        return DecodedImages(array, {int(k): str(v) for k, v in info["failed"].items()}, cached=True)
+    except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
+        return None  # unreadable, truncated, or another version's entry: rebuilt by the caller
 
 
 def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool) -> dict[int, str]:
@@ -128,7 +128,10 @@ def decode_all(
         os.replace(tmp, npy)
         os.replace(meta_tmp, meta)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is unusable; nothing was written
         print(
             f"headstart: cannot write the image cache in {folder} ({exc.strerror}); "
             "continuing without it (set HEADSTART_CACHE_DIR or use --no-cache).",

@@ -1,0 +1,144 @@
+"""The command line: train, predict, evaluate, cache in-process; errors as one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from headstart import cli
+from headstart.cli import app
+
+runner = CliRunner()
+FAST = ["--arch", "convnet_tiny", "--no-pretrained", "--image-size", "32", "--frozen-epochs", "1",
+        "--finetune-epochs", "1", "--batch-size", "8", "--patience", "0"]
+
+
+def invoke(args: list[str]):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_train_predict_evaluate(tmp_path, make_images):
+    data = make_images(tmp_path / "data", per_class=6)
+    run = tmp_path / "run"
+    invoke(["train", data, "--out", run, *FAST, "--head", "mlp", "--hidden", "16,8", "--dropout", "0.1",
+            "--class-weights", "balanced", "--oversample", "--no-augment", "--seed", "3"])
+    for name in ("model.safetensors", "headstart.json", "metrics.json", "epochs.csv", "split.csv", "config.json"):
+        assert (run / name).is_file(), name
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == {**config["model"], "arch": "convnet_tiny", "pretrained": False, "head": "mlp",
+                               "hidden": [16, 8], "dropout": 0.1}
+    assert config["train"]["class_weights"] == "balanced" and config["train"]["oversample"] is True
+    assert config["train"]["seed"] == 3 and config["train"]["augment"]["hflip"] is False
+    assert config["image_size"] == 32
+    assert len(list(csv.DictReader((run / "epochs.csv").open()))) == 2
+
+    preds = tmp_path / "preds.csv"
+    invoke(["predict", run, data / "red", data / "blue" / "blue_0.png", "--top-k", "2", "--out", preds])
+    table = list(csv.DictReader(preds.open()))
+    assert list(table[0]) == ["path", "prediction", "class_1", "prob_1", "class_2", "prob_2", "error"]
+    assert len(table) == 7
+    assert table[-1]["path"].endswith("blue_0.png")
+    assert all(r["prediction"] in ("blue", "green", "red") and not r["error"] for r in table)
+
+    shown = invoke(["predict", run, data / "green" / "green_0.png", "-k", "3"])
+    line = [l for l in shown.stdout.splitlines() if "green_0.png" in l]
+    assert len(line) == 1 and all(c in line[0] for c in ("blue", "green", "red"))
+
+    invoke(["evaluate", run, "--data", data])
+    metrics = json.loads((run / "eval-data" / "metrics.json").read_text())
+    assert metrics["data"]["count"] == 18
+    invoke(["evaluate", run, "--out", tmp_path / "own"])
+    own = json.loads((tmp_path / "own" / "metrics.json").read_text())
+    assert own["val"]["count"] == json.loads((run / "metrics.json").read_text())["val"]["count"]
+
+
+def test_predict_prints_unreadable_files(tmp_path, make_images):
+    data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=4)
+    run = tmp_path / "run"
+    invoke(["train", data, "--out", run, *FAST])
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"garbage")
+    result = invoke(["predict", run, bad, data / "red" / "red_0.png"])
+    lines = dict(l.split("\t", 1) for l in result.stdout.splitlines())
+    assert lines[str(bad)].startswith("unreadable:")
+    shown = lines[str(data / "red" / "red_0.png")]
+    assert "unreadable" not in shown and "red" in shown and "blue" in shown
+
+
+def test_resume_from_the_cli(tmp_path, make_images):
+    data = make_images(tmp_path / "data", per_class=4)
+    run = tmp_path / "run"
+    invoke(["train", data, "--out", run, *FAST])
+    invoke(["train", "--resume", run])  # a finished run: nothing to redo, artifact rewritten
+    assert (run / "headstart.json").is_file()
+
+
+def test_cache_info_and_clear(tmp_path, make_images):
+    data = make_images(tmp_path / "data", per_class=3)
+    invoke(["train", data, "--out", tmp_path / "run", *FAST])
+    cache = os.environ["HEADSTART_CACHE_DIR"]  # the autouse fixture's private folder
+    info = invoke(["cache", "info"])
+    assert cache in info.stdout.replace("\n", "") and "1 stores" in info.stdout
+    invoke(["cache", "clear"])
+    assert not os.path.exists(os.path.join(cache, "images"))
+    assert "0 stores" in invoke(["cache", "info"]).stdout
+
+
+def run_main(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
+    """cli.main() in-process, as the console script runs it."""
+    monkeypatch.setattr(sys, "argv", ["headstart", *map(str, args)])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    return info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "/nonexistent/folder"], "does not exist"),
+    (["train", "DATA", "--lr", "-1"], "lr=-1.0 must be > 0"),
+    (["train", "DATA", "--arch", "resnet5O", "--no-pretrained"], "resnet50"),
+    (["train", "DATA", "--val-fraction", "1.5"], "val_fraction"),
+    (["train", "DATA", "--class-weights", "balance"], "balanced"),
+    (["predict", "/nonexistent/run", "x.png"], "not a finished headstart run"),
+    (["evaluate", "/nonexistent/run"], "not a finished headstart run"),
+    (["train", "--resume", "/nonexistent/run"], "nothing to resume"),
+])
+def test_user_errors_are_one_line(tmp_path, make_images, monkeypatch, capsys, args, message):
+    data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=2)
+    code, err = run_main(monkeypatch, capsys, [data if a == "DATA" else a for a in args])
+    assert code != 0
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:") and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_non_zero_without_traceback(monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, ["train", "x", "--no-such-option"])
+    assert code == 2 and "no-such-option" in err and "Traceback" not in err
+    code, err = run_main(monkeypatch, capsys, ["train", "x", "--head", "lineer"])
+    assert code == 2 and "lineer" in err and "Traceback" not in err
+
+
+def test_missing_data_argument(monkeypatch, capsys):
+    code, err = run_main(monkeypatch, capsys, ["train"])
+    assert code != 0 and "DATA" in err and "Traceback" not in err
+
+
+def test_error_from_a_real_process(tmp_path):
+    env = {**os.environ, "HEADSTART_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-m", "headstart.cli", "train", "/nonexistent"],
+                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error:") and "/nonexistent" in lines[0] and "does not exist" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
