@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -346,3 +347,28 @@ def test_loader_worker_processes(tmp_path, make_images, tiny):
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=1, batch_size=4, patience=0,
                                                    num_workers=1)).fit(data, out=tmp_path / "run")
     assert clf.metrics["val"].count == 3
+
+
+class ModeProbe(L.Callback):
+    """Per phase: were the backbone's non-norm modules in train mode while training?"""
+
+    def __init__(self) -> None:
+        self.modes: dict[int, set[bool]] = {}
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        backbone = module.network.backbone
+        flags = {m.training for m in backbone.modules() if not isinstance(m, torch.nn.modules.batchnorm._NormBase)}
+        self.modes.setdefault(module.phase, set()).update(flags)
+        if module.phase == 2:  # batch-norm statistics stay frozen while fine-tuning
+            assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+@pytest.mark.parametrize("feature_cache", [True, False])
+def test_fine_tuning_runs_the_base_in_train_mode(tmp_path, make_images, tiny, feature_cache):
+    data = make_images(tmp_path / "data", per_class=4)
+    probe = ModeProbe()
+    tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0,
+                           feature_cache=feature_cache)).fit(data, out=tmp_path / "run", callbacks=[probe])
+    assert probe.modes[2] == {True}  # dropout / drop-path of the base are active when it learns
+    if not feature_cache:
+        assert probe.modes[1] == {False}  # the frozen base runs in eval mode

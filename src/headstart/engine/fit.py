@@ -150,6 +150,7 @@ def two_phase_fit(
             network.load_state_dict(load_file(finished["best"]))
             continue
         train_loader, val_loader, on_features = loaders(phase.number)
+        network.train()  # the module sets the frozen parts' modes per batch
         if on_features:
             network.backbone.requires_grad_(False)
         last = folder / "last.ckpt"

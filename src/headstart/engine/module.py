@@ -91,6 +91,7 @@ class ClassifierModule(L.LightningModule):
             if self.phase == 1:
                 self.network.backbone.eval()  # frozen base: fixed BN stats, no dropout
             else:
+                self.network.backbone.train()  # phase 1 may have left it in eval mode
                 # Batch-norm statistics stay those of pretraining while fine-tuning (their
                 # scale/shift still learn): small batches of a new domain would otherwise
                 # shift them and undo what phase 1 learned on top of them.
