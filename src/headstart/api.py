@@ -29,6 +29,7 @@ from headstart.data.split import read_split, stratified_split, write_split
 from headstart.data.prepare import Prepared, prepare, write_skipped
 from headstart.data.store import cpu_count
 from headstart.engine.balance import loss_weights, sample_weights
+from headstart.engine.ranks import global_rank, mark_ready, wait_for_rank0
 from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics, compute_metrics
 from headstart.models import build_network
@@ -37,6 +38,8 @@ from headstart.predict import Prediction, Predictor, expand_inputs, write_predic
 from headstart.preprocess import ImageSource, Preprocess
 
 CONFIG = "config.json"
+FEATURES = "features.pt"  # under RUN/checkpoints, multi-process runs only
+RUN_DIR_ENV = "HEADSTART_RUN_DIR"  # rank 0 -> the ranks Lightning starts: where the run is
 
 
 def resolve_task(requested: str | None, index: DataIndex) -> str:
@@ -59,6 +62,14 @@ def _targets(samples: list[Sample], k: int, task: str) -> torch.Tensor:
 
 def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # a loader worker must not spawn its own thread pool
+
+
+def _placement(options: dict) -> dict:
+    allowed = {"devices", "num_nodes", "strategy", "accelerator", "dist_timeout"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError(f"resume can change only {sorted(allowed)}, not {unknown}.")
+    return options
 
 
 def default_run_dir(data: str | os.PathLike) -> Path:
@@ -109,7 +120,10 @@ class Classifier:
         self, data: str | os.PathLike, out: str | os.PathLike | None = None, callbacks: list | None = None
     ) -> "Classifier":
         """Index ``data``, split it, train both phases, evaluate, and save the run folder."""
-        run_dir = Path(out) if out is not None else default_run_dir(data)
+        rank = global_rank()
+        run_dir = self._run_dir_for(data, out, rank)
+        if rank > 0:  # rank 0 indexes and splits; this process trains on rank 0's split
+            return self._follow(run_dir, rank, callbacks)
         if (run_dir / CONFIG).exists():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
         index = scan(data)
@@ -125,9 +139,31 @@ class Classifier:
         meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
         return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
 
+    def _run_dir_for(self, data: str | os.PathLike, out: str | os.PathLike | None, rank: int) -> Path:
+        if out is not None:
+            return Path(out)
+        if rank > 0 and os.environ.get(RUN_DIR_ENV):  # set by rank 0 before Lightning starts us
+            return Path(os.environ[RUN_DIR_ENV])
+        if self.train.planned_processes() > 1 and (rank > 0 or "WORLD_SIZE" in os.environ):
+            raise ConfigError("Runs started by torchrun or SLURM need --out RUN_DIR (the same for every process).")
+        return default_run_dir(data)
+
+    def _follow(self, run_dir: Path, rank: int, callbacks: list | None) -> "Classifier":
+        """Ranks > 0 of a fresh run: wait for rank 0's split, then train on it."""
+        wait_for_rank0(run_dir, rank)
+        saved = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        splits = read_split(run_dir / "split.csv", saved["classes"])
+        skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]
+        return self._run(run_dir, saved["classes"], saved["task"], splits, skipped, saved["meta"], resume=False, callbacks=callbacks)
+
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None) -> "Classifier":
-        """Continue an interrupted run from its last checkpoint (same options, same split)."""
+    def resume(
+        cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None, placement: dict | None = None
+    ) -> "Classifier":
+        """Continue an interrupted run from its last checkpoint (same options, same split).
+
+        ``placement`` may change where it runs: devices, num_nodes, strategy, accelerator,
+        dist_timeout (e.g. resume a 2-GPU run on 4)."""
         run_dir = Path(run_dir)
         path = run_dir / CONFIG
         if not path.is_file():
@@ -135,7 +171,7 @@ class Classifier:
         saved = json.loads(path.read_text(encoding="utf-8"))
         clf = cls(
             model=ModelConfig.from_dict(saved["model"]),
-            train=TrainConfig.from_dict(saved["train"]),
+            train=TrainConfig.from_dict({**saved["train"], **_placement(placement or {})}),
             image_size=saved["image_size"],
             cache=saved["cache"],
             console=console,
@@ -162,6 +198,10 @@ class Classifier:
 
         started = time.time()
         cfg = self.train
+        rank, several = global_rank(), cfg.planned_processes() > 1
+        if rank > 0:
+            self.console = Console(stderr=True, quiet=True)  # rank 0 reports for everyone
+            wait_for_rank0(run_dir, rank)  # its decoded-image cache is complete then
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         k = len(classes)
         network = build_network(self.model, num_outputs(task, classes))  # weights fail fast, before decoding
@@ -170,25 +210,23 @@ class Classifier:
 
         prepared = prepare(splits, preprocess, self.cache, skipped)
         self._check_prepared(prepared, classes, run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
-            saved = {
-                "model": self.model.to_dict(), "train": cfg.to_dict(), "image_size": self.image_size,
-                "cache": self.cache, "classes": classes, "task": task, "meta": meta,
-                "indexed_skipped": [s.__dict__ for s in skipped],
-            }
-            write_split(run_dir / "split.csv", DataIndex(Path("."), "", classes, task == "multilabel", splits))
-            (run_dir / CONFIG).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
-        write_skipped(run_dir / "skipped.csv", prepared.skipped)
+        if rank == 0:
+            self._write_run_start(run_dir, classes, task, splits, skipped, meta, prepared, resume)
+        if several and rank == 0:
+            mark_ready(run_dir)
+            os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # Lightning's ddp children inherit it
         self._print_data(prepared, classes, run_dir)
 
-        loaders = self._loaders(prepared, preprocess, network, task, k)
+        loaders = self._loaders(prepared, preprocess, network, task, k, run_dir if several else None, rank)
         result = two_phase_fit(
             network, task=task, num_classes=k, threshold=self.model.threshold, config=cfg,
             pretrained=self.model.pretrained, loaders=loaders, run_dir=run_dir,
             loss_weights=loss_weights(prepared.samples["train"], k, task) if cfg.class_weights else None,
-            resume=resume, callbacks=callbacks, console=self.console,
+            resume=resume, callbacks=callbacks, console=self.console, rank=rank,
         )
+        if rank > 0:
+            return self  # rank 0 evaluates and writes the artifact
+        (run_dir / "checkpoints" / FEATURES).unlink(missing_ok=True)
         network.cpu().eval()
         self.artifact = Artifact(network, self.model, list(classes), task, preprocess, {})
         self._predictor = Predictor(self.artifact)
@@ -209,7 +247,22 @@ class Classifier:
         self._print_summary(run_dir)
         return self
 
-    def _loaders(self, prepared: Prepared, preprocess: Preprocess, network: torch.nn.Module, task: str, k: int):  # type: ignore[no-untyped-def]
+    def _write_run_start(
+        self, run_dir: Path, classes: list[str], task: str, splits: dict[str, list[Sample]], skipped: list[Skipped],
+        meta: dict, prepared: Prepared, resume: bool,
+    ) -> None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            saved = {
+                "model": self.model.to_dict(), "train": self.train.to_dict(), "image_size": self.image_size,
+                "cache": self.cache, "classes": classes, "task": task, "meta": meta,
+                "indexed_skipped": [s.__dict__ for s in skipped],
+            }
+            write_split(run_dir / "split.csv", DataIndex(Path("."), "", classes, task == "multilabel", splits))
+            (run_dir / CONFIG).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
+        write_skipped(run_dir / "skipped.csv", prepared.skipped)
+
+    def _loaders(self, prepared: Prepared, preprocess: Preprocess, network: torch.nn.Module, task: str, k: int, shared: Path | None = None, rank: int = 0):  # type: ignore[no-untyped-def]
         """phase -> (train loader, val loader, on_features) for ``two_phase_fit``."""
         from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
@@ -238,15 +291,34 @@ class Classifier:
 
         def loaders(phase: int):  # type: ignore[no-untyped-def]
             if phase == 1 and cfg.feature_cache:
-                show = self.console.is_terminal
-                f_train = extract_features(network.backbone, squares, prepared.rows["train"], preprocess, show=show)
-                f_val = extract_features(network.backbone, squares, prepared.rows["val"], preprocess, show=show)
+                f_train, f_val = self._features(network, squares, prepared, preprocess, shared, rank)
                 return (*make(TensorDataset(f_train, y_train), TensorDataset(f_val, y_val), 0), True)
             train_ds = SquaresDataset(squares, prepared.rows["train"], y_train, preprocess, cfg.augment)
             val_ds = SquaresDataset(squares, prepared.rows["val"], y_val, preprocess, None)
             return (*make(train_ds, val_ds, workers), False)
 
         return loaders
+
+    def _features(self, network, squares, prepared, preprocess, shared: Path | None, rank: int):  # type: ignore[no-untyped-def]
+        """Phase-1 features (train, val). With several processes rank 0 computes them once
+        into RUN/checkpoints/features.pt (kept for a resume until training ends); the other
+        ranks wait for that file and load it."""
+        from headstart.engine.features import extract_features
+        from headstart.engine.ranks import wait_for_file
+
+        path = shared / "checkpoints" / FEATURES if shared is not None else None
+        if path is not None and (rank > 0 or path.exists()):
+            wait_for_file(path, rank, "phase-1 features")
+            saved = torch.load(path, weights_only=True)
+            return saved["train"], saved["val"]
+        show = self.console.is_terminal
+        f_train = extract_features(network.backbone, squares, prepared.rows["train"], preprocess, show=show)
+        f_val = extract_features(network.backbone, squares, prepared.rows["val"], preprocess, show=show)
+        if path is not None:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"train": f_train, "val": f_val}, tmp)
+            os.replace(tmp, path)
+        return f_train, f_val
 
     def _metrics_of(self, prepared: Prepared, split: str) -> Metrics:
         probs = self._require_predictor().probabilities_of_squares(prepared.images.array, prepared.rows[split])

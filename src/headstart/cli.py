@@ -84,13 +84,19 @@ def train(
     workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
     accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
     precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
+    devices: str = typer.Option("1", help="Devices (processes) per machine: a count, 'auto', -1 (all) or ids such as 0,1."),
+    num_nodes: int = typer.Option(1, "--num-nodes", help="Machines (launch with torchrun or SLURM; see README)."),
+    strategy: Optional[str] = typer.Option(None, help="Lightning strategy: ddp (default with several devices), fsdp, auto."),
+    dist_timeout: float = typer.Option(1800.0, help="Seconds a process waits in a collective for a silent one before the run fails."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
     from headstart.api import Classifier
     from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
-    if resume is not None:
-        Classifier.resume(resume, console=err)
+    if resume is not None:  # same options as the run, except where it runs, when given
+        given = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "accelerator": accelerator, "dist_timeout": dist_timeout}
+        defaults = {"devices": "1", "num_nodes": 1, "strategy": None, "accelerator": "auto", "dist_timeout": 1800.0}
+        Classifier.resume(resume, console=err, placement={k: v for k, v in given.items() if v != defaults[k]})
         return
     if data is None:
         raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
@@ -105,6 +111,7 @@ def train(
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
         class_weights=class_weights, oversample=oversample, augment=aug,
         feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
+        devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
     )
     Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
 
@@ -189,12 +196,20 @@ def cache_info() -> None:
     out.print(f"{folder}: {len(files)} stores, {size / 1e6:.1f} MB (HEADSTART_CACHE_DIR overrides the location)")
 
 
+def _rank_prefix() -> str:
+    """' rank N:' in a process of a multi-process run, so an error names its process."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return f" rank {os.environ.get('RANK', os.environ.get('LOCAL_RANK', '0'))} of {world}:" if world > 1 else ""
+
+
 def main() -> None:
     """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
     try:
         app(standalone_mode=False)
     except HeadstartError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/]{_rank_prefix()} {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

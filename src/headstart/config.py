@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ HEADS: tuple[str, ...] = ("linear", "bottleneck", "mlp")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau")
 MONITORS: tuple[str, ...] = ("val_acc", "val_loss", "val_f1")
+STRATEGIES: tuple[str, ...] = ("auto", "ddp", "fsdp")
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
@@ -135,6 +137,12 @@ class TrainConfig(_Serializable):
     num_workers: int | None = None  # None: sized to the machine
     accelerator: str = "auto"
     precision: str | None = None  # None: Lightning's default (32-bit)
+    # Scale-out, passed to Lightning: devices per machine ("1", "4", "auto", "0,2"),
+    # machines, and the strategy (None: ddp when more than one process, else Lightning's).
+    devices: str = "1"
+    num_nodes: int = 1
+    strategy: str | None = None
+    dist_timeout: float = 1800.0  # seconds a collective waits for a silent rank before failing
 
     def __post_init__(self) -> None:
         for name in ("finetune_epochs", "patience", "unfreeze"):
@@ -156,7 +164,40 @@ class TrainConfig(_Serializable):
         _choice("monitor", self.monitor, MONITORS)
         if self.class_weights is not None:
             _choice("class_weights", self.class_weights, ("balanced",))
+        if self.strategy is not None:
+            _choice("strategy", self.strategy, STRATEGIES)
+        if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
+            raise ConfigError(f"num_nodes={self.num_nodes!r} must be an integer >= 1.")
+        _positive("dist_timeout", self.dist_timeout)
+        if not re.fullmatch(r"auto|-1|[1-9]\d*|\d+(?:,\d+)+|\d+,", str(self.devices)):
+            raise ConfigError(
+                f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1."
+            )
 
+
+    def planned_processes(self) -> int:
+        """How many processes Lightning will run (WORLD_SIZE once launched)."""
+        import os
+
+        if "WORLD_SIZE" in os.environ:
+            return int(os.environ["WORLD_SIZE"])
+        devices = str(self.devices)
+        if "," in devices:
+            per_node = len([d for d in devices.split(",") if d])
+        elif devices in ("auto", "-1"):
+            import torch
+
+            gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+            per_node = torch.cuda.device_count() if gpu else 1
+        else:
+            per_node = int(devices)
+        return per_node * self.num_nodes
+
+    def lightning_devices(self) -> int | str | list[int]:
+        devices = str(self.devices)
+        if "," in devices:
+            return [int(d) for d in devices.split(",") if d]
+        return devices if devices == "auto" else int(devices)
 
     @property
     def phase2_lr(self) -> float:

@@ -64,13 +64,62 @@ def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
 
 
 class ResumeHint(L.Callback):
-    """On an interruption, say how to continue."""
+    """On an interruption, say which process stopped, why, and how to continue."""
 
     def __init__(self, run_dir: Path, console: Console) -> None:
         self.run_dir, self.console = run_dir, console
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException) -> None:
-        self.console.print(f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {self.run_dir}")
+        if trainer.world_size > 1:  # the other ranks are stopped by the launcher; name the culprit
+            cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            # a fresh console: ranks > 0 run with a quiet one, but this line must be seen
+            Console(stderr=True, soft_wrap=True).print(f"[red]rank {trainer.global_rank} of {trainer.world_size} failed:[/] {cause}", highlight=False)
+        if trainer.is_global_zero or trainer.world_size > 1:
+            self.console.print(f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {self.run_dir}")
+
+
+class _Loaders(L.LightningDataModule):
+    """Hands Lightning the phase's loaders. With several processes the validation loader
+    gets a sampler that gives each image to exactly one rank: Lightning's default pads the
+    shards with repeated images, which would count them twice in the synced metrics."""
+
+    def __init__(self, train: DataLoader, val: DataLoader) -> None:
+        super().__init__()
+        self.train, self.val = train, val
+
+    def train_dataloader(self) -> DataLoader:
+        return self.train
+
+    def val_dataloader(self) -> DataLoader:
+        world = self.trainer.world_size if self.trainer is not None else 1
+        if world <= 1 or len(self.val.dataset) < world:  # type: ignore[arg-type]
+            return self.val  # fewer images than ranks: Lightning's padded sampler (an empty shard would hang)
+        from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+
+        sampler = UnrepeatedDistributedSampler(self.val.dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=False)  # type: ignore[union-attr,arg-type]
+        v = self.val
+        return DataLoader(
+            v.dataset, batch_size=v.batch_size, sampler=sampler, num_workers=v.num_workers,
+            persistent_workers=v.persistent_workers, pin_memory=v.pin_memory, worker_init_fn=v.worker_init_fn,
+        )
+
+
+def make_strategy(config: TrainConfig) -> object:
+    """The Lightning strategy: ddp by default with several processes, with a timeout on the
+    process group so a rank that stops answering fails the run instead of hanging it."""
+    from datetime import timedelta
+
+    name = config.strategy or ("ddp" if config.planned_processes() > 1 else "auto")
+    timeout = timedelta(seconds=config.dist_timeout)
+    if name == "ddp":
+        from lightning.pytorch.strategies import DDPStrategy
+
+        return DDPStrategy(timeout=timeout)
+    if name == "fsdp":
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        return FSDPStrategy(timeout=timeout)
+    return name
 
 
 def _mode(monitor: str) -> str:
@@ -129,17 +178,20 @@ def two_phase_fit(
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
     console: Console | None = None,
+    rank: int = 0,
 ) -> FitResult:
     """Train ``network`` in place; on return it holds the best weights of all phases.
 
     ``loaders(phase)`` gives (train, val, on_features): when ``on_features`` the batches are
-    cached base features and only the head runs.
+    cached base features and only the head runs. Only ``rank`` 0 writes files; every rank
+    returns with the best weights loaded.
     """
     console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
     keep_freed_memory()
     ckpt_root = run_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
     progress = Progress(ckpt_root / "progress.json")
     mode = _mode(config.monitor)
     start = time.perf_counter()
@@ -169,7 +221,9 @@ def two_phase_fit(
         trainer = L.Trainer(
             max_epochs=phase.epochs,
             accelerator=config.accelerator,
-            devices=1,
+            devices=config.lightning_devices(),
+            num_nodes=config.num_nodes,
+            strategy=make_strategy(config),  # type: ignore[arg-type]
             precision=config.precision,  # type: ignore[arg-type]
             callbacks=extra + list(callbacks or []),
             logger=False,
@@ -178,15 +232,19 @@ def two_phase_fit(
             log_every_n_steps=max(1, min(50, len(train_loader))),
             default_root_dir=str(run_dir),
         )
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=_Loaders(train_loader, val_loader), ckpt_path=ckpt_path)
         if not best.best_model_path:
             raise ArtifactError(f"Phase {phase.number} produced no checkpoint in {folder}.")
         load_weights_from_checkpoint(network, best.best_model_path)
         # The whole network at this phase's best, so picking an earlier phase later also
         # restores its base (a phase on cached features saved only the head).
         full = folder / "best.safetensors"
-        save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(full))
-        progress.mark(phase.number, float(best.best_model_score), str(full))
+        if rank == 0:
+            save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(full))
+            progress.mark(phase.number, float(best.best_model_score), str(full))
+        else:
+            progress.data[str(phase.number)] = {"score": float(best.best_model_score), "best": str(full)}
+        trainer.strategy.barrier("headstart-phase-saved")  # ranks > 0 read these files at the end
 
     scores = {int(k): v["score"] for k, v in progress.data.items()}
     pick = (min if mode == "min" else max)(scores, key=lambda k: (scores[k] if not math.isnan(scores[k]) else -math.inf, k))
