@@ -34,7 +34,7 @@ from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics, compute_metrics
 from headstart.models import build_network
 from headstart.models.network import data_config
-from headstart.predict import Prediction, Predictor, expand_inputs, write_predictions
+from headstart.predict import Prediction, Predictor, expand_inputs
 from headstart.preprocess import ImageSource, Preprocess
 
 CONFIG = "config.json"
@@ -383,16 +383,24 @@ class Classifier:
             expanded.extend(expand_inputs([s]) if isinstance(s, (str, os.PathLike)) else [s])
         return predictor.predict(expanded, top_k=top_k)
 
-    def predict_to_csv(self, sources: list[str], path: str | os.PathLike, top_k: int = 5) -> int:
-        return write_predictions(Path(path), self._require_predictor().iter_predict(list(expand_inputs(sources)), top_k), top_k)
+    def predict_to_csv(
+        self, sources: list[str], path: str | os.PathLike, top_k: int = 5, resume: bool = False, shard: tuple[int, int] = (0, 1)
+    ) -> int:
+        """Predictions for files, folders or CSVs (a ``path`` column) into a CSV, streamed:
+        any number of inputs, rows on disk as they come; ``resume`` continues an
+        interrupted file. Returns the number of rows in the file."""
+        from headstart.batch_predict import predict_to_file
+
+        new, old = predict_to_file(self._require_predictor(), sources, Path(path), top_k, resume=resume, shard=shard)
+        return new + old
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike) -> "Classifier":
-        """A trained classifier from its run folder alone."""
+    def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> "Classifier":
+        """A trained classifier from its run folder alone (``device``: where it predicts)."""
         artifact = load_artifact(run_dir)
         clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
         clf.artifact, clf.run_dir = artifact, Path(run_dir)
-        clf._predictor = Predictor(artifact)
+        clf._predictor = Predictor(artifact, device=device)
         return clf
 
     @property

@@ -137,15 +137,23 @@ def predict(
     run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
-    out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV."),
+    out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted --out file: skip the inputs it already holds."),
+    shard: str = typer.Option("0/1", help="K/N: predict every N-th input from the K-th (one process per device)."),
+    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda:1. Default: cuda if available."),
 ) -> None:
-    """Class names and probabilities for images."""
+    """Class names and probabilities for images (files, folders, or a CSV with a 'path' column)."""
     from headstart.api import Classifier
+    from headstart.errors import ConfigError
 
-    clf = Classifier.load(run)
+    parts = shard.split("/")
+    k, n = (int(v) if v.isdigit() else -1 for v in parts) if len(parts) == 2 else (-1, 0)
+    if not 0 <= k < n:
+        raise ConfigError(f"--shard {shard!r}: give K/N with 0 <= K < N, e.g. 0/4 ... 3/4.")
+    clf = Classifier.load(run, device=device)
     if out_csv is not None:
-        n = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k)
-        err.print(f"{n} predictions written to {out_csv}")
+        total = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k, resume=resume, shard=(k, n))
+        err.print(f"{total} predictions in {out_csv}")
         return
     for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
         if pred.error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -80,11 +81,15 @@ class Predictor:
         except Exception as exc:  # an unreadable input is reported, never fatal
             return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
-    def iter_predict(self, sources: list[ImageSource], top_k: int = 5) -> Iterator[Prediction]:
-        """Decode in background threads while the model runs; yields in input order."""
+    def iter_predict(self, sources: Iterable[ImageSource], top_k: int = 5) -> Iterator[Prediction]:
+        """Decode in background threads while the model runs; yields in input order.
+
+        ``sources`` may be any iterable (a generator over millions of files): it is read
+        one batch at a time."""
+        items = iter(sources)
+        start = 0
         with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
-            for start in range(0, len(sources), self.batch_size):
-                chunk = sources[start : start + self.batch_size]
+            while chunk := list(itertools.islice(items, self.batch_size)):
                 decoded = list(pool.map(self._decode, chunk))
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
                 probs = self.probabilities(np.stack([decoded[i] for i in good])) if good else None
@@ -95,6 +100,7 @@ class Predictor:
                         yield Prediction(str(name), error=str(decoded[i]))
                     else:
                         yield self._describe(str(name), probs[row[i]], top_k)  # type: ignore[index]
+                start += len(chunk)
 
     def predict(self, sources: list[ImageSource], top_k: int = 5) -> list[Prediction]:
         return list(self.iter_predict(sources, top_k))

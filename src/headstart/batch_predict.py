@@ -1,0 +1,145 @@
+"""Prediction over inputs too many to hold: stream them, write the CSV as results come,
+and continue an interrupted job without losing or repeating a row.
+
+Inputs (files, folders walked lazily in sorted order, CSVs with a ``path`` column) are read
+one at a time; rows are appended in input order and every chunk is flushed and fsynced,
+so after a crash the file holds whole chunks plus perhaps one torn line. ``resume`` cuts
+the torn line, counts the rows, checks that the last one is the input at that position
+(the same inputs in the same order), and skips that many inputs: memory stays constant
+however many files there are. ``shard=(k, n)`` keeps every n-th input from the k-th, so n
+processes (one per device) split a job into n files.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from headstart.data.index import is_image_file
+from headstart.errors import DataError
+from headstart.predict import Prediction, Predictor
+
+
+def walk_images_lazily(folder: Path) -> Iterator[str]:
+    """The image files below ``folder`` in the order ``walk_images`` gives, one at a time."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith(".") and is_image_file(name):
+                yield os.path.join(dirpath, name)
+
+
+def _csv_paths(path: Path) -> Iterator[str]:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        column = next((f for f in reader.fieldnames or [] if f.strip().lower() == "path"), None)
+        if column is None:
+            raise DataError(f"CSV {path} has no 'path' column; list the images to predict under a 'path' header.")
+        for row in reader:
+            p = (row.get(column) or "").strip()
+            if p:
+                yield p if os.path.isabs(p) else str(path.parent / p)
+
+
+def iter_sources(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
+    """Files as given; folders: their images, recursively, sorted; ``.csv``: its ``path`` column."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            yield from walk_images_lazily(path)
+        elif path.is_file() and path.suffix.lower() == ".csv":
+            yield from _csv_paths(path)
+        elif path.is_file():
+            yield str(path)
+        else:
+            raise DataError(f"{path} does not exist; give image files, folders of images, or a CSV with a 'path' column.")
+
+
+def header(top_k: int) -> list[str]:
+    return ["path", "prediction"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "prob")] + ["error"]
+
+
+def row(pred: Prediction, top_k: int) -> list[str]:
+    cells: list[str] = []
+    for name, prob in pred.top[:top_k]:
+        cells += [name, f"{prob:.6f}"]
+    cells += [""] * (2 * top_k - len(cells))
+    return [pred.source, ";".join(pred.labels), *cells, pred.error or ""]
+
+
+def _written(path: Path, top_k: int) -> tuple[int, str | None]:
+    """(rows already in ``path``, the last row's source), after cutting a torn last line."""
+    with path.open("rb+") as handle:
+        data_end = handle.seek(0, os.SEEK_END)
+        # find the last newline from the end, in blocks
+        pos = data_end
+        while pos > 0:
+            step = min(1 << 16, pos)
+            handle.seek(pos - step)
+            block = handle.read(step)
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                pos = pos - step + cut + 1
+                break
+            pos -= step
+        if pos != data_end:
+            handle.truncate(pos)
+    count, last = -1, None
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        first = next(reader, None)
+        if first is None:
+            return 0, None
+        if first != header(top_k):
+            raise DataError(f"{path} is not a predictions file with top-k {top_k}; use another --out or the same --top-k.")
+        count = 0
+        for r in reader:
+            count, last = count + 1, r[0]
+    return count, last
+
+
+def predict_to_file(
+    predictor: Predictor,
+    inputs: Iterable[str | os.PathLike],
+    out: Path,
+    top_k: int = 5,
+    resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
+    chunk: int = 256,
+) -> tuple[int, int]:
+    """Predict every input into ``out``; returns (rows written now, rows already there).
+
+    Example:
+        >>> predict_to_file(Predictor(load_artifact("runs/pets")), ["photos/"], Path("p.csv"))  # doctest: +SKIP
+    """
+    k, n = shard
+    sources: Iterator[str] = itertools.islice(iter_sources(inputs), k, None, n)
+    done, last = _written(out, top_k) if resume and out.exists() else (0, None)
+    if done:
+        skipped = list(itertools.islice(sources, done - 1))
+        at = next(sources, None)
+        if at != last:
+            raise DataError(
+                f"{out} holds {done} predictions ending with {last!r}, but input {done} is {at!r}: "
+                "resume with the same inputs (and --shard), or write to another --out."
+            )
+        del skipped
+    mode = "a" if done or (resume and out.exists()) else "w"
+    written = 0
+    with out.open(mode, newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        if mode == "w" or handle.tell() == 0:
+            writer.writerow(header(top_k))
+        predictions = predictor.iter_predict(sources, top_k)  # type: ignore[arg-type]
+        while True:
+            rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
+            if not rows:
+                break
+            writer.writerows(rows)
+            handle.flush()
+            os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
+            written += len(rows)
+    return written, done
