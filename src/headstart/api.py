@@ -256,7 +256,7 @@ class Classifier:
             saved = {
                 "model": self.model.to_dict(), "train": self.train.to_dict(), "image_size": self.image_size,
                 "cache": self.cache, "classes": classes, "task": task, "meta": meta,
-                "indexed_skipped": [s.__dict__ for s in skipped],
+                "indexed_skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
             }
             write_split(run_dir / "split.csv", DataIndex(Path("."), "", classes, task == "multilabel", splits))
             (run_dir / CONFIG).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
