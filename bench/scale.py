@@ -78,16 +78,18 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument("--batch", type=int, default=32, help="effective batch (split over the processes)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--order", default="1,2", help="process counts in run order, e.g. 2,1 to check drift in a shared machine's load")
     parser.add_argument("--gpu-img-s", type=float, default=None, help="measured 1-GPU fine-tuning throughput, for the projection")
     args = parser.parse_args()
     sys.path.insert(0, SRC)
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for devices in (1, 2):
+        for devices in (int(d) for d in args.order.split(",")):
             results.append(train(data, Path(tmp) / f"run{devices}", devices, args))
             print(json.dumps(results[-1]))
-    one, two = results
+    one = next(r for r in results if r["devices"] == 1)
+    two = next(r for r in results if r["devices"] == 2)
     print(f"speed-up 2 processes / 1: {two['img_per_s'] / one['img_per_s']:.2f}x (fine-tuning img/s, CPU, gloo)")
 
     from headstart.config import ModelConfig
