@@ -119,3 +119,51 @@ def test_rank_comes_from_the_launcher(monkeypatch):
     assert global_rank() == 5
     monkeypatch.setenv("RANK", "3")  # torchrun
     assert global_rank() == 3
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"devices": "0"}, "devices='0'"), ({"devices": "two"}, "device ids"), ({"strategy": "ddp_spawn"}, "not one of auto, ddp, fsdp"),
+    ({"num_nodes": 0}, "num_nodes=0"), ({"dist_timeout": 0}, "dist_timeout"),
+])
+def test_scale_options_are_checked(options, message):
+    from headstart.config import TrainConfig
+    from headstart.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**options)
+
+
+def test_planned_processes(monkeypatch):
+    from headstart.config import TrainConfig
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert TrainConfig(devices="4", num_nodes=2).planned_processes() == 8
+    assert TrainConfig(devices="0,2").planned_processes() == 2
+    assert TrainConfig(devices="0,2").lightning_devices() == [0, 2]
+    assert TrainConfig(devices="auto", accelerator="cpu").planned_processes() == 1
+    monkeypatch.setenv("WORLD_SIZE", "16")  # under torchrun the launcher knows best
+    assert TrainConfig().planned_processes() == 16
+
+
+def test_torchrun_needs_an_explicit_run_folder(tmp_path, make_images, tiny, monkeypatch):
+    from headstart.errors import ConfigError
+
+    data = make_images(tmp_path / "data", per_class=2)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ConfigError, match="need --out"):
+        tiny().fit(data)
+
+
+def test_a_rank_waiting_for_a_failed_rank0_gives_up_with_a_clear_error(tmp_path, monkeypatch):
+    from headstart.engine.ranks import mark_ready, wait_for_rank0
+    from headstart.errors import DataError
+
+    monkeypatch.setenv("HEADSTART_RANK_WAIT", "0.5")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "prepared.json").write_text("launch-1|||")  # an earlier launch's mark
+    with pytest.raises(DataError, match="rank 1 waited 0 s for rank 0"):
+        wait_for_rank0(tmp_path, 1)
+    mark_ready(tmp_path)  # this launch's rank 0 is done: no wait
+    wait_for_rank0(tmp_path, 1)
