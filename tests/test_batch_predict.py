@@ -98,3 +98,26 @@ def test_shards_split_the_inputs(tmp_path, make_images, predictor):
         parts.append([r[0] for r in rows(tmp_path / f"p{k}.csv")[1:]])
     assert sorted(itertools.chain(*parts)) == sorted(walk_images(data)[0])
     assert [len(p) for p in parts] == [4, 4, 4]
+
+
+def test_cli_predict_resumes_and_shards(tmp_path, make_images, predictor):
+    from typer.testing import CliRunner
+
+    from headstart.artifact import save_artifact
+    from headstart.cli import app
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_artifact(run, predictor.artifact)
+    data = make_images(tmp_path / "d", per_class=3)
+    out = tmp_path / "p.csv"
+    runner = CliRunner()
+    first = runner.invoke(app, ["predict", str(run), str(data), "--out", str(out), "--device", "cpu", "--top-k", "2"])
+    assert first.exit_code == 0, first.output
+    whole = out.read_text()
+    out.write_text("".join(whole.splitlines(keepends=True)[:4]) + "/torn")  # 3 rows, then half a line
+    again = runner.invoke(app, ["predict", str(run), str(data), "--out", str(out), "--resume", "--top-k", "2"])
+    assert again.exit_code == 0, again.output
+    assert out.read_text() == whole
+    bad = runner.invoke(app, ["predict", str(run), str(data), "--out", str(out), "--shard", "2/2"])
+    assert bad.exit_code != 0 and "K/N" in str(bad.exception or bad.output)
