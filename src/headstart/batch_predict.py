@@ -108,7 +108,7 @@ def predict_to_file(
     top_k: int = 5,
     resume: bool = False,
     shard: tuple[int, int] = (0, 1),
-    chunk: int = 256,
+    chunk: int = 64,
 ) -> tuple[int, int]:
     """Predict every input into ``out``; returns (rows written now, rows already there).
 
@@ -133,6 +133,7 @@ def predict_to_file(
         writer = csv.writer(handle)
         if mode == "w" or handle.tell() == 0:
             writer.writerow(header(top_k))
+            handle.flush()
         predictions = predictor.iter_predict(sources, top_k)  # type: ignore[arg-type]
         while True:
             rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
