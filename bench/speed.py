@@ -6,7 +6,7 @@ Default data: the bundled demo sample (240 OpenClipart PNGs). Prints absolute fi
 ratios and machine facts; writes bench/results/speed-<host>.json.
   frozen epoch   uncached (decode every file + frozen base + head step) vs cached
                  features (head step only): goal >= 20x
-  fine-tuning    headstart's phase-2 Lightning epoch (images/s from epochs.csv) vs a bare
+  fine-tuning    headstart's phase-2 Lightning epoch (training images/s, epochs.csv's train_seconds) vs a bare
                  forward+backward loop over in-memory tensors, same model and batch: goal >= 0.9x
   predict        Predictor over a folder vs a naive per-image PIL -> model loop: goal >= 2x;
                  plus batch-1 latency
@@ -81,6 +81,7 @@ def finetune(data: Path, batch: int, work: Path) -> dict:
     n_train = sum(1 for r in csv.DictReader((work / "run" / "split.csv").open()) if r["split"] == "train")
     n_val = sum(1 for r in csv.DictReader((work / "run" / "split.csv").open()) if r["split"] == "val")
     epoch_s = float(rows[-1]["seconds"])  # the second epoch: past any warm-up
+    train_s = float(rows[-1]["train_seconds"])  # the same epoch's training steps, without validation
 
     from headstart.engine.allocator import keep_freed_memory
 
@@ -96,9 +97,8 @@ def finetune(data: Path, batch: int, work: Path) -> dict:
         loss = torch.nn.functional.cross_entropy(model(x), y)
         opt.zero_grad(); loss.backward(); opt.step()
     bare = steps * batch / (time.perf_counter() - t0)
-    # headstart's epoch also validates; count those images at inference cost (~1/3 of a training step)
-    ours = n_train / epoch_s
-    return {"headstart_img_s_incl_val": ours, "bare_img_s": bare, "ratio": ours / bare, "goal": 0.9,
+    ours = n_train / train_s  # the goal compares training throughput; validation is reported apart
+    return {"headstart_img_s": ours, "headstart_img_s_incl_val": n_train / epoch_s, "bare_img_s": bare, "ratio": ours / bare, "goal": 0.9,
             "train_images": n_train, "val_images": n_val, "run": str(work / "run")}
 
 
@@ -141,8 +141,8 @@ def main() -> None:
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), flags {m['flags']}; {len(files)} images")
     f, t, p = results["frozen_epoch"], results["finetune"], results["predict"]
     print(f"frozen epoch   uncached {f['uncached_s']:.2f}s  cached {f['cached_s'] * 1000:.1f}ms  ratio {f['ratio']:.0f}x (goal >= 20x)")
-    print(f"fine-tuning    headstart {t['headstart_img_s_incl_val']:.1f} img/s (epoch incl. validation)  bare loop {t['bare_img_s']:.1f} img/s  "
-          f"ratio {t['ratio']:.2f} (goal >= 0.9)")
+    print(f"fine-tuning    headstart {t['headstart_img_s']:.1f} img/s ({t['headstart_img_s_incl_val']:.1f} counting validation)  "
+          f"bare loop {t['bare_img_s']:.1f} img/s  ratio {t['ratio']:.2f} (goal >= 0.9)")
     print(f"predict        headstart {p['headstart_img_s']:.1f} img/s  naive {p['naive_img_s']:.1f} img/s  ratio {p['ratio']:.2f} "
           f"(goal >= 2)  batch-1 p50 {p['batch1_ms_p50']:.0f} ms")
     out = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname() or 'cpu2'}.json"

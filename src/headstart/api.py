@@ -232,7 +232,7 @@ class Classifier:
             train = DataLoader(
                 train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator,
                 drop_last=len(train_ds) % cfg.batch_size == 1,  # a batch of one breaks batch norm
-                **kw,
+                collate_fn=getattr(train_ds, "collate", None), **kw,
             )
             return train, DataLoader(val_ds, batch_size=cfg.batch_size * 2, **kw)
 
