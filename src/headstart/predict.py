@@ -82,10 +82,15 @@ class Predictor:
 
     def iter_predict(self, sources: list[ImageSource], top_k: int = 5) -> Iterator[Prediction]:
         """Decode in background threads while the model runs; yields in input order."""
+        starts = range(0, len(sources), self.batch_size)
         with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
-            for start in range(0, len(sources), self.batch_size):
+            # The next batch decodes (Pillow releases the GIL) while the model runs on this one.
+            submit = lambda start: [pool.submit(self._decode, s) for s in sources[start : start + self.batch_size]]  # noqa: E731
+            pending = submit(0) if starts else []
+            for start in starts:
                 chunk = sources[start : start + self.batch_size]
-                decoded = list(pool.map(self._decode, chunk))
+                decoded = [f.result() for f in pending]
+                pending = submit(start + self.batch_size) if start + self.batch_size < len(sources) else []
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
                 probs = self.probabilities(np.stack([decoded[i] for i in good])) if good else None
                 row = {i: n for n, i in enumerate(good)}
