@@ -214,7 +214,7 @@ class Classifier:
         from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
         from headstart.data.datasets import SquaresDataset
-        from headstart.engine.features import extract_features
+        from headstart.engine.features import cached_features
 
         cfg = self.train
         train_s, val_s = prepared.samples["train"], prepared.samples["val"]
@@ -239,8 +239,8 @@ class Classifier:
         def loaders(phase: int):  # type: ignore[no-untyped-def]
             if phase == 1 and cfg.feature_cache:
                 show = self.console.is_terminal
-                f_train = extract_features(network.backbone, squares, prepared.rows["train"], preprocess, show=show)
-                f_val = extract_features(network.backbone, squares, prepared.rows["val"], preprocess, show=show)
+                f_train = cached_features(network.backbone, squares, prepared.rows["train"], preprocess, self.cache, show=show)
+                f_val = cached_features(network.backbone, squares, prepared.rows["val"], preprocess, self.cache, show=show)
                 return (*make(TensorDataset(f_train, y_train), TensorDataset(f_val, y_val), 0), True)
             train_ds = SquaresDataset(squares, prepared.rows["train"], y_train, preprocess, cfg.augment)
             val_ds = SquaresDataset(squares, prepared.rows["val"], y_val, preprocess, None)

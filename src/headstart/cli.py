@@ -167,26 +167,32 @@ def demo(
     err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
 
 
+CACHE_PARTS = {"images": "decoded images", "features": "frozen-base features"}
+
+
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete headstart's decoded-image cache."""
+    """Delete headstart's caches (decoded images and frozen-base features)."""
     from headstart.data.store import cache_root
 
-    folder = cache_root() / "images"
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
-    shutil.rmtree(folder, ignore_errors=True)
-    err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
+    for part in CACHE_PARTS:
+        folder = cache_root() / part
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+        shutil.rmtree(folder, ignore_errors=True)
+        err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
 
 
 @cache_app.command("info")
 def cache_info() -> None:
-    """Where the cache is and how big."""
+    """Where the caches are and how big."""
     from headstart.data.store import cache_root
 
-    folder = cache_root() / "images"
-    files = [f for f in folder.glob("*.npy")] if folder.exists() else []
-    size = sum(f.stat().st_size for f in files)
-    out.print(f"{folder}: {len(files)} stores, {size / 1e6:.1f} MB (HEADSTART_CACHE_DIR overrides the location)")
+    for part, what in CACHE_PARTS.items():
+        folder = cache_root() / part
+        files = [f for f in folder.glob("*.npy")] if folder.exists() else []
+        size = sum(f.stat().st_size for f in files)
+        out.print(f"{folder}: {len(files)} {what} entries, {size / 1e6:.1f} MB")
+    out.print("HEADSTART_CACHE_DIR overrides the location; 'headstart cache clear' empties it.")
 
 
 def main() -> None:

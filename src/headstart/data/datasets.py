@@ -79,7 +79,7 @@ class TrainAugment:
         fy = -1.0 if aug.vflip and float(torch.rand(())) < 0.5 else 1.0
         if angle == 0.0 and fx == fy == 1.0 and w == h == s:  # a plain crop: no resampling at all
             x0, y0 = round(cx - s / 2), round(cy - s / 2)
-            return np.ascontiguousarray(square[y0 : y0 + s, x0 : x0 + s])
+            return np.array(square[y0 : y0 + s, x0 : x0 + s])  # a writable copy
         # Pillow maps each output pixel (u, v) to the input: in = centre + R(angle) @ diag(sx, sy) @ (out - s/2)
         sx, sy = fx * w / s, fy * h / s
         cos, sin = math.cos(angle), math.sin(angle)
