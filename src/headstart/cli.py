@@ -84,6 +84,7 @@ def train(
     workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
     accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
     precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the base for fine-tuning (slow first steps)."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
     from headstart.api import Classifier
@@ -104,7 +105,7 @@ def train(
         unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
         class_weights=class_weights, oversample=oversample, augment=aug,
-        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
+        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
     )
     Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
 

@@ -135,6 +135,7 @@ class TrainConfig(_Serializable):
     num_workers: int | None = None  # None: sized to the machine
     accelerator: str = "auto"
     precision: str | None = None  # None: Lightning's default (32-bit)
+    compile: bool = False  # torch.compile the base for the phase that runs it on images
 
     def __post_init__(self) -> None:
         for name in ("finetune_epochs", "patience", "unfreeze"):

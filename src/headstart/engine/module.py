@@ -70,6 +70,10 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = metrics.clone(prefix="val_")
         self._set_trainable()
         self.network.to(memory_format=torch.channels_last)  # 1.6x faster conv training on CPU, measured
+        # Training steps only, through a wrapper kept outside the module tree: parameter
+        # names (checkpoints, the artifact) stay the plain module's, and validation and
+        # prediction never wait for a recompilation. The first steps pay the compilation.
+        self._train_forward: list[nn.Module] = [torch.compile(self.network)] if config.compile and phase == 2 else []
 
     def _set_trainable(self) -> None:
         self.network.backbone.requires_grad_(False)
@@ -111,7 +115,7 @@ class ClassifierModule(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         x = to_channels_last(x)
-        logits = self.network(x)
+        logits = (self._train_forward[0] if self._train_forward else self.network)(x)
         loss = self.loss_fn(logits, y)
         self.train_metrics.update(*self._metric_inputs(logits.detach(), y))
         self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x))
