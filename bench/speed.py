@@ -102,6 +102,37 @@ def finetune(data: Path, batch: int, work: Path) -> dict:
             "train_images": n_train, "val_images": n_val, "run": str(work / "run")}
 
 
+def precision(batch: int) -> dict:
+    """fp32 vs bf16 autocast on this CPU, same model, in-memory tensors: training step and inference."""
+    model = timm.create_model("tf_efficientnet_lite0", num_classes=5).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 1e-4)
+    x = torch.randn(batch, 3, 224, 224).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 5, (batch,))
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad(); loss.backward(); opt.step()
+
+    def infer() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    def rate(fn, bf16: bool, reps: int = 4) -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            fn()  # warm-up (oneDNN picks kernels)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+        return reps * batch / (time.perf_counter() - t0)
+
+    model.train()
+    train32, train16 = rate(step, False), rate(step, True)
+    model.eval()
+    infer32, infer16 = rate(infer, False), rate(infer, True)
+    return {"train_fp32_img_s": train32, "train_bf16_img_s": train16, "train_ratio": train16 / train32,
+            "infer_fp32_img_s": infer32, "infer_bf16_img_s": infer16, "infer_ratio": infer16 / infer32}
+
+
 def predict(run: Path, files: list[str]) -> dict:
     clf = headstart.load(run)
     clf.predict(files[:4])
@@ -137,6 +168,7 @@ def main() -> None:
     results["frozen_epoch"] = frozen_epochs(files, labels, pre, args.batch)
     results["finetune"] = finetune(args.data, args.batch, work)
     results["predict"] = predict(work / "run", files)
+    results["precision"] = precision(args.batch)
     m = results["machine"]
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), flags {m['flags']}; {len(files)} images")
     f, t, p = results["frozen_epoch"], results["finetune"], results["predict"]
@@ -145,6 +177,9 @@ def main() -> None:
           f"bare loop {t['bare_img_s']:.1f} img/s  ratio {t['ratio']:.2f} (goal >= 0.9)")
     print(f"predict        headstart {p['headstart_img_s']:.1f} img/s  naive {p['naive_img_s']:.1f} img/s  ratio {p['ratio']:.2f} "
           f"(goal >= 2)  batch-1 p50 {p['batch1_ms_p50']:.0f} ms")
+    b = results["precision"]
+    print(f"bf16 autocast  training {b['train_bf16_img_s']:.1f} vs fp32 {b['train_fp32_img_s']:.1f} img/s (x{b['train_ratio']:.2f}); "
+          f"inference {b['infer_bf16_img_s']:.1f} vs {b['infer_fp32_img_s']:.1f} img/s (x{b['infer_ratio']:.2f})")
     out = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname() or 'cpu2'}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
