@@ -167,6 +167,24 @@ def demo(
     err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
 
 
+@app.command()
+def doctor(
+    data: Path = typer.Argument(..., help="Folder or CSV, in any layout 'train' accepts. Only read, never changed."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where doctor.json and doctor.html go. Default: ./doctor-<data name>."),
+    near: int = typer.Option(5, help="Near-duplicate threshold: differing bits of a 256-bit perceptual hash (-1: off)."),
+    min_side: int = typer.Option(32, help="Report images with a side below this many pixels."),
+    workers: Optional[int] = typer.Option(None, help="Reader threads. Default: 2 per core, at most 16."),
+) -> None:
+    """Check a data set: unreadable files, wrong extensions, sizes, duplicates, leakage, label conflicts, imbalance."""
+    from headstart.doctor import diagnose, print_summary, write_outputs
+    from headstart.doctor.run import default_out
+
+    diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal)
+    folder = write_outputs(diagnosis, out_dir or default_out(data))
+    print_summary(diagnosis, out)
+    out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
+
+
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Delete headstart's decoded-image cache."""
