@@ -117,6 +117,7 @@ class Classifier:
             self.console.print(f"[yellow]note:[/] {note}")
         if index.ignored:
             self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
+        self._quick_doctor(index)
         task = resolve_task(self.model.task, index)
         splits = dict(index.samples)
         if "val" not in splits:  # no validation given: a stratified, seeded split of train
@@ -124,6 +125,16 @@ class Classifier:
             splits = {**stratified_split(pool, self.train.val_fraction, self.train.seed), **splits}
         meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
         return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
+
+    def _quick_doctor(self, index: DataIndex) -> None:
+        """The data doctor's cheap checks (a stat per file): warn, never stop the run."""
+        from headstart.doctor import quick_checks
+
+        findings = quick_checks(index)
+        for f in findings:
+            self.console.print(f"[yellow]doctor {f.severity}:[/] {f.message}", highlight=False)
+        if findings:
+            self.console.print("  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False)
 
     @classmethod
     def resume(cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None) -> "Classifier":

@@ -63,7 +63,7 @@ def class_name_clashes(classes: list[str]) -> list[Finding]:
             "merge the folders if they are one class.", [{"names": names} for names in clashes],
         ))
     if spaced:
-        found.append(Finding("class_names", "info", f"class names with leading/trailing spaces: {spaced[:5]}", [{"name": n} for n in spaced]))
+        found.append(Finding("class_name_spaces", "info", f"class names with leading/trailing spaces: {spaced[:5]}", [{"name": n} for n in spaced]))
     return found
 
 

@@ -15,28 +15,6 @@ from collections import defaultdict
 import numpy as np
 
 
-class _Union:
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def join(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-
-    def groups(self) -> list[list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for i in range(len(self.parent)):
-            out[self.find(i)].append(i)
-        return [g for g in out.values() if len(g) > 1]
-
-
 def exact_groups(keys: list[str]) -> list[list[int]]:
     """Indices sharing a key (content hash), groups of two or more."""
     by_key: dict[str, list[int]] = defaultdict(list)
@@ -59,35 +37,55 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x[..., None], axis=-1).sum(-1)
 
 
-def near_groups(hashes: np.ndarray, threshold: int, chunk: int = 512) -> list[list[int]]:
-    """Rows of ``hashes`` (uint8, shape (n, bytes)) within ``threshold`` differing bits,
-    joined transitively into groups of two or more. Threshold 0: equal hashes only."""
+def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 16, chunk: int = 512) -> list[list[int]]:
+    """Rows of ``hashes`` (uint8, shape (n, bytes)) within ``threshold`` differing bits.
+
+    Groups are stars, not chains: the first image not yet grouped takes every ungrouped
+    image within ``threshold`` of itself. (Joining transitively chained 780 star drawings
+    with 17..33 points into one group on OpenClipart.) Hashes with fewer than ``min_bits``
+    set (near-flat images: no gradients to compare) are left out.
+    """
     n = len(hashes)
     if n < 2:
         return []
-    union = _Union(n)
-    unique, first, inverse = np.unique(hashes, axis=0, return_index=True, return_inverse=True)
-    for i, u in enumerate(np.asarray(inverse).ravel()):  # equal hashes: one group
-        union.join(int(first[u]), i)
-    if threshold <= 0 or len(unique) < 2:
-        return union.groups()
-    if threshold >= 8 * hashes.shape[1] // 2:
-        raise ValueError(f"threshold {threshold} is too large for {8 * hashes.shape[1]}-bit hashes")
-    for lo, hi in band_edges(hashes.shape[1], threshold):
-        buckets: dict[bytes, list[int]] = defaultdict(list)
-        band = np.ascontiguousarray(unique[:, lo:hi])
-        for row, key in enumerate(band):
-            buckets[key.tobytes()].append(row)
-        for bucket in buckets.values():
-            if len(bucket) < 2:
-                continue
-            members = np.array(bucket)
-            values = unique[members]
-            for start in range(0, len(members), chunk):  # (chunk, len(bucket)) distances at a time
-                dist = _popcount(values[start : start + chunk, None, :] ^ values[None, :, :]).sum(-1, dtype=np.int32)
-                rows, cols = np.nonzero(dist <= threshold)
-                rows += start
-                keep = rows < cols  # each pair once, never an entry with itself
-                for r, c in zip(members[rows[keep]], members[cols[keep]]):
-                    union.join(int(first[r]), int(first[c]))
-    return union.groups()
+    unique, inverse = np.unique(hashes, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    members: dict[int, list[int]] = defaultdict(list)  # unique row -> input rows
+    for i, u in enumerate(inverse):
+        members[int(u)].append(i)
+    plain = _popcount(unique).sum(-1) < min_bits
+    neighbours: dict[int, set[int]] = defaultdict(set)
+    if 0 < threshold and len(unique) > 1:
+        if threshold >= 8 * hashes.shape[1] // 2:
+            raise ValueError(f"threshold {threshold} is too large for {8 * hashes.shape[1]}-bit hashes")
+        for lo, hi in band_edges(hashes.shape[1], threshold):
+            buckets: dict[bytes, list[int]] = defaultdict(list)
+            band = np.ascontiguousarray(unique[:, lo:hi])
+            for row, key in enumerate(band):
+                if not plain[row]:
+                    buckets[key.tobytes()].append(row)
+            for bucket in buckets.values():
+                if len(bucket) > 1:
+                    _link(unique, np.array(bucket), threshold, chunk, neighbours)
+    groups: list[list[int]] = []
+    taken: set[int] = set()
+    for u in range(len(unique)):
+        if u in taken:
+            continue
+        star = [u] + sorted(v for v in neighbours.get(u, ()) if v not in taken)
+        taken.update(star)
+        rows = sorted(i for v in star for i in members[v])
+        if len(rows) > 1:
+            groups.append(rows)
+    return groups
+
+
+def _link(unique: np.ndarray, bucket: np.ndarray, threshold: int, chunk: int, neighbours: dict[int, set[int]]) -> None:
+    values = unique[bucket]
+    for start in range(0, len(bucket), chunk):  # (chunk, len(bucket)) distances at a time
+        dist = _popcount(values[start : start + chunk, None, :] ^ values[None, :, :]).sum(-1, dtype=np.int32)
+        rows, cols = np.nonzero(dist <= threshold)
+        rows += start
+        keep = rows != cols
+        for r, c in zip(bucket[rows[keep]], bucket[cols[keep]]):
+            neighbours[int(r)].add(int(c))
