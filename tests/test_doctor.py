@@ -189,3 +189,9 @@ def test_near_groups_scale_without_comparing_all_pairs():
     groups = near_groups(hashes, 5)
     assert groups == [[0, 1]]
     assert time.perf_counter() - start < 20  # ~3 s on a busy 2-core machine; n^2 would be ~5e9 comparisons
+
+
+def test_plain_images_are_not_near_duplicates_of_each_other():
+    flat = np.zeros((3, 32), dtype=np.uint8)  # three flat images of any colours hash to all zeros
+    flat[2, 0] = 1
+    assert near_groups(flat, 5) == []

@@ -200,7 +200,7 @@ def lr_find(
     model = ModelConfig(arch=arch, weights=str(weights) if weights else None, head=head.value, hidden=_widths(hidden))
     cfg = TrainConfig(optimizer=optimizer, batch_size=batch_size, val_fraction=val_fraction, seed=seed)
     finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
-    out.print(f"{finding.suggestion:.2g}")
+    out.print(f"{finding.suggestion:.3g}")
     err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
 
 

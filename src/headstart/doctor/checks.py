@@ -59,7 +59,7 @@ def class_name_clashes(classes: list[str]) -> list[Finding]:
         shown = "; ".join(" / ".join(repr(n) for n in names) for names in clashes[:5])
         found.append(Finding(
             "class_names", "warning",
-            f"{_plural(len(clashes), 'group')} of class names differ only by case or spacing ({shown}): "
+            f"class names that differ only by case or spacing ({shown}): "
             "merge the folders if they are one class.", [{"names": names} for names in clashes],
         ))
     if spaced:
@@ -103,25 +103,25 @@ def classify_groups(entries: list[Entry], groups: list[list[int]], kind: str, wi
             leak.append(_describe(entries, group))
         if len(labels) == 1 and len(splits) == 1:
             within.append(_describe(entries, group))
-    word = "identical" if kind == "exact" else "near-identical"
+    word = "Identical" if kind == "exact" else "Near-identical"
     prefix = "" if kind == "exact" else "near_"
     found = []
     if conflict:
         found.append(Finding(
             f"{prefix}label_conflict", "error",
-            f"{_plural(len(conflict), 'group')} of {word} images carry different labels: fix or remove them.", conflict,
+            f"{word} images with different labels ({_plural(len(conflict), 'group')}): fix or remove them.", conflict,
         ))
     if leak:
         found.append(Finding(
             f"{prefix}leakage", "error",
-            f"{_plural(len(leak), 'group')} of {word} images appear in more than one of train/val/test: "
+            f"{word} images in more than one of train/val/test ({_plural(len(leak), 'group')}): "
             "validation scores are inflated; keep each in one split.", leak,
         ))
     if within:
         extra = sum(len(g) - 1 for g in within)
         found.append(Finding(
             f"{prefix}duplicates", within_severity,
-            f"{extra} extra {'copy' if extra == 1 else 'copies'} of {word} images within a class ({_plural(len(within), 'group')}); "
+            f"{extra} extra {'copy' if extra == 1 else 'copies'} of {word.lower()} images within a class ({_plural(len(within), 'group')}); "
             "a random validation split would see some of them in training.", within,
         ))
     return found
@@ -161,7 +161,7 @@ def file_checks(facts: dict[str, FileFacts], min_side: int, max_pixels: int) -> 
     found = []
     bad = [{"path": f.path, "reason": f.error} for f in facts.values() if f.error]
     if bad:
-        found.append(Finding("unreadable", "warning", f"{_plural(len(bad), 'file')} cannot be decoded (training skips them).", bad))
+        found.append(Finding("unreadable", "warning", f"{_plural(len(bad), 'file')} that cannot be decoded (training skips them).", bad))
     wrong = [
         {"path": f.path, "content": f.sniffed, "extension": os.path.splitext(f.path)[1]}
         for f in facts.values()
@@ -170,8 +170,8 @@ def file_checks(facts: dict[str, FileFacts], min_side: int, max_pixels: int) -> 
     if wrong:
         found.append(Finding(
             "wrong_extension", "warning",
-            f"{_plural(len(wrong), 'file')} hold another format than their extension says (e.g. {wrong[0]['path']} is {wrong[0]['content']}); "
-            "rename them so other tools read them.", wrong,
+            f"{_plural(len(wrong), 'file')} whose content is another format than the extension says "
+            f"(e.g. {wrong[0]['path']} is {wrong[0]['content']}); rename them so other tools read them.", wrong,
         ))
     tiny = [{"path": f.path, "size": [f.width, f.height]} for f in facts.values() if not f.error and not f.bomb and min(f.width, f.height) < min_side]
     if tiny:

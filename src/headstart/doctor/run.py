@@ -131,7 +131,8 @@ def diagnose(
     if index.skipped:
         findings.append(Finding("missing", "warning", f"{len(index.skipped)} files listed in the CSV do not exist.", [s.__dict__ for s in index.skipped]))
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
-    counts = {split: {c: n for c, n in sorted(index.class_counts(split).items())} for split in index.samples}
+    order = ("train", "val", "test", "all")
+    counts = {split: dict(sorted(index.class_counts(split).items())) for split in sorted(index.samples, key=order.index)}
     return Diagnosis(
         str(Path(data).resolve()), index.layout, index.classes, counts, len(paths), index.ignored,
         findings, _stats(facts), time.perf_counter() - start,

@@ -76,7 +76,7 @@ def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 16, chunk: i
     groups: list[list[int]] = []
     taken: set[int] = set()
     for u in range(len(unique)):
-        if u in taken:
+        if u in taken or plain[u]:
             continue
         star = [u] + sorted(v for v in neighbours.get(u, ()) if v not in taken)
         taken.update(star)
