@@ -43,7 +43,8 @@ def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 16, chunk: i
     Groups are stars, not chains: the first image not yet grouped takes every ungrouped
     image within ``threshold`` of itself. (Joining transitively chained 780 star drawings
     with 17..33 points into one group on OpenClipart.) Hashes with fewer than ``min_bits``
-    set (near-flat images: no gradients to compare) are left out.
+    set (near-flat images: no gradients to compare) are left out, even when equal: plain
+    squares of any colours hash alike.
     """
     n = len(hashes)
     if n < 2:
