@@ -41,7 +41,9 @@ def make_logger(name: str, run_dir: Path, phase: int):  # type: ignore[no-untype
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
-        return TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=f"phase{phase}", default_hp_metric=False)
+        # version "": the folder is RUN/tensorboard/phaseN itself, and the progress bar shows
+        # no "v_num" (it would print the version's last four characters, "ase1").
+        return TensorBoardLogger(save_dir=str(run_dir), name=f"tensorboard/phase{phase}", version="", default_hp_metric=False)
     if kind == "mlflow":
         from lightning.pytorch.loggers import MLFlowLogger
 
