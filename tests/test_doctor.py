@@ -127,6 +127,8 @@ def test_cli_doctor_prints_a_summary(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "leakage" in result.output and "label_conflict" in result.output and "files/s" in result.output
     assert (tmp_path / "doctor-bad" / "doctor.html").is_file()
+    inside = CliRunner().invoke(app, ["doctor", str(root), "--out", str(root / "val" / "x")])
+    assert inside.exit_code != 0 and isinstance(inside.exception, ConfigError) and not (root / "val" / "x").exists()
 
 
 def test_a_clean_folder_has_no_errors(tmp_path):
@@ -195,3 +197,14 @@ def test_plain_images_are_not_near_duplicates_of_each_other():
     flat = np.zeros((3, 32), dtype=np.uint8)  # three flat images of any colours hash to all zeros
     flat[2, 0] = 1
     assert near_groups(flat, 5) == []
+
+
+def test_csv_layout_missing_files_and_conflicting_rows(tmp_path):
+    csv_path = make_images(tmp_path / "c", "csv", per_class=4)
+    with csv_path.open("a") as handle:
+        handle.write("images/red/red_0.png,green\n")  # the same file listed again under another label
+        handle.write("images/gone.png,red\n")
+    d = diagnose(csv_path)
+    by_check = {f.check: f for f in d.findings}
+    assert [Path(i["path"]).name for i in by_check["missing"].items] == ["gone.png"]
+    assert {tuple(m["labels"]) for m in by_check["label_conflict"].items[0]} == {("red",), ("green",)}

@@ -214,10 +214,12 @@ def doctor(
 ) -> None:
     """Check a data set: unreadable files, wrong extensions, sizes, duplicates, leakage, label conflicts, imbalance."""
     from headstart.doctor import diagnose, print_summary, write_outputs
-    from headstart.doctor.run import default_out
+    from headstart.doctor.run import check_out, default_out
 
+    target = out_dir or default_out(data)
+    check_out(target, data)  # before reading 100k files, not after
     diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal)
-    folder = write_outputs(diagnosis, out_dir or default_out(data))
+    folder = write_outputs(diagnosis, target)
     print_summary(diagnosis, out)
     out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
 

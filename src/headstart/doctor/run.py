@@ -59,8 +59,11 @@ def default_out(data: str | os.PathLike) -> Path:
     return Path(f"doctor-{name}")
 
 
-def _check_out(out: Path, root: Path) -> None:
-    target = out.resolve()
+def check_out(out: str | os.PathLike, data: str | os.PathLike) -> None:
+    """Refuse an output folder inside the data folder (a CSV's folder counts as the data's)."""
+    root = Path(data).resolve()
+    root = root.parent if root.is_file() else root
+    target = Path(out).resolve()
     if target == root or root in target.parents:
         raise ConfigError(f"--out {out} is inside the data folder {root}; the doctor never writes there. Choose a folder outside it.")
 
@@ -174,7 +177,7 @@ def _write(path: Path, text: str) -> None:
 def write_outputs(diagnosis: Diagnosis, out: str | os.PathLike) -> Path:
     """doctor.json and doctor.html in ``out`` (created; never inside the data folder)."""
     folder = Path(out)
-    _check_out(folder, Path(diagnosis.data))
+    check_out(folder, diagnosis.data)
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder / "doctor.json", json.dumps(diagnosis.to_dict(), indent=1, ensure_ascii=False))
     _write(folder / "doctor.html", render_html(diagnosis))
