@@ -37,7 +37,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     return np.unpackbits(x[..., None], axis=-1).sum(-1)
 
 
-def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 16, chunk: int = 512) -> list[list[int]]:
+def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 24, chunk: int = 512) -> list[list[int]]:
     """Rows of ``hashes`` (uint8, shape (n, bytes)) within ``threshold`` differing bits.
 
     Groups are stars, not chains: the first image not yet grouped takes every ungrouped
