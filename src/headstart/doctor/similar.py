@@ -94,7 +94,7 @@ def _link(unique: np.ndarray, ones: np.ndarray, bucket: np.ndarray, threshold: i
         dist = _popcount(values[start : start + chunk, None, :] ^ values[None, :, :]).sum(-1, dtype=np.int32)
         # Also at most 1/8 of the sparser hash's set bits: 5 bits apart is a re-encode for
         # a detailed picture (55 bits set) but another picture for a sparse one (18 set;
-        # measured on generated 48 px discs, which the plain limit alone let through).
+        # measured on generated 48 px discs).
         limit = np.minimum(threshold, np.minimum(bits[start : start + chunk, None], bits[None, :]) // 8)
         rows, cols = np.nonzero(dist <= limit)
         rows += start
