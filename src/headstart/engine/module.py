@@ -32,6 +32,15 @@ def make_metrics(task: str, num_classes: int, threshold: float) -> torchmetrics.
     )
 
 
+def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:
+    """The configured optimizer over parameter groups (each with its own "lr")."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, momentum=0.9, weight_decay=config.weight_decay, nesterov=True)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(groups, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+
+
 def _freeze_norm_stats(module: nn.Module, all_norms: bool) -> None:
     """Batch-norm layers in eval mode: all of them, or those whose parameters are frozen."""
     for m in module.modules():
@@ -136,12 +145,7 @@ class ClassifierModule(L.LightningModule):
         base = [p for p in self.network.backbone.parameters() if p.requires_grad]
         if base:
             groups.append({"params": base, "lr": self.base_lr, "name": "base"})
-        if cfg.optimizer == "sgd":
-            optimizer = torch.optim.SGD(groups, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
-        elif cfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(groups, weight_decay=cfg.weight_decay)
-        else:
-            optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(groups, cfg)
         if cfg.schedule == "plateau":
             plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=_mode(cfg.monitor), factor=0.3, patience=1)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": cfg.monitor}}
