@@ -86,10 +86,10 @@ def test_cache_info_and_clear(tmp_path, make_images):
     invoke(["train", data, "--out", tmp_path / "run", *FAST])
     cache = os.environ["HEADSTART_CACHE_DIR"]  # the autouse fixture's private folder
     info = invoke(["cache", "info"])
-    assert cache in info.stdout.replace("\n", "") and "1 stores" in info.stdout
+    assert cache in info.stdout.replace("\n", "") and "1 decoded images entries" in info.stdout
     invoke(["cache", "clear"])
-    assert not os.path.exists(os.path.join(cache, "images"))
-    assert "0 stores" in invoke(["cache", "info"]).stdout
+    assert not os.path.exists(os.path.join(cache, "images")) and not os.path.exists(os.path.join(cache, "features"))
+    assert "0 decoded images entries" in invoke(["cache", "info"]).stdout
 
 
 def run_main(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:

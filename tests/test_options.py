@@ -61,3 +61,20 @@ def test_metrics_per_class_and_balanced_accuracy():
     assert m.balanced_accuracy == pytest.approx(0.75)  # mean recall over classes with support
     assert m.per_class[0].precision == pytest.approx(2 / 3) and m.per_class[1].recall == 0.5
     assert m.per_class[2].support == 0
+
+
+def test_compile_wraps_only_the_fine_tuning_forward(convnet_weights):
+    import torch
+
+    from headstart.config import ModelConfig, TrainConfig
+    from headstart.engine.module import ClassifierModule
+    from headstart.models import build_network
+
+    net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), num_outputs=3)
+    names = set(net.state_dict())
+    on = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
+    assert len(on._train_forward) == 1 and isinstance(on._train_forward[0], torch._dynamo.eval_frame.OptimizedModule)
+    assert {k.removeprefix("network.") for k in on.state_dict() if k.startswith("network.")} == names  # no _orig_mod
+    frozen = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
+    off = ClassifierModule(net, "multiclass", 3, TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
+    assert frozen._train_forward == [] and off._train_forward == []

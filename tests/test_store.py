@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +162,50 @@ def test_unwritable_cache_falls_back_to_no_cache(files, tmp_path, monkeypatch, c
 def test_empty_path_list(files):
     out = decode_all([], PRE, show=False)
     assert out.array.shape == (0, 28, 28, 3) and out.failed == {}
+
+
+def test_flipped_pixel_bytes_with_an_intact_header_are_detected(files, capsys):
+    decode_all(files, PRE, show=False)
+    (npy,) = store_files()
+    data = bytearray(npy.read_bytes())
+    data[-5] ^= 0xFF  # one pixel of the last image; the .npy header still parses
+    npy.write_bytes(bytes(data))
+    rebuilt = decode_all(files, PRE, show=False)
+    assert rebuilt.cached is False
+    np.testing.assert_array_equal(rebuilt.array, fresh(files))
+    assert "rebuilding" in capsys.readouterr().err
+
+
+def test_store_from_another_version_is_rebuilt(files):
+    decode_all(files, PRE, show=False)
+    (npy,) = store_files()
+    meta = npy.with_suffix(".json")
+    info = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**info, "version": info["version"] - 1}))
+    assert decode_all(files, PRE, show=False).cached is False
+    assert decode_all(files, PRE, show=False).cached is True
+
+
+def test_disk_full_goes_on_uncached_and_leaves_nothing(files, monkeypatch, capsys):
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    out = decode_all(files, PRE, show=False)
+    assert out.cached is False
+    np.testing.assert_array_equal(out.array, fresh(files))
+    assert "No space left on device" in capsys.readouterr().err
+    assert not any((cache_root() / "images").iterdir())  # no half-written store or temp file
+
+
+def test_a_killed_writer_leaves_no_orphan_after_the_next_run(files):
+    folder = cache_root() / "images"
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = folder / f"0123abcd.{dead.pid}.tmp.npy"
+    orphan.write_bytes(b"half a store")
+    alive = folder / f"4567ef.{os.getpid()}.tmp.npy"  # a writer still running: left alone
+    alive.write_bytes(b"in progress")
+    decode_all(files, PRE, show=False)
+    assert not orphan.exists() and alive.exists()

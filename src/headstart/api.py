@@ -14,7 +14,9 @@ import json
 import os
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,12 +32,16 @@ from headstart.data.prepare import Prepared, prepare, write_skipped
 from headstart.data.store import cpu_count
 from headstart.engine.balance import loss_weights, sample_weights
 from headstart.engine.ranks import global_rank, mark_ready, wait_for_rank0
+from headstart.engine.loggers import resolve_logger
 from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics, compute_metrics
 from headstart.models import build_network
 from headstart.models.network import data_config
 from headstart.predict import Prediction, Predictor, expand_inputs
 from headstart.preprocess import ImageSource, Preprocess
+
+if TYPE_CHECKING:
+    from headstart.engine.lr_find import LRFinding
 
 CONFIG = "config.json"
 FEATURES = "features.pt"  # under RUN/checkpoints, multi-process runs only
@@ -105,6 +111,12 @@ class Classifier:
     ) -> None:
         self.model = model or ModelConfig(arch=arch)
         self.train = train or TrainConfig()
+        resolve_logger(self.train.logger)  # a logger asked for but not installed fails here, not after decoding
+        if self.train.lr == "auto" and not self.model.pretrained:
+            raise ConfigError(
+                "lr='auto' runs the range test on the frozen pretrained base, but pretrained=False; "
+                "give a number (--lr 3e-3) when training from scratch."
+            )
         if image_size is not None and image_size < 16:
             raise ConfigError(f"image_size={image_size} is too small; use 16 or more.")
         self.image_size = image_size
@@ -131,13 +143,77 @@ class Classifier:
             self.console.print(f"[yellow]note:[/] {note}")
         if index.ignored:
             self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
+        self._quick_doctor(index)
         task = resolve_task(self.model.task, index)
+        splits = self._splits(index)
+        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
+        return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
+
+    def _splits(self, index: DataIndex) -> dict[str, list[Sample]]:
         splits = dict(index.samples)
         if "val" not in splits:  # no validation given: a stratified, seeded split of train
             pool = splits.pop("train") if "train" in splits else splits.pop("all")
             splits = {**stratified_split(pool, self.train.val_fraction, self.train.seed), **splits}
-        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
-        return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
+        return splits
+
+    def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> "LRFinding":
+        """Learning-rate range test for the head on the frozen base; writes lr_find.png/.json.
+
+        Example:
+            >>> Classifier().lr_find("pets/").suggestion          # doctest: +SKIP
+        """
+        if not self.model.pretrained:
+            raise ConfigError("lr-find sweeps the head on a frozen pretrained base; it needs pretrained=True (and weights).")
+        index = scan(data)
+        task = resolve_task(self.model.task, index)
+        network = build_network(self.model, num_outputs(task, index.classes))
+        preprocess = Preprocess.from_timm_config(data_config(network.backbone), self.image_size)
+        prepared = prepare(self._splits(index), preprocess, self.cache, index.skipped)
+        self._check_prepared(prepared, index.classes, Path("."))
+        finding = self._find_lr(network, prepared, preprocess, task, len(index.classes), {})
+        name = re.sub(r"[^\w.-]+", "_", Path(data).resolve().stem)
+        folder = Path(out) if out is not None else Path(f"lr-find-{name}")
+        self._write_lr_finding(folder, finding)
+        return finding
+
+    def _find_lr(self, network, prepared: Prepared, preprocess: Preprocess, task: str, k: int, features: dict) -> "LRFinding":  # type: ignore[no-untyped-def]
+        from headstart.engine.lr_find import range_test
+
+        f_train = self._phase1_features(network, prepared, preprocess, features, "train")
+        samples = prepared.samples["train"]
+        weights = loss_weights(samples, k, task) if self.train.class_weights else None
+        finding = range_test(network.head, f_train, _targets(samples, k, task), task=task, config=self.train, loss_weights=weights)
+        self.console.print(
+            f"[bold]lr-find[/]: suggested learning rate {finding.suggestion:.2g} (steepest descent {finding.steepest:.2g}, "
+            f"loss minimum at {finding.min_loss_lr:.2g}; {len(finding.lrs)} steps{', stopped at divergence' if finding.diverged else ''})"
+        )
+        return finding
+
+    def _phase1_features(self, network, prepared: Prepared, preprocess: Preprocess, memo: dict, split: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """Frozen-base features of a split, computed once per run (lr-find and phase 1 share them)."""
+        from headstart.engine.features import cached_features
+
+        if split not in memo:
+            memo[split] = cached_features(
+                network.backbone, prepared.images.array, prepared.rows[split], preprocess, self.cache, show=self.console.is_terminal
+            )
+        return memo[split]
+
+    def _write_lr_finding(self, folder: Path, finding: "LRFinding") -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "lr_find.json").write_text(json.dumps(finding.to_dict(), indent=1), encoding="utf-8")
+        plots.lr_find(finding.lrs, finding.losses, finding.smoothed, finding.suggestion, folder / "lr_find.png")
+        self.console.print(f"Range test plot: [bold]{folder / 'lr_find.png'}[/]")
+
+    def _quick_doctor(self, index: DataIndex) -> None:
+        """The data doctor's cheap checks (a stat per file): warn, never stop the run."""
+        from headstart.doctor import quick_checks
+
+        findings = quick_checks(index)
+        for f in findings:
+            self.console.print(f"[yellow]doctor {f.severity}:[/] {f.message}", highlight=False)
+        if findings:
+            self.console.print("  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False)
 
     def _run_dir_for(self, data: str | os.PathLike, out: str | os.PathLike | None, rank: int) -> Path:
         if out is not None:
@@ -152,6 +228,7 @@ class Classifier:
         """Ranks > 0 of a fresh run: wait for rank 0's split, then train on it."""
         wait_for_rank0(run_dir, rank)
         saved = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        self.train = TrainConfig.from_dict(saved["train"])  # with the learning rate rank 0 found for --lr auto
         splits = read_split(run_dir / "split.csv", saved["classes"])
         skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]
         return self._run(run_dir, saved["classes"], saved["task"], splits, skipped, saved["meta"], resume=False, callbacks=callbacks)
@@ -210,14 +287,20 @@ class Classifier:
 
         prepared = prepare(splits, preprocess, self.cache, skipped)
         self._check_prepared(prepared, classes, run_dir)
+        features: dict[str, torch.Tensor] = {}  # frozen-base features, shared by lr-find and phase 1
+        finding = None
+        if cfg.lr == "auto":  # never on resume, nor on ranks > 0: the saved config holds the found number
+            finding = self._find_lr(network, prepared, preprocess, task, k, features)
+            cfg = self.train = replace(cfg, lr=finding.suggestion)
+            self.console.print(f"Training with --lr auto = {cfg.lr:.2g}")
         if rank == 0:
-            self._write_run_start(run_dir, classes, task, splits, skipped, meta, prepared, resume)
+            self._write_run_start(run_dir, classes, task, splits, skipped, meta, prepared, resume, finding)
         if several and rank == 0:
             mark_ready(run_dir)
             os.environ[RUN_DIR_ENV] = str(run_dir.resolve())  # Lightning's ddp children inherit it
         self._print_data(prepared, classes, run_dir)
 
-        loaders = self._loaders(prepared, preprocess, network, task, k, run_dir if several else None, rank)
+        loaders = self._loaders(prepared, preprocess, network, task, k, features, run_dir if several else None, rank)
         result = two_phase_fit(
             network, task=task, num_classes=k, threshold=self.model.threshold, config=cfg,
             pretrained=self.model.pretrained, loaders=loaders, run_dir=run_dir,
@@ -241,6 +324,8 @@ class Classifier:
             "metrics": {split: {"accuracy": m.accuracy, "balanced_accuracy": m.balanced_accuracy, "macro_f1": m.macro_f1} for split, m in self.metrics.items()},
             "seconds": round(time.time() - started, 1),
         }
+        if finding is not None:
+            self.artifact.meta["lr_find"] = finding.summary()
         self.run_dir = run_dir
         self._write_results(run_dir)
         save_artifact(run_dir, self.artifact)
@@ -249,26 +334,31 @@ class Classifier:
 
     def _write_run_start(
         self, run_dir: Path, classes: list[str], task: str, splits: dict[str, list[Sample]], skipped: list[Skipped],
-        meta: dict, prepared: Prepared, resume: bool,
+        meta: dict, prepared: Prepared, resume: bool, finding: "LRFinding | None",
     ) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
+        if finding is not None:
+            self._write_lr_finding(run_dir, finding)
         if not resume:
             saved = {
                 "model": self.model.to_dict(), "train": self.train.to_dict(), "image_size": self.image_size,
                 "cache": self.cache, "classes": classes, "task": task, "meta": meta,
                 "indexed_skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
             }
+            if finding is not None:
+                saved["lr_find"] = finding.summary()
             write_split(run_dir / "split.csv", DataIndex(Path("."), "", classes, task == "multilabel", splits))
             (run_dir / CONFIG).write_text(json.dumps(saved, indent=2, ensure_ascii=False), encoding="utf-8")
         write_skipped(run_dir / "skipped.csv", prepared.skipped)
 
-    def _loaders(self, prepared: Prepared, preprocess: Preprocess, network: torch.nn.Module, task: str, k: int, shared: Path | None = None, rank: int = 0):  # type: ignore[no-untyped-def]
+    def _loaders(  # type: ignore[no-untyped-def]
+        self, prepared: Prepared, preprocess: Preprocess, network: torch.nn.Module, task: str, k: int, features: dict,
+        shared: Path | None = None, rank: int = 0,
+    ):
         """phase -> (train loader, val loader, on_features) for ``two_phase_fit``."""
         from torch.utils.data import DataLoader, TensorDataset, WeightedRandomSampler
 
         from headstart.data.datasets import SquaresDataset
-        from headstart.engine.features import extract_features
-
         cfg = self.train
         train_s, val_s = prepared.samples["train"], prepared.samples["val"]
         squares = prepared.images.array
@@ -285,13 +375,13 @@ class Classifier:
             train = DataLoader(
                 train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=generator,
                 drop_last=len(train_ds) % cfg.batch_size == 1,  # a batch of one breaks batch norm
-                **kw,
+                collate_fn=getattr(train_ds, "collate", None), **kw,
             )
             return train, DataLoader(val_ds, batch_size=cfg.batch_size * 2, **kw)
 
         def loaders(phase: int):  # type: ignore[no-untyped-def]
             if phase == 1 and cfg.feature_cache:
-                f_train, f_val = self._features(network, squares, prepared, preprocess, shared, rank)
+                f_train, f_val = self._features(network, prepared, preprocess, features, shared, rank)
                 return (*make(TensorDataset(f_train, y_train), TensorDataset(f_val, y_val), 0), True)
             train_ds = SquaresDataset(squares, prepared.rows["train"], y_train, preprocess, cfg.augment)
             val_ds = SquaresDataset(squares, prepared.rows["val"], y_val, preprocess, None)
@@ -299,11 +389,10 @@ class Classifier:
 
         return loaders
 
-    def _features(self, network, squares, prepared, preprocess, shared: Path | None, rank: int):  # type: ignore[no-untyped-def]
+    def _features(self, network, prepared: Prepared, preprocess: Preprocess, memo: dict, shared: Path | None, rank: int):  # type: ignore[no-untyped-def]
         """Phase-1 features (train, val). With several processes rank 0 computes them once
-        into RUN/checkpoints/features.pt (kept for a resume until training ends); the other
-        ranks wait for that file and load it."""
-        from headstart.engine.features import extract_features
+        (through the feature cache) into RUN/checkpoints/features.pt, kept for a resume until
+        training ends; the other ranks wait for that file and load it."""
         from headstart.engine.ranks import wait_for_file
 
         path = shared / "checkpoints" / FEATURES if shared is not None else None
@@ -311,9 +400,8 @@ class Classifier:
             wait_for_file(path, rank, "phase-1 features")
             saved = torch.load(path, weights_only=True)
             return saved["train"], saved["val"]
-        show = self.console.is_terminal
-        f_train = extract_features(network.backbone, squares, prepared.rows["train"], preprocess, show=show)
-        f_val = extract_features(network.backbone, squares, prepared.rows["val"], preprocess, show=show)
+        f_train = self._phase1_features(network, prepared, preprocess, memo, "train")
+        f_val = self._phase1_features(network, prepared, preprocess, memo, "val")
         if path is not None:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save({"train": f_train, "val": f_val}, tmp)

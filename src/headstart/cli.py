@@ -37,6 +37,15 @@ class TaskName(str, Enum):
     multilabel = "multilabel"
 
 
+def _lr(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"--lr {text!r}: give a number such as 3e-3, or auto") from None
+
+
 def _widths(text: Optional[str]) -> tuple[int, ...]:
     if not text:
         return ()
@@ -62,7 +71,7 @@ def train(
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
     frozen_epochs: Optional[int] = typer.Option(None, help="Phase 1: epochs training the head on the frozen base. Default: 30 on cached features, else 5."),
     finetune_epochs: int = typer.Option(3, help="Phase 2: epochs fine-tuning the base (0: skip)."),
-    lr: float = typer.Option(3e-3, help="Head learning rate."),
+    lr: str = typer.Option("3e-3", help="Head learning rate, or 'auto': run lr-find first and use its suggestion."),
     finetune_lr: Optional[float] = typer.Option(None, help="Phase 2 head learning rate. Default: lr / 10."),
     base_lr_ratio: float = typer.Option(0.3, help="Phase 2: base learning rate = finetune-lr * this."),
     unfreeze: int = typer.Option(0, help="Phase 2: unfreeze the last N stages (0: all)."),
@@ -88,6 +97,8 @@ def train(
     num_nodes: int = typer.Option(1, "--num-nodes", help="Machines (launch with torchrun or SLURM; see README)."),
     strategy: Optional[str] = typer.Option(None, help="Lightning strategy: ddp (default with several devices), fsdp, auto."),
     dist_timeout: float = typer.Option(1800.0, help="Seconds a process waits in a collective for a silent one before the run fails."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the base for fine-tuning (slow first steps)."),
+    logger: str = typer.Option("auto", help="Besides epochs.csv: auto (TensorBoard if installed), csv, tensorboard or mlflow."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
     from headstart.api import Classifier
@@ -106,12 +117,12 @@ def train(
     )
     aug = AugmentConfig(rotation=rotation, vflip=vflip) if augment else AugmentConfig.none()
     cfg = TrainConfig(
-        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=lr, finetune_lr=finetune_lr, base_lr_ratio=base_lr_ratio,
+        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=_lr(lr), finetune_lr=finetune_lr, base_lr_ratio=base_lr_ratio,
         unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
         class_weights=class_weights, oversample=oversample, augment=aug,
-        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
-        devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
+        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
+        logger=logger, devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
     )
     Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
 
@@ -182,26 +193,78 @@ def demo(
     err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
 
 
+@app.command("lr-find")
+def lr_find(
+    data: Path = typer.Argument(..., help="Folder or CSV, as for 'train'."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where lr_find.png/.json go. Default: ./lr-find-<data name>."),
+    arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm architecture, or convnet_tiny / convnet_small."),
+    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (.safetensors/.pth/.bin)."),
+    head: Head = typer.Option(Head.linear, help="Head on the pooled features."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp)."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
+    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
+    batch_size: int = typer.Option(32),
+    val_fraction: float = typer.Option(0.2, help="Validation share when DATA has no val split (kept out of the sweep)."),
+    seed: int = typer.Option(0),
+    cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+) -> None:
+    """Learning-rate range test of the head on the frozen base: a plot and a suggested --lr."""
+    from headstart.api import Classifier
+    from headstart.config import ModelConfig, TrainConfig
+
+    model = ModelConfig(arch=arch, weights=str(weights) if weights else None, head=head.value, hidden=_widths(hidden))
+    cfg = TrainConfig(optimizer=optimizer, batch_size=batch_size, val_fraction=val_fraction, seed=seed)
+    finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
+    out.print(f"{finding.suggestion:.3g}")
+    err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
+
+
+@app.command()
+def doctor(
+    data: Path = typer.Argument(..., help="Folder or CSV, in any layout 'train' accepts. Only read, never changed."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where doctor.json and doctor.html go. Default: ./doctor-<data name>."),
+    near: int = typer.Option(5, help="Near-duplicate threshold: differing bits of a 256-bit perceptual hash (-1: off)."),
+    min_side: int = typer.Option(32, help="Report images with a side below this many pixels."),
+    workers: Optional[int] = typer.Option(None, help="Reader threads. Default: 2 per core, at most 16."),
+) -> None:
+    """Check a data set: unreadable files, wrong extensions, sizes, duplicates, leakage, label conflicts, imbalance."""
+    from headstart.doctor import diagnose, print_summary, write_outputs
+    from headstart.doctor.run import check_out, default_out
+
+    target = out_dir or default_out(data)
+    check_out(target, data)  # before reading 100k files, not after
+    diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal)
+    folder = write_outputs(diagnosis, target)
+    print_summary(diagnosis, out)
+    out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
+
+
+CACHE_PARTS = {"images": "decoded images", "features": "frozen-base features"}
+
+
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete headstart's decoded-image cache."""
+    """Delete headstart's caches (decoded images and frozen-base features)."""
     from headstart.data.store import cache_root
 
-    folder = cache_root() / "images"
-    size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
-    shutil.rmtree(folder, ignore_errors=True)
-    err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
+    for part in CACHE_PARTS:
+        folder = cache_root() / part
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
+        shutil.rmtree(folder, ignore_errors=True)
+        err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
 
 
 @cache_app.command("info")
 def cache_info() -> None:
-    """Where the cache is and how big."""
+    """Where the caches are and how big."""
     from headstart.data.store import cache_root
 
-    folder = cache_root() / "images"
-    files = [f for f in folder.glob("*.npy")] if folder.exists() else []
-    size = sum(f.stat().st_size for f in files)
-    out.print(f"{folder}: {len(files)} stores, {size / 1e6:.1f} MB (HEADSTART_CACHE_DIR overrides the location)")
+    for part, what in CACHE_PARTS.items():
+        folder = cache_root() / part
+        files = [f for f in folder.glob("*.npy")] if folder.exists() else []
+        size = sum(f.stat().st_size for f in files)
+        out.print(f"{folder}: {len(files)} {what} entries, {size / 1e6:.1f} MB")
+    out.print("HEADSTART_CACHE_DIR overrides the location; 'headstart cache clear' empties it.")
 
 
 def _rank_prefix() -> str:

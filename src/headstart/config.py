@@ -22,6 +22,7 @@ OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
 SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau")
 MONITORS: tuple[str, ...] = ("val_acc", "val_loss", "val_f1")
 STRATEGIES: tuple[str, ...] = ("auto", "ddp", "fsdp")
+LOGGERS: tuple[str, ...] = ("auto", "csv", "tensorboard", "mlflow")  # see engine/loggers.py
 
 
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
@@ -114,7 +115,9 @@ class TrainConfig(_Serializable):
     # None: 30 on cached features (an epoch there costs milliseconds), else 5.
     frozen_epochs: int | None = None
     finetune_epochs: int = 3
-    lr: float = 3e-3  # head learning rate in phase 1 (and for everything when from scratch)
+    # Head learning rate in phase 1 (and for everything when from scratch); "auto": fit()
+    # runs the learning-rate range test (headstart lr-find) first and uses its suggestion.
+    lr: float | str = 3e-3
     finetune_lr: float | None = None  # phase 2 head learning rate; None: lr / 10
     base_lr_ratio: float = 0.3  # phase 2: base lr = finetune_lr * base_lr_ratio
     unfreeze: int = 0  # phase 2: 0 = whole base, N = last N parameter groups (stages)
@@ -143,6 +146,8 @@ class TrainConfig(_Serializable):
     num_nodes: int = 1
     strategy: str | None = None
     dist_timeout: float = 1800.0  # seconds a collective waits for a silent rank before failing
+    compile: bool = False  # torch.compile the base for the phase that runs it on images
+    logger: str = "auto"  # epochs.csv always; plus auto | csv | tensorboard | mlflow (engine/loggers.py)
 
     def __post_init__(self) -> None:
         for name in ("finetune_epochs", "patience", "unfreeze"):
@@ -151,7 +156,11 @@ class TrainConfig(_Serializable):
             _positive("frozen_epochs", self.frozen_epochs, allow_zero=True)
         if self.phase1_epochs + self.finetune_epochs == 0:
             raise ConfigError("frozen_epochs + finetune_epochs is 0: nothing to train.")
-        _positive("lr", self.lr)
+        if isinstance(self.lr, str):
+            if self.lr != "auto":
+                raise ConfigError(f"lr={self.lr!r}: give a number such as 3e-3, or 'auto' to run the learning-rate range test.")
+        else:
+            _positive("lr", self.lr)
         _positive("base_lr_ratio", self.base_lr_ratio)
         if self.finetune_lr is not None:
             _positive("finetune_lr", self.finetune_lr)
@@ -173,6 +182,7 @@ class TrainConfig(_Serializable):
             raise ConfigError(
                 f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1."
             )
+        _choice("logger", self.logger, LOGGERS)
 
 
     def planned_processes(self) -> int:
@@ -201,7 +211,11 @@ class TrainConfig(_Serializable):
 
     @property
     def phase2_lr(self) -> float:
-        return self.finetune_lr if self.finetune_lr is not None else self.lr / 10
+        if self.finetune_lr is not None:
+            return self.finetune_lr
+        if isinstance(self.lr, str):
+            raise ConfigError("lr='auto' has not been resolved yet: fit() runs the range test first.")
+        return self.lr / 10
 
     @property
     def phase1_epochs(self) -> int:

@@ -63,3 +63,20 @@ def confusion_matrix(matrix: list[list[int]], classes: list[str], path: Path, ti
                     ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8, color="white" if rates[i, j] > 0.5 else "black")
     ax.set_title(title or "confusion matrix (colour: row-normalised)")
     _save(fig, path)
+
+
+def lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestion: float, path: Path) -> None:
+    """The learning-rate range test: loss against learning rate (log scale), suggestion marked."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(lrs, losses, color="0.75", lw=1, label="loss per step")
+    ax.plot(lrs, smoothed, color="C0", lw=2, label="smoothed")
+    ax.axvline(suggestion, color="C3", ls="--", label=f"suggested {suggestion:.2g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    finite = [v for v in smoothed if np.isfinite(v)]
+    if finite:  # keep the divergence from flattening the useful part of the curve
+        ax.set_ylim(min(finite) * 0.9, min(max(finite), 3 * finite[0]) * 1.1)
+    ax.legend()
+    ax.set_title("Learning-rate range test (head on the frozen base)")
+    _save(fig, path)

@@ -89,8 +89,16 @@ class Predictor:
         items = iter(sources)
         start = 0
         with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
-            while chunk := list(itertools.islice(items, self.batch_size)):
-                decoded = list(pool.map(self._decode, chunk))
+
+            def submit() -> tuple[list[ImageSource], list]:  # type: ignore[type-arg]
+                batch = list(itertools.islice(items, self.batch_size))
+                return batch, [pool.submit(self._decode, s) for s in batch]
+
+            # The next batch decodes (Pillow releases the GIL) while the model runs on this one.
+            chunk, pending = submit()
+            while chunk:
+                decoded = [f.result() for f in pending]
+                following = submit()
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
                 probs = self.probabilities(np.stack([decoded[i] for i in good])) if good else None
                 row = {i: n for n, i in enumerate(good)}
@@ -101,6 +109,7 @@ class Predictor:
                     else:
                         yield self._describe(str(name), probs[row[i]], top_k)  # type: ignore[index]
                 start += len(chunk)
+                chunk, pending = following
 
     def predict(self, sources: list[ImageSource], top_k: int = 5) -> list[Prediction]:
         return list(self.iter_predict(sources, top_k))

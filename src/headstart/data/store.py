@@ -7,14 +7,18 @@ file under the cache folder, memory-mapped, keyed by (store version, square side
 interpolation, every file's path, size and modification time): a changed, added or
 removed file gives a new key. Files are written under a temporary name and renamed, so
 two runs sharing the cache never see a half-written store; the user's folder is only read.
+Each row's CRC-32 is kept beside the store and checked when it is read back (about 0.1 s
+per GB), so a damaged file is rebuilt rather than trained on.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import sys
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +28,7 @@ from rich.progress import Progress
 
 from headstart.preprocess import Preprocess
 
-STORE_VERSION = 1
+STORE_VERSION = 2  # 2: per-row CRC-32 in the metadata
 
 
 def cache_root() -> Path:
@@ -67,9 +71,44 @@ def _load_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> DecodedImages
         array = np.load(npy, mmap_mode="r")
         if info.get("version") != STORE_VERSION or tuple(array.shape) != shape or array.dtype != np.uint8:
             return None
+        if info["crc32"] != _row_crcs(array):
+            return None  # bytes changed after the store was written: a damaged disk or file
         return DecodedImages(array, {int(k): str(v) for k, v in info["failed"].items()}, cached=True)
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
         return None  # unreadable, truncated, or another version's entry: rebuilt by the caller
+
+
+def _row_crcs(array: np.ndarray) -> list[int]:
+    return [zlib.crc32(row) for row in array]
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Allocate the store's blocks now: writing into a memory map on a full disk would
+    kill the process with SIGBUS mid-decode; this raises ENOSPC before anything starts."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # file systems without fallocate
+            raise
+    finally:
+        os.close(fd)
+
+
+def _sweep_orphans(folder: Path) -> None:
+    """Remove temporary files left by runs that were killed while writing (their pid is gone)."""
+    for leftover in folder.glob("*.tmp*"):
+        try:
+            pid = int(leftover.name.split(".")[1])
+            os.kill(pid, 0)
+        except (IndexError, ValueError):
+            continue  # not one of ours
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except OSError:
+            continue  # alive under another user, or not ours to judge
 
 
 def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool) -> dict[int, str]:
@@ -119,19 +158,23 @@ def decode_all(
     tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        _sweep_orphans(folder)
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        _reserve(tmp, array.offset + array.nbytes)
         failed = _decode_into(array, paths, preprocess, show)
         array.flush()
+        crcs = _row_crcs(array)
         del array
         meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
-        meta_tmp.write_text(json.dumps({"version": STORE_VERSION, "failed": failed, "count": len(paths)}))
+        meta_tmp.write_text(json.dumps({"version": STORE_VERSION, "failed": failed, "count": len(paths), "crc32": crcs}))
         os.replace(tmp, npy)
         os.replace(meta_tmp, meta)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass  # the folder itself is unusable; nothing was written
+        for leftover in (tmp, meta.with_suffix(f".{os.getpid()}.tmp")):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass  # the folder itself is unusable; nothing was written
         print(
             f"headstart: cannot write the image cache in {folder} ({exc.strerror}); "
             "continuing without it (set HEADSTART_CACHE_DIR or use --no-cache).",

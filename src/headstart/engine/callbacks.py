@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from rich.console import Console
 
-COLUMNS = ["phase", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr_head", "lr_base", "seconds"]
+COLUMNS = ["phase", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr_head", "lr_base", "seconds", "train_seconds"]
 
 
 class EpochLog(L.Callback):
@@ -23,12 +23,18 @@ class EpochLog(L.Callback):
         self.phase = phase
         self.console = console or Console(stderr=True, soft_wrap=True)
         self._start = time.perf_counter()
+        self._train_seconds: float | None = None
         self._lrs: dict[str, float] = {}
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._start = time.perf_counter()
+        self._train_seconds = None
         # the rates this epoch starts with (a per-step scheduler has moved on by its end)
         self._lrs = {g.get("name", str(i)): g["lr"] for i, g in enumerate(trainer.optimizers[0].param_groups)}
+
+    def on_validation_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking and self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._start  # training steps only
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -42,6 +48,7 @@ class EpochLog(L.Callback):
             "lr_head": lrs.get("head", ""),
             "lr_base": lrs.get("base", ""),
             "seconds": round(time.perf_counter() - self._start, 2),
+            "train_seconds": round(self._train_seconds if self._train_seconds is not None else time.perf_counter() - self._start, 2),
         }
         rows = read_epochs(self.path)
         rows = [r for r in rows if (int(r["phase"]), int(r["epoch"])) != (self.phase, row["epoch"])]

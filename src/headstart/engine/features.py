@@ -1,7 +1,19 @@
 """Frozen-phase features: while the base is frozen its output per image never changes, so
-compute it once and train the head on the cached (N, F) tensor at memory speed."""
+compute it once and train the head on the cached (N, F) tensor at memory speed.
+
+With the cache on, the features also persist across runs under ``<cache>/features/``,
+keyed by the base's weights, the preprocessing and the very pixels of every square, so a
+second ``train`` on the same data (another head, learning rate, epochs...) skips the base.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,6 +23,8 @@ from torch import nn
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 from headstart.preprocess import Preprocess
+
+FEATURES_VERSION = 1
 
 
 def extract_features(
@@ -35,3 +49,57 @@ def extract_features(
 def head_only(network: Network) -> Network:
     """A network over features: identity base, the same (shared) head parameters."""
     return Network(nn.Identity(), network.head)
+
+
+def _features_key(backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess) -> str:
+    digest = hashlib.sha256()
+    spec = [FEATURES_VERSION, type(backbone).__name__, preprocess.input_size, list(preprocess.mean), list(preprocess.std)]
+    digest.update(json.dumps(spec).encode())
+    for name, tensor in backbone.state_dict().items():  # the weights themselves, not a name for them
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for row in rows:
+        digest.update(np.ascontiguousarray(squares[row]).data)
+    return digest.hexdigest()[:32]
+
+
+def cached_features(
+    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, cache: bool = True, show: bool = False
+) -> torch.Tensor:
+    """``extract_features``, read from / written to the on-disk feature cache when ``cache``.
+
+    Example:
+        >>> f = cached_features(network.backbone, images.array, rows["train"], preprocess)  # doctest: +SKIP
+        >>> f.shape                                                                          # (len(rows), F)
+    """
+    from headstart.data.store import cache_root
+
+    if not cache or len(rows) == 0:
+        return extract_features(backbone, squares, rows, preprocess, show=show)
+    folder = cache_root() / "features"
+    key = _features_key(backbone, squares, rows, preprocess)
+    npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
+    try:
+        array = np.load(npy)
+        if json.loads(meta.read_text())["crc32"] == zlib.crc32(array) and array.shape[0] == len(rows):
+            return torch.from_numpy(array)
+        print(f"headstart: feature cache entry {npy} is damaged; recomputing it.", file=sys.stderr)
+    except (OSError, ValueError, EOFError, KeyError, TypeError):
+        pass  # absent (the usual case), truncated or unreadable: computed below
+    features = extract_features(backbone, squares, rows, preprocess, show=show)
+    array = features.numpy()
+    tmp, meta_tmp = folder / f"{key}.{os.getpid()}.tmp.npy", folder / f"{key}.{os.getpid()}.tmp.json"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, array)
+        meta_tmp.write_text(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array)}))
+        os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata
+        os.replace(meta_tmp, meta)
+    except OSError as exc:
+        for leftover in (tmp, meta_tmp):
+            try:
+                leftover.unlink(missing_ok=True)
+            except OSError:
+                pass
+        print(f"headstart: cannot write the feature cache in {folder} ({exc.strerror}); continuing without it.", file=sys.stderr)
+    return features

@@ -19,7 +19,7 @@ from typing import Callable
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
@@ -28,6 +28,7 @@ from headstart.config import TrainConfig
 from headstart.engine.allocator import keep_freed_memory
 from headstart.engine.callbacks import EpochLog
 from headstart.engine.features import head_only
+from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
 from headstart.errors import ArtifactError
 from headstart.models import Network
@@ -218,6 +219,9 @@ def two_phase_fit(
         extra: list[L.Callback] = [best, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console)]
         if config.patience:
             extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
+        logger = make_logger(config.logger, run_dir, phase.number)
+        if logger:
+            extra.append(LearningRateMonitor(logging_interval="step"))
         trainer = L.Trainer(
             max_epochs=phase.epochs,
             accelerator=config.accelerator,
@@ -226,7 +230,7 @@ def two_phase_fit(
             strategy=make_strategy(config),  # type: ignore[arg-type]
             precision=config.precision,  # type: ignore[arg-type]
             callbacks=extra + list(callbacks or []),
-            logger=False,
+            logger=logger,
             enable_model_summary=False,
             num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, len(train_loader))),

@@ -1,0 +1,109 @@
+"""Peak memory of `headstart train` for N and 10N images: it must not grow with the data.
+
+    python bench/memory.py [--small 1000] [--large 10000] [--arch tf_efficientnet_lite0]
+                           [--image-size 96] [--keep]
+
+Generates two folders of JPEGs (10 classes, random shapes on random backgrounds, 128 px),
+then runs the CLI once per folder in a fresh process (empty HEADSTART_CACHE_DIR, default
+two phases shortened to --frozen-epochs 3 --finetune-epochs 1) and samples its
+/proc/PID/status every 20 ms. Reported per run:
+  peak RSS      everything resident, including pages of the memory-mapped image cache
+                (file-backed and reclaimable: the kernel drops them under pressure)
+  peak anon     private memory: what training really holds (model, activations, batches)
+and the ratios large/small. Goal: anon peaks within a small constant of each other.
+Writes bench/results/memory-<host>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+
+def make_folder(root: Path, n: int, classes: int = 10, size: int = 128) -> None:
+    rng = random.Random(n)
+    for i in range(n):
+        label = i % classes
+        image = Image.new("RGB", (size, size), tuple(rng.randrange(256) for _ in range(3)))
+        draw = ImageDraw.Draw(image)
+        x, y, r = rng.randrange(20, size - 20), rng.randrange(20, size - 20), rng.randrange(8, 20 + 3 * label)
+        box = (x - r, y - r, x + r, y + r)
+        (draw.ellipse if label % 2 else draw.rectangle)(box, fill=tuple((40 * label + 30 * k) % 256 for k in range(3)))
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{i:06d}.jpg", quality=90)
+
+
+def status_kb(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+                out[key] = int(value.split()[0])
+    except (FileNotFoundError, ProcessLookupError, ValueError):
+        pass
+    return out
+
+
+def run(data: Path, run_dir: Path, cache: Path, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, "-m", "headstart.cli", "train", str(data), "--out", str(run_dir), "--arch", args.arch,
+           "--image-size", str(args.image_size), "--frozen-epochs", "3", "--finetune-epochs", "1"]
+    env = {**os.environ, "HEADSTART_CACHE_DIR": str(cache)}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = {"VmRSS": 0, "RssAnon": 0, "RssFile": 0}
+    while proc.poll() is None:
+        now = status_kb(proc.pid)
+        for k in peak:
+            peak[k] = max(peak[k], now.get(k, 0))
+        time.sleep(0.02)
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if proc.returncode:
+        raise SystemExit(f"training failed ({proc.returncode}):\n{stderr[-2000:]}")
+    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": peak["VmRSS"] / 1024,
+            "peak_anon_mb": peak["RssAnon"] / 1024, "peak_file_mb": peak["RssFile"] / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--large", type=int, default=10000)
+    ap.add_argument("--arch", default="tf_efficientnet_lite0")
+    ap.add_argument("--image-size", type=int, default=96, help="input side; small keeps the 10k run to minutes on 2 cores")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="headstart-memory-"))
+    results: dict = {"cores": len(os.sched_getaffinity(0)), "arch": args.arch, "image_size": args.image_size, "runs": {}}
+    for n in (args.small, args.large):
+        make_folder(work / f"data{n}", n)
+        results["runs"][n] = run(work / f"data{n}", work / f"run{n}", work / f"cache{n}", args)
+        r = results["runs"][n]
+        print(f"{n:>7} images: {r['seconds']:>7.1f}s  peak RSS {r['peak_rss_mb']:>7.0f} MB  "
+              f"(anon {r['peak_anon_mb']:.0f} MB, mapped files {r['peak_file_mb']:.0f} MB)", flush=True)
+    small, large = (results["runs"][n] for n in (args.small, args.large))
+    results["ratio_rss"] = large["peak_rss_mb"] / small["peak_rss_mb"]
+    results["ratio_anon"] = large["peak_anon_mb"] / small["peak_anon_mb"]
+    print(f"{args.large}/{args.small} images: peak RSS x{results['ratio_rss']:.2f}, peak anon x{results['ratio_anon']:.2f} "
+          f"(+{large['peak_anon_mb'] - small['peak_anon_mb']:.0f} MB private memory for {args.large - args.small} more images)")
+    out = Path(__file__).resolve().parent / "results" / f"memory-{socket.gethostname() or 'cpu2'}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"results: {out}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Experiment loggers. ``epochs.csv`` is always written (EpochLog); on top of it:
+
+    auto         TensorBoard when the ``tensorboard`` package is installed, else nothing more
+    csv          nothing more
+    tensorboard  RUN/tensorboard/phase{1,2}/ (``tensorboard --logdir RUN/tensorboard``)
+    mlflow       an MLflow run per phase; $MLFLOW_TRACKING_URI, else RUN/mlruns
+
+Only checks for packages here (no Lightning import), so options fail before any decoding.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+from headstart.config import LOGGERS  # noqa: F401 - the names, validated in TrainConfig
+from headstart.errors import ConfigError
+
+_PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+
+
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+def resolve_logger(name: str) -> str:
+    """The logger ``name`` stands for on this machine; ConfigError when asked for one that
+    is not installed."""
+    if name == "auto":
+        return "tensorboard" if _installed("tensorboard") else "csv"
+    package = _PACKAGE.get(name)
+    if package and not _installed(package):
+        raise ConfigError(f"--logger {name}: the '{package}' package is not installed; pip install {package}, or use --logger csv.")
+    return name
+
+
+def make_logger(name: str, run_dir: Path, phase: int):  # type: ignore[no-untyped-def]
+    """A Lightning logger for one phase's Trainer, or False (epochs.csv only)."""
+    kind = resolve_logger(name)
+    if kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        # version "": the folder is RUN/tensorboard/phaseN itself, and the progress bar shows
+        # no "v_num" (it would print the version's last four characters, "ase1").
+        return TensorBoardLogger(save_dir=str(run_dir), name=f"tensorboard/phase{phase}", version="", default_hp_metric=False)
+    if kind == "mlflow":
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_dir / "mlruns").resolve().as_uri()
+        return MLFlowLogger(experiment_name="headstart", run_name=f"{run_dir.name}-phase{phase}", tracking_uri=uri)
+    return False

@@ -1,0 +1,79 @@
+"""Training augmentation: per-image geometry in one resample, per-batch colour, eval's normalisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from headstart.config import AugmentConfig
+from headstart.data.datasets import SquaresDataset, TrainAugment
+from headstart.preprocess import Preprocess
+
+PRE = Preprocess(input_size=24, resize_size=32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+
+
+@pytest.fixture
+def squares() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+
+
+def batch_of(ds: SquaresDataset, rows: range) -> torch.Tensor:
+    items = [ds[i] for i in rows]
+    return ds.collate(items)[0] if ds.collate else torch.stack([x for x, _ in items])
+
+
+def test_without_augmentation_training_sees_exactly_the_evaluation_input(squares):
+    targets = torch.zeros(6, dtype=torch.long)
+    train = SquaresDataset(squares, np.arange(6), targets, PRE, AugmentConfig.none())
+    evaluation = SquaresDataset(squares, np.arange(6), targets, PRE, None)
+    x, ref = batch_of(train, range(6)), batch_of(evaluation, range(6))
+    assert x.shape == ref.shape == (6, 3, 24, 24) and x.dtype == torch.float32
+    torch.testing.assert_close(x, ref, rtol=0, atol=1e-6)
+    assert x.is_contiguous(memory_format=torch.channels_last)  # what the model wants on CPU
+
+
+def test_a_flip_alone_mirrors_the_centre_crop_exactly(squares):
+    aug = TrainAugment(PRE, AugmentConfig(hflip=True, rotation=0.0, scale=(1.0, 1.0), color=0.0))
+    centre = squares[0][4:28, 4:28]
+    seen = {aug.geometry(squares[0]).tobytes() for _ in range(40)}
+    assert seen == {centre.tobytes(), centre[:, ::-1].tobytes()}  # both, and nothing else
+
+
+def test_vertical_flips_only_when_asked(squares):
+    centre = squares[1][4:28, 4:28]
+    on = TrainAugment(PRE, AugmentConfig(hflip=False, vflip=True, rotation=0.0, scale=(1.0, 1.0), color=0.0))
+    off = TrainAugment(PRE, AugmentConfig(hflip=False, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0))
+    assert {on.geometry(squares[1]).tobytes() for _ in range(40)} == {centre.tobytes(), centre[::-1].tobytes()}
+    assert {off.geometry(squares[1]).tobytes() for _ in range(10)} == {centre.tobytes()}
+
+
+def test_rotation_and_crop_fill_with_white_and_follow_the_seed():
+    grey = np.full((32, 32, 3), 100, np.uint8)
+    aug = TrainAugment(PRE, AugmentConfig(hflip=False, rotation=45.0, scale=(1.0, 1.0), color=0.0))
+    torch.manual_seed(3)
+    views = [aug.geometry(grey) for _ in range(8)]
+    assert all(v.shape == (24, 24, 3) and v.dtype == np.uint8 for v in views)
+    assert any((v == 255).all(-1).any() for v in views)  # corners rotated in from outside: white
+    assert all((v[12, 12] == 100).all() for v in views)  # the centre stays the image
+    torch.manual_seed(3)
+    assert all(np.array_equal(a, aug.geometry(grey)) for a in views)
+
+
+def test_random_crops_zoom_in(squares):
+    ramp = np.tile(np.arange(32, dtype=np.uint8)[None, :, None] * 8, (32, 1, 3))  # brightness = 8 * x
+    aug = TrainAugment(PRE, AugmentConfig(hflip=False, rotation=0.0, scale=(0.3, 0.3), color=0.0))
+    spans = [np.ptp(aug.geometry(ramp)[12, :, 0].astype(int)) for _ in range(20)]
+    assert max(spans) < 8 * 24  # a crop of 30% of the area spans fewer source columns than the centre crop
+
+
+def test_colour_jitter_changes_batches_within_the_valid_range(squares):
+    crops = torch.from_numpy(squares[:, :24, :24].copy())
+    plain = TrainAugment(PRE, AugmentConfig(color=0.0)).batch(crops)
+    jittered = TrainAugment(PRE, AugmentConfig(color=0.4)).batch(crops)
+    assert not torch.allclose(plain, jittered)
+    lo = (0 - PRE.mean[0]) / PRE.std[0]
+    hi = (1 - PRE.mean[0]) / PRE.std[0]
+    assert jittered[:, 0].min() >= lo - 1e-5 and jittered[:, 0].max() <= hi + 1e-5
+    per_image = (jittered - plain).abs().mean((1, 2, 3))
+    assert per_image.std() > 0  # each image draws its own factors

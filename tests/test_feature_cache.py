@@ -1,0 +1,91 @@
+"""The frozen-phase feature cache persists across runs, keyed by weights and pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import headstart.engine.features as features
+from headstart.data.store import cache_root
+from headstart.engine.features import cached_features
+from headstart.models.convnet import create_convnet
+from headstart.preprocess import Preprocess
+
+PRE = Preprocess(input_size=24, resize_size=28, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+@pytest.fixture
+def squares() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (10, 28, 28, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[int]:
+    seen: list[int] = []
+    inner = features.extract_features
+
+    def counting(backbone, squares, rows, *a, **kw):  # type: ignore[no-untyped-def]
+        seen.append(len(rows))
+        return inner(backbone, squares, rows, *a, **kw)
+
+    monkeypatch.setattr(features, "extract_features", counting)
+    return seen
+
+
+def base(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_convnet("convnet_tiny")
+
+
+def test_second_request_reads_identical_features_from_disk(squares, calls):
+    rows = np.arange(2, 9)
+    first = cached_features(base(), squares, rows, PRE)
+    second = cached_features(base(), squares, rows, PRE)
+    assert calls == [7]  # computed once
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    torch.testing.assert_close(second, features.extract_features(base(), squares, rows, PRE), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("change", ["weights", "pixels", "rows", "preprocess"])
+def test_anything_that_changes_the_features_is_a_new_entry(squares, calls, change):
+    rows = np.arange(6)
+    cached_features(base(), squares, rows, PRE)
+    net, sq, pre = base(), squares.copy(), PRE
+    if change == "weights":
+        net = base(seed=1)
+    elif change == "pixels":
+        sq[3, 0, 0, 0] ^= 1
+    elif change == "rows":
+        rows = np.arange(1, 7)
+    else:
+        pre = Preprocess(input_size=24, resize_size=28, mean=(0.4,) * 3, std=(0.5,) * 3)
+    cached_features(net, sq, rows, pre)
+    assert calls == [6, 6]
+
+
+def test_damaged_entry_is_recomputed_with_a_notice(squares, calls, capsys):
+    rows = np.arange(5)
+    good = cached_features(base(), squares, rows, PRE)
+    (npy,) = (cache_root() / "features").glob("*.npy")
+    data = bytearray(npy.read_bytes())
+    data[-3] ^= 0xFF
+    npy.write_bytes(bytes(data))
+    again = cached_features(base(), squares, rows, PRE)
+    assert calls == [5, 5] and "damaged" in capsys.readouterr().err
+    torch.testing.assert_close(again, good, rtol=0, atol=0)
+
+
+def test_cache_off_writes_nothing(squares, calls):
+    cached_features(base(), squares, np.arange(4), PRE, cache=False)
+    cached_features(base(), squares, np.arange(4), PRE, cache=False)
+    assert calls == [4, 4] and not (cache_root() / "features").exists()
+
+
+def test_a_second_training_run_skips_the_base(tmp_path, make_images, tiny, calls):
+    data = make_images(tmp_path / "data", per_class=5)
+    first = tiny().fit(data, out=tmp_path / "a")
+    n = len(calls)
+    second = tiny().fit(data, out=tmp_path / "b")
+    assert n == 2 and len(calls) == n  # train and val features, computed by the first run only
+    assert first.metrics["val"].accuracy == second.metrics["val"].accuracy
