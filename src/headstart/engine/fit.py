@@ -233,7 +233,7 @@ def two_phase_fit(
             logger=logger,
             enable_model_summary=False,
             num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(50, len(train_loader))),
+            log_every_n_steps=max(1, min(50, len(train_loader) // config.planned_processes())),  # batches per rank
             default_root_dir=str(run_dir),
         )
         trainer.fit(module, datamodule=_Loaders(train_loader, val_loader), ckpt_path=ckpt_path)
