@@ -85,8 +85,8 @@ def main() -> None:
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for devices in (int(d) for d in args.order.split(",")):
-            results.append(train(data, Path(tmp) / f"run{devices}", devices, args))
+        for i, devices in enumerate(int(d) for d in args.order.split(",")):
+            results.append(train(data, Path(tmp) / f"run{i}-{devices}", devices, args))
             print(json.dumps(results[-1]))
     rate = {r["devices"]: r["img_per_s"] for r in results}
     if 1 in rate and 2 in rate:
