@@ -70,7 +70,7 @@ def train(
     threshold: float = typer.Option(0.5, help="Decision threshold for binary and multi-label."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
     frozen_epochs: Optional[int] = typer.Option(None, help="Phase 1: epochs training the head on the frozen base. Default: 30 on cached features, else 5."),
-    finetune_epochs: int = typer.Option(3, help="Phase 2: epochs fine-tuning the base (0: skip)."),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Phase 2: epochs fine-tuning the base (0: skip). Default: 3 on a GPU, 0 on a CPU."),
     lr: str = typer.Option("3e-3", help="Head learning rate, or 'auto': run lr-find first and use its suggestion."),
     finetune_lr: Optional[float] = typer.Option(None, help="Phase 2 head learning rate. Default: lr / 10."),
     base_lr_ratio: float = typer.Option(0.3, help="Phase 2: base learning rate = finetune-lr * this."),
