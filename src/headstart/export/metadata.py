@@ -11,14 +11,12 @@ import json
 import math
 from typing import Any
 
+from headstart.checks import check_classes_task, check_preprocess, is_number
 from headstart.errors import ArtifactError
-from headstart.preprocess import Preprocess
 
 KEY = "headstart"
 FORMAT = "headstart-export"
 FORMAT_VERSION = 1
-TASKS = ("multiclass", "binary", "multilabel")
-MAX_CLASSES = 100_000
 
 
 def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> dict[str, Any]:
@@ -40,45 +38,6 @@ def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> 
     }
 
 
-def _is_number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def check_preprocess(value: object, where: str) -> Preprocess:
-    """A preprocessing description with exactly the expected keys and types."""
-    if not isinstance(value, dict):
-        raise ArtifactError(f"{where}: 'preprocess' must be an object, got {type(value).__name__}.")
-    expected = {"input_size", "resize_size", "mean", "std", "interpolation"}
-    if set(value) != expected:
-        raise ArtifactError(f"{where}: 'preprocess' keys {sorted(value)} are not {sorted(expected)}.")
-    for key in ("input_size", "resize_size"):
-        v = value[key]
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 8192:
-            raise ArtifactError(f"{where}: preprocess.{key} must be an integer in [1, 8192], got {v!r}.")
-    for key in ("mean", "std"):
-        v = value[key]
-        if not isinstance(v, list) or len(v) != 3 or not all(_is_number(x) for x in v):
-            raise ArtifactError(f"{where}: preprocess.{key} must be a list of 3 numbers, got {v!r}.")
-    if any(x == 0 for x in value["std"]):
-        raise ArtifactError(f"{where}: preprocess.std must not contain 0.")
-    if not isinstance(value["interpolation"], str):
-        raise ArtifactError(f"{where}: preprocess.interpolation must be a string.")
-    try:
-        return Preprocess.from_dict(value)
-    except ValueError as exc:
-        raise ArtifactError(f"{where}: invalid preprocessing ({exc}).") from None
-
-
-def check_classes_task(meta: dict[str, Any], where: str) -> None:
-    classes, task = meta.get("classes"), meta.get("task")
-    if not isinstance(classes, list) or not 2 <= len(classes) <= MAX_CLASSES or not all(isinstance(c, str) for c in classes):
-        raise ArtifactError(f"{where}: 'classes' must be a list of at least two names.")
-    if len(set(classes)) != len(classes):
-        raise ArtifactError(f"{where}: 'classes' has duplicate names.")
-    if task not in TASKS:
-        raise ArtifactError(f"{where}: unknown task {task!r}; expected one of {list(TASKS)}.")
-
-
 def parse(text: str | None, where: str) -> dict[str, Any]:
     """Read and check an exported description; ArtifactError when it is missing or wrong."""
     if text is None:
@@ -93,7 +52,7 @@ def parse(text: str | None, where: str) -> dict[str, Any]:
         raise ArtifactError(f"{where}: format_version {meta.get('format_version')!r}; this headstart reads {FORMAT_VERSION}.")
     check_classes_task(meta, where)
     threshold = meta.get("threshold")
-    if not _is_number(threshold) or not 0 < threshold < 1:
+    if not is_number(threshold) or not 0 < threshold < 1:
         raise ArtifactError(f"{where}: 'threshold' must be a number in (0, 1), got {threshold!r}.")
     check_preprocess(meta.get("preprocess"), where)
     io = meta.get("input"), meta.get("output")
