@@ -18,6 +18,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from headstart.errors import HeadstartError, MissingExtraError
 
@@ -272,7 +273,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except HeadstartError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
