@@ -47,8 +47,9 @@ def load_backend(run: str | Path, backend: str = "auto", threads: int | None = N
 
 
 def describe_backend(predictor: BatchPredictor) -> dict[str, Any]:
-    if isinstance(predictor, RuntimePredictor):
-        return predictor.info()
+    info = getattr(predictor, "info", None)
+    if callable(info):
+        return info()
     artifact = predictor.artifact  # type: ignore[attr-defined]
     return {
         "backend": "torch",
