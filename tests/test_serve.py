@@ -197,3 +197,15 @@ def test_serve_cli_binds_loopback_by_default(monkeypatch, exported_run):
     result = CliRunner().invoke(app, ["serve", str(exported_run[0]), "--port", "9999"])
     assert result.exit_code == 0, result.output
     assert seen["host"] == "127.0.0.1" and seen["port"] == 9999
+
+
+def test_the_torch_backend_serves_the_same_predictions(exported_run, server):
+    run, _ = exported_run
+    files = [("file", ("r.png", png((220, 30, 30)))), ("file", ("g.jpg", jpeg((30, 200, 40))))]
+    with serving(create_app(load_backend(run, "torch"), LIMITS)) as url:
+        assert httpx.get(f"{url}/info").json()["backend"] == "torch"
+        eager = httpx.post(f"{url}/predict", files=files).json()["predictions"]
+    onnx = httpx.post(f"{server}/predict", files=files).json()["predictions"]
+    assert [p["labels"] for p in eager] == [p["labels"] for p in onnx] == [["red"], ["green"]]
+    for a, b in zip(eager, onnx):
+        np.testing.assert_allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-4)
