@@ -137,7 +137,8 @@ class LimitsMiddleware:
                 status = 504 if state["body_done"] else 408
                 await send_json(send, status, {"error": f"request not done within {self.timeout_s:g} s"})
         except Exception:
-            if not state["started"]:
-                raise
             if not state["over"]:
                 raise
+            # Over the cap: the app's own error (already replaced by our 413) is expected.
+            if not state["started"]:
+                await send_json(send, 413, {"error": too_large})
