@@ -19,6 +19,16 @@ FORMAT = "headstart-export"
 FORMAT_VERSION = 1
 
 
+def headline_metrics(metrics: object) -> dict[str, dict[str, float]]:
+    """{split: {accuracy, balanced_accuracy, macro_f1}} from a run's metrics, numbers only."""
+    out: dict[str, dict[str, float]] = {}
+    if isinstance(metrics, dict):
+        for split, m in metrics.items():
+            if isinstance(m, dict):
+                out[str(split)] = {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1") if is_number(m.get(k))}
+    return out
+
+
 def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> dict[str, Any]:
     """The exported description from a run's ``headstart.json``."""
     model = meta["model"]
@@ -34,7 +44,7 @@ def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> 
         "input": {"name": input_name, "layout": "NCHW", "dtype": "float32"},
         "output": {"name": output_name, "kind": "probabilities"},
         "versions": meta.get("versions", {}),
-        "metrics": {k: v for k, v in (meta.get("metrics") or {}).items() if isinstance(v, (int, float))} if isinstance(meta.get("metrics"), dict) else {},
+        "metrics": headline_metrics(meta.get("metrics")),
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from headstart.export.metadata import headline_metrics
 from headstart.errors import ConfigError, MissingExtraError
 from headstart.predictions import BatchPredictor
 from headstart.runtime import RuntimePredictor, find_onnx
@@ -59,5 +60,5 @@ def describe_backend(predictor: BatchPredictor) -> dict[str, Any]:
         "task": predictor.task,
         "threshold": predictor.threshold,
         "preprocess": predictor.preprocess.to_dict(),
-        "metrics": {k: v for k, v in (artifact.meta.get("metrics") or {}).items() if isinstance(v, (int, float))},
+        "metrics": headline_metrics(artifact.meta.get("metrics")),
     }
