@@ -62,7 +62,6 @@ async def level(url: str, body: bytes, concurrency: int, seconds: float, max_req
 
     latencies: list[float] = []
     codes: Counter = Counter()
-    health: list[float] = []
     stop = time.perf_counter() + seconds
     issued = 0
 
@@ -79,18 +78,16 @@ async def level(url: str, body: bytes, concurrency: int, seconds: float, max_req
             except httpx.HTTPError as exc:
                 codes[type(exc).__name__] += 1
 
-    async def prober(client: httpx.AsyncClient) -> None:
-        while time.perf_counter() < stop and issued < max_requests:
-            t = time.perf_counter()
-            await client.get(f"{url}/health")
-            health.append(time.perf_counter() - t)
-            await asyncio.sleep(0.05)
-
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as client, httpx.AsyncClient(timeout=60) as probe_client:
+    # /health is polled from another process: in this one, the probe would wait behind the
+    # load generator's own event loop and measure the client, not the server.
+    probe = subprocess.Popen([sys.executable, __file__, "--probe", url, "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         start = time.perf_counter()
-        await asyncio.gather(prober(probe_client), *[worker(client) for _ in range(concurrency)])
+        await asyncio.gather(*[worker(client) for _ in range(concurrency)])
         wall = time.perf_counter() - start
+    probe.terminate()
+    health = [float(line) for line in (probe.communicate()[0] or "").split()]
     total = sum(codes.values())
     errors = {str(k): v for k, v in codes.items() if k != 200}
     return {
@@ -103,6 +100,19 @@ async def level(url: str, body: bytes, concurrency: int, seconds: float, max_req
         "health_max_ms": round(max(health) * 1000, 1) if health else None,
         "health_p95_ms": round(pct(health, 95) * 1000, 1),
     }
+
+
+def probe(url: str, seconds: float) -> None:
+    """Poll /health every 50 ms; print each latency in seconds (run as a separate process)."""
+    import httpx
+
+    stop = time.perf_counter() + seconds
+    with httpx.Client(timeout=30) as client:
+        while time.perf_counter() < stop:
+            t = time.perf_counter()
+            client.get(f"{url}/health")
+            print(time.perf_counter() - t, flush=True)
+            time.sleep(0.05)
 
 
 def model_latency(run: Path, repeats: int = 50) -> dict:
@@ -144,7 +154,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="Per load level (bounded).")
     parser.add_argument("--max-requests", type=int, default=400, help="Per load level (bounded).")
     parser.add_argument("--image", type=Path, help="Image to send. Default: a demo PNG.")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the /health poller
     args = parser.parse_args()
+    if args.probe:
+        probe(args.probe, args.seconds)
+        return
 
     tmp = tempfile.TemporaryDirectory(prefix="headstart-bench-")
     run = args.run or quick_run(Path(tmp.name) / "run")

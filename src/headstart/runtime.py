@@ -80,6 +80,9 @@ class RuntimePredictor(BatchPredictor):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default (all cores)
         options.inter_op_num_threads = 1
+        # Idle worker threads sleep instead of spinning: spinning burns the cores that
+        # decoding, the HTTP event loop (and, on a laptop, everything else) need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types

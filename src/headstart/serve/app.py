@@ -84,6 +84,10 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
         """Top-k classes and probabilities for each uploaded image, in upload order."""
         if len(file) > cfg.max_files:
             return _error(413, f"{len(file)} files in one request; the limit is {cfg.max_files}.")
+        busy = JSONResponse({"error": f"server busy: {batcher.waiting} images waiting (queue holds {cfg.queue_size}); retry shortly"},
+                            status_code=503, headers={"Retry-After": "1"})
+        if batcher.waiting + len(file) > cfg.queue_size:
+            return busy  # before decoding: a full server must not spend CPU on work it will refuse
         start = time.perf_counter()
         inputs = []
         for i, upload in enumerate(file):
@@ -95,8 +99,8 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
                 return _error(exc.status, exc.message)
         try:
             futures = batcher.submit_many(inputs)
-        except QueueFull as exc:
-            return JSONResponse({"error": f"server busy: {exc}; retry shortly"}, status_code=503, headers={"Retry-After": "1"})
+        except QueueFull:
+            return busy
         try:
             rows = await asyncio.gather(*futures)
         except asyncio.CancelledError:

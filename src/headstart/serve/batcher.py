@@ -80,6 +80,9 @@ class MicroBatcher:
         batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
         return [(x, f) for x, f in batch if not f.done()]  # a timed-out request cancelled its futures
 
+    def _call(self, inputs: list[np.ndarray]) -> np.ndarray:
+        return self.fn(np.stack(inputs))  # the copy happens off the event loop too
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -87,7 +90,7 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                probs = await loop.run_in_executor(self._executor, self.fn, np.stack([x for x, _ in batch]))
+                probs = await loop.run_in_executor(self._executor, self._call, [x for x, _ in batch])
             except Exception as exc:  # the model failed: every waiting request gets a 500
                 for _, f in batch:
                     if not f.done():
