@@ -211,7 +211,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000),
     backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
-    max_batch: int = typer.Option(32, help="Most images in one model call."),
+    max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
     queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),
     threads: Optional[int] = typer.Option(None, help="Model threads. Default: all cores."),
