@@ -399,6 +399,21 @@ class Classifier:
     def predict_to_csv(self, sources: list[str], path: str | os.PathLike, top_k: int = 5) -> int:
         return write_predictions(Path(path), self._require_predictor().iter_predict(list(expand_inputs(sources)), top_k), top_k)
 
+    def export(self, format: str = "onnx", out: str | os.PathLike | None = None):  # type: ignore[no-untyped-def]
+        """Write the model as ONNX or TorchScript and prove it predicts the same (parity).
+
+        Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
+        keeps nothing when parity fails.
+
+        Example:
+            >>> headstart.load("runs/pets").export("onnx").path       # doctest: +SKIP
+        """
+        from headstart.export.run import export
+
+        if self.run_dir is None:
+            raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        return export(self._require_artifact(), Path(self.run_dir), format, out)
+
     @classmethod
     def load(cls, run_dir: str | os.PathLike) -> "Classifier":
         """A trained classifier from its run folder alone."""

@@ -2,6 +2,9 @@
 
     headstart train DATA [--out RUN]        headstart evaluate RUN [--data TEST]
     headstart predict RUN IMAGES... [--out preds.csv]     headstart demo
+    headstart export RUN --format onnx|torchscript        headstart serve RUN
+
+Only predict (with an exported ONNX model) and serve run without the training stack.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, MissingExtraError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
 cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
@@ -44,6 +48,22 @@ def _lr(text: str) -> float | str:
         return float(text)
     except ValueError:
         raise typer.BadParameter(f"--lr {text!r}: give a number such as 3e-3, or auto") from None
+
+
+_TRAINING_STACK = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "safetensors", "matplotlib", "jinja2", "onnx")
+
+
+def _training_api():  # type: ignore[no-untyped-def]
+    """headstart.api, or one clear line when the training stack is not installed."""
+    try:
+        from headstart import api
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in _TRAINING_STACK:
+            raise MissingExtraError(
+                f"This command needs the training stack ({exc.name} is not installed): pip install 'headstart[train]'."
+            ) from None
+        raise
+    return api
 
 
 def _widths(text: Optional[str]) -> tuple[int, ...]:
@@ -97,7 +117,7 @@ def train(
     logger: str = typer.Option("auto", help="Besides epochs.csv: auto (TensorBoard if installed), csv, tensorboard or mlflow."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
     from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
     if resume is not None:
@@ -129,7 +149,7 @@ def evaluate(
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
 
     clf = Classifier.load(run)
     clf.cache = cache
@@ -144,19 +164,77 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV."),
 ) -> None:
-    """Class names and probabilities for images."""
-    from headstart.api import Classifier
+    """Class names and probabilities for images (a run folder, or an exported model.onnx)."""
+    predictor = _predictor(run)
+    from headstart.predictions import expand_inputs, write_predictions
 
-    clf = Classifier.load(run)
+    sources = expand_inputs([str(p) for p in inputs])
     if out_csv is not None:
-        n = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k)
+        n = write_predictions(out_csv, predictor.iter_predict(sources, top_k), top_k)  # type: ignore[arg-type]
         err.print(f"{n} predictions written to {out_csv}")
         return
-    for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
+    for pred in predictor.iter_predict(sources, top_k=top_k):  # type: ignore[arg-type]
         if pred.error:
             typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:
             typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
+
+
+def _predictor(run: Path):  # type: ignore[no-untyped-def]
+    """The ONNX runtime for a .onnx file, or when torch is absent; else the run's eager model."""
+    from headstart.runtime import RuntimePredictor, find_onnx
+
+    onnx_path = find_onnx(run)
+    if run.suffix == ".onnx" or (onnx_path is not None and not (run / "model.safetensors").is_file()):
+        return RuntimePredictor.load(run)
+    try:
+        api = _training_api()
+    except MissingExtraError:
+        if onnx_path is None:
+            raise MissingExtraError(
+                f"{run} has no exported model and torch is not installed: export it where training is installed "
+                f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
+            ) from None
+        err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
+        return RuntimePredictor.load(onnx_path)
+    return api.Classifier.load(run)._require_predictor()
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch) or torchscript."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (or .pt)."),
+) -> None:
+    """Export the model with its classes and preprocessing inside, then check parity."""
+    result = _training_api().Classifier.load(run).export(format.value, out_path)
+    err.print(f"{result.parity.summary()}: ok")
+    typer.echo(str(result.path))
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="A run folder, or an exported model.onnx."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000),
+    backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
+    max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
+    max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
+    queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),
+    threads: Optional[int] = typer.Option(None, help="Model threads. Default: all cores."),
+) -> None:
+    """A prediction server with a web page at / (FastAPI + uvicorn)."""
+    try:
+        from headstart.serve import ServeConfig, run_server
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(f"Serving needs {exc.name}: pip install 'headstart[serve]'.") from None
+    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads)
+    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err)
 
 
 @app.command()
@@ -164,7 +242,8 @@ def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/demo, never overwriting."),
 ) -> None:
     """Train on the bundled OpenClipart sample with the bundled EfficientNet-Lite0, offline."""
-    from headstart.api import Classifier, default_run_dir
+    api = _training_api()
+    Classifier, default_run_dir = api.Classifier, api.default_run_dir
 
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
     err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
@@ -195,7 +274,7 @@ def lr_find(
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
 ) -> None:
     """Learning-rate range test of the head on the frozen base: a plot and a suggested --lr."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
     from headstart.config import ModelConfig, TrainConfig
 
     model = ModelConfig(arch=arch, weights=str(weights) if weights else None, head=head.value, hidden=_widths(hidden))
@@ -258,7 +337,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except HeadstartError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
