@@ -19,6 +19,7 @@ from headstart.models.network import probabilities, to_channels_last
 from headstart.errors import DataError
 from headstart.evaluate import predict_labels
 from headstart.preprocess import ImageSource
+from headstart.tta import iter_views
 
 
 @dataclass
@@ -52,11 +53,14 @@ class Predictor:
         >>> p.predict(["cat.jpg"], top_k=3)[0].top
     """
 
-    def __init__(self, artifact: Artifact, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(
+        self, artifact: Artifact, device: str | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()
+    ) -> None:
         self.artifact = artifact
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = artifact.network.to(self.device).eval().to(memory_format=torch.channels_last)
         self.batch_size = batch_size
+        self.tta = tta  # test-time augmentation views (headstart.tta); () = the centre crop only
 
     @property
     def classes(self) -> list[str]:
@@ -68,15 +72,19 @@ class Predictor:
             logits = self.network(to_channels_last(torch.from_numpy(batch).to(self.device)))
             return probabilities(logits.float(), self.artifact.task).cpu().numpy()
 
+    def probabilities_of_square_batch(self, squares: np.ndarray) -> np.ndarray:
+        """(B, R, R, 3) uint8 decoded squares -> (B, K), averaged over the TTA views."""
+        views = [self.probabilities(x) for x in iter_views(squares, self.artifact.preprocess, self.tta)]
+        return views[0] if len(views) == 1 else np.mean(views, axis=0)
+
     def probabilities_of_squares(self, squares: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Probabilities for rows of a decoded-square array (the store), in batches."""
-        norm = self.artifact.preprocess.normalize
-        out = [self.probabilities(norm(squares[rows[i : i + self.batch_size]])) for i in range(0, len(rows), self.batch_size)]
+        out = [self.probabilities_of_square_batch(squares[rows[i : i + self.batch_size]]) for i in range(0, len(rows), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:
-            return self.artifact.preprocess(source)
+            return self.artifact.preprocess.square(source)
         except Exception as exc:  # an unreadable input is reported, never fatal
             return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
@@ -87,7 +95,7 @@ class Predictor:
                 chunk = sources[start : start + self.batch_size]
                 decoded = list(pool.map(self._decode, chunk))
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
-                probs = self.probabilities(np.stack([decoded[i] for i in good])) if good else None
+                probs = self.probabilities_of_square_batch(np.stack([decoded[i] for i in good])) if good else None
                 row = {i: n for n, i in enumerate(good)}
                 for i, source in enumerate(chunk):
                     name = source if isinstance(source, str) else getattr(source, "filename", f"input {start + i}")
