@@ -130,7 +130,9 @@ class Classifier:
         return self._run(run_dir, index.classes, task, splits, index.skipped, meta, resume=False, callbacks=callbacks)
 
     @classmethod
-    def resume(cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None) -> "Classifier":
+    def resume(
+        cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None, report: bool = True
+    ) -> "Classifier":
         """Continue an interrupted run from its last checkpoint (same options, same split)."""
         run_dir = Path(run_dir)
         path = run_dir / CONFIG
@@ -143,6 +145,7 @@ class Classifier:
             image_size=saved["image_size"],
             cache=saved["cache"],
             console=console,
+            report=report,
         )
         splits = read_split(run_dir / "split.csv", saved["classes"])
         skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from headstart.errors import HeadstartError
+from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
 cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
@@ -84,13 +85,14 @@ def train(
     workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
     accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
     precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
+    report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
     from headstart.api import Classifier
     from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
     if resume is not None:
-        Classifier.resume(resume, console=err)
+        Classifier.resume(resume, console=err, report=report)
         return
     if data is None:
         raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
@@ -106,7 +108,7 @@ def train(
         class_weights=class_weights, oversample=oversample, augment=aug,
         feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision,
     )
-    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
+    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
 
 
 @app.command()
@@ -115,6 +117,9 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, help="Folder or CSV to evaluate on. Default: the run's own validation/test split."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write metrics. Default: RUN/eval-<data name>."),
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
+    report: bool = typer.Option(True, help="Write report.html beside the metrics."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
     from headstart.api import Classifier
@@ -122,7 +127,8 @@ def evaluate(
     clf = Classifier.load(run)
     clf.cache = cache
     clf.console = err
-    clf.evaluate(data, out_dir)
+    clf.report = report
+    clf.evaluate(data, out_dir, tta=tta_views or tta)
 
 
 @app.command()
@@ -131,16 +137,18 @@ def predict(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
 ) -> None:
     """Class names and probabilities for images."""
     from headstart.api import Classifier
 
     clf = Classifier.load(run)
     if out_csv is not None:
-        n = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k)
+        n = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k, tta=tta_views or tta)
         err.print(f"{n} predictions written to {out_csv}")
         return
-    for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
+    for pred in clf.predict([str(p) for p in inputs], top_k=top_k, tta=tta_views or tta):
         if pred.error:
             typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:

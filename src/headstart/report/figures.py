@@ -101,6 +101,7 @@ def _column(rows: list[dict[str, str]], name: str) -> np.ndarray:
 
 
 def _phase_boundaries(ax: "plt.Axes", phases: list[int]) -> None:
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for i in range(1, len(phases)):
         if phases[i] != phases[i - 1]:
             ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
