@@ -5,9 +5,12 @@ The results section, which needs the model, lives in ``results.py``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
+import sys
+from importlib import metadata
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,9 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
 
 
 def _epochs(run_dir: Path) -> list[dict[str, str]]:
-    from headstart.engine.callbacks import read_epochs  # noqa: PLC0415  (plain csv; no training needed)
-
-    return read_epochs(run_dir / "epochs.csv")
+    """epochs.csv as written by ``engine.callbacks.EpochLog`` (read here without importing Lightning)."""
+    with (run_dir / "epochs.csv").open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def _best_epoch(rows: list[dict[str, str]], result: dict[str, Any]) -> int | None:
@@ -137,12 +140,19 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix[:-1], shown)]
 
 
+def _installed(names: list[str]) -> dict[str, str]:
+    """Installed versions by distribution name, without importing the packages."""
+    found = {"python": platform.python_version()}
+    for name in names:
+        module = sys.modules.get(name)
+        try:
+            found[name] = getattr(module, "__version__", None) or metadata.version(name)  # torch: "2.x+cu130", as recorded
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
 def facts_section(inp: ReportInputs, data: dict[str, Any]) -> dict[str, Any]:
-    import matplotlib
-    import PIL
-
-    from headstart.artifact import versions
-
     art = inp.artifact
     meta = art.meta
     model = art.model
@@ -173,10 +183,10 @@ def facts_section(inp: ReportInputs, data: dict[str, Any]) -> dict[str, Any]:
     if inp.kind == "evaluate" and inp.seconds is not None:
         run_rows.append(("evaluation took", f"{inp.seconds:.1f} s"))
     result = meta.get("result")
-    if result:
-        run_rows.append(("kept checkpoint", f"phase {result.get('best_phase')}, {result.get('monitor')} {result.get('best_score'):.4f}"))
+    if result and isinstance(result.get("best_score"), (int, float)):
+        run_rows.append(("kept checkpoint", f"phase {result.get('best_phase')}, {result.get('monitor')} {result['best_score']:.4f}"))
     trained_with = meta.get("versions", {})
-    now = {**versions(), "numpy": np.__version__, "pillow": PIL.__version__, "matplotlib": matplotlib.__version__, "os": platform.platform(terse=True)}
+    now = {**_installed(["headstart", "torch", "timm", "lightning", "numpy", "pillow", "matplotlib"]), "os": platform.platform(terse=True)}
     version_rows = [(k, now.get(k, ""), trained_with.get(k, "")) for k in dict.fromkeys([*trained_with, *now])]
     return {
         "model": model_rows,
