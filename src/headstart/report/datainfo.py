@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,9 @@ class ImageStats:
             ("modes", ", ".join(f"{m} {n:,}" for m, n in self.modes.most_common())),
             ("formats", ", ".join(f"{f} {n:,}" for f, n in self.formats.most_common())),
         ]
+        bomb = Image.MAX_IMAGE_PIXELS
+        if bomb and (self.widths * self.heights > bomb).any():
+            rows.append((f"larger than {bomb / 1e6:.0f} Mpx (Pillow's decompression-bomb limit)", f"{int((self.widths * self.heights > bomb).sum()):,}"))
         if self.unreadable:
             rows.append(("headers that could not be read", f"{self.unreadable:,}"))
         return rows
@@ -66,7 +70,10 @@ def image_stats(paths: list[str], limit: int = HEADER_SAMPLE) -> ImageStats:
     widths, heights, modes, formats, bad = [], [], Counter(), Counter(), 0
     for path in chosen:
         try:
-            with Image.open(path) as im:
+            with warnings.catch_warnings():  # huge images are counted in the summary, not warned about
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                im = Image.open(path)
+            with im:
                 widths.append(im.width)
                 heights.append(im.height)
                 modes[im.mode] += 1

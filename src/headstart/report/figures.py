@@ -53,8 +53,14 @@ def image_png(rgb: np.ndarray, side: int | None = None, fmt: str = "JPEG") -> by
 
 
 def _label_size(k: int) -> float:
-    """Tick-label font size for k class names: 10 pt for a few, down to 5 pt for 100+."""
-    return float(np.clip(260 / max(k, 1), 5, 10))
+    """Tick-label font size for k class names: 10 pt for a few, 7 pt from 37 on (the
+    figures grow with k instead, so names stay readable at the page's natural size)."""
+    return float(np.clip(260 / max(k, 1), 7, 10))
+
+
+def _cell_inches(k: int) -> float:
+    """Side of one confusion-matrix cell: roomy for a few classes, 0.2 in (20 px) from 40 on."""
+    return 0.42 if k <= 20 else max(0.2, 0.42 - 0.011 * (k - 20))
 
 
 def class_counts(counts: dict[str, np.ndarray], classes: list[str]) -> bytes:
@@ -139,7 +145,12 @@ def learning_curves(rows: list[dict[str, str]], monitor: str, best_epoch: int | 
         for name, label, colour in (("lr_head", "head", "#4C72B0"), ("lr_base", "base", "#C44E52")):
             values = _column(rows, name)
             if np.isfinite(values).any():
-                ax.plot(x, values, "o-", markersize=3, color=colour, label=label)
+                shown = False
+                for number in sorted(set(phases)):  # one line per phase: the rates jump at the switch
+                    mine = np.array(phases) == number
+                    if np.isfinite(values[mine]).any():
+                        ax.plot(x[mine], values[mine], "o-", markersize=3, color=colour, label=None if shown else label)
+                        shown = True
         ax.set_yscale("log")
         ax.set_title("learning rate (at each epoch's start)")
         ax.set_xlabel("epoch (both phases)")
@@ -156,7 +167,7 @@ def confusion_matrix(matrix: np.ndarray, classes: list[str], normalised: bool, n
     k = len(classes)
     rates = m / np.maximum(m.sum(1, keepdims=True), 1)
     values = rates if normalised else m
-    side = float(np.clip(2.5 + 0.42 * k, 4.5, 36))
+    side = float(np.clip(2.5 + _cell_inches(k) * k, 4.5, 40))
     with plt.rc_context({**STYLE, "axes.grid": False}):
         fig, ax = plt.subplots(figsize=(side + 1.2, side))
         shown = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalised else max(1.0, m.max()), interpolation="nearest")

@@ -72,7 +72,7 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
         "rows": rows,
         "multilabel": inp.artifact.task == "multilabel",
         "imbalance": imbalance,
-        "counts_figure": problems.figure("Images per class", figures.class_counts, counts, classes, width=760),
+        "counts_figure": problems.figure("Images per class", figures.class_counts, counts, classes, width=760 if len(classes) <= 20 else None),
         "skipped": skipped[:SKIPPED_SHOWN],
         "skipped_total": len(skipped),
         "size_rows": size_rows,
