@@ -83,10 +83,10 @@ class GradCam:
 
 
 def overlay(rgb: np.ndarray, cam: np.ndarray, strength: float = 0.6) -> np.ndarray:
-    """(S, S, 3) uint8 image with ``cam`` in [0, 1] as a 'jet' heat map, opaque where the
-    evidence is strong and clear where there is none, so the image stays readable."""
+    """(S, S, 3) uint8 image with ``cam`` in [0, 1] as a 'jet' heat map whose opacity is the
+    evidence (up to ``strength``): clear where there is none, so the image stays readable."""
     from matplotlib import colormaps
 
     heat = colormaps["jet"](cam)[..., :3] * 255.0
-    alpha = strength * np.sqrt(np.clip(cam, 0, 1))[..., None]
+    alpha = strength * np.clip(cam, 0, 1)[..., None]
     return np.clip((1 - alpha) * rgb.astype(np.float64) + alpha * heat, 0, 255).astype(np.uint8)

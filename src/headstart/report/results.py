@@ -170,7 +170,7 @@ def split_results(inp: ReportInputs, split: str, problems: Problems) -> dict[str
     if task != "multiclass":
         curves = problems.section("PR/ROC curves", lambda: [analysis.curve(n, s, p, threshold) for n, s, p in analysis.score_columns(probs, truth, classes, task)])
         if isinstance(curves, list):
-            out["curves"] = problems.figure(f"{split}: precision-recall and ROC", figures.pr_roc, curves, threshold)
+            out["curves"] = problems.figure(f"{split}: precision-recall and ROC", figures.pr_roc, curves, threshold, width=1000)
             out["curve_rows"] = [
                 {"name": c.name, "positives": c.positives, "ap": c.average_precision, "auc": c.roc_auc,
                  "precision": c.at_threshold[0], "recall": c.at_threshold[1]}
