@@ -37,7 +37,7 @@ def render(inp: ReportInputs) -> str:
     data = problems.section("data", sections.data_section, inp, problems)
     training = problems.section("training", sections.training_section, inp, problems)
     splits = [problems.section(f"results ({s})", results.split_results, inp, s, problems) for s in inp.metrics]
-    facts = problems.section("run facts", sections.facts_section, inp, data if "error" not in data else {})
+    facts = problems.section("run facts", sections.facts_section, inp, data if "error" not in data else {}, training)
     art = inp.artifact
     main = next((s for s in ("test", "data", "val") if s in inp.metrics), next(iter(inp.metrics), None))
     headline = inp.metrics[main] if main else None

@@ -152,7 +152,7 @@ def _installed(names: list[str]) -> dict[str, str]:
     return found
 
 
-def facts_section(inp: ReportInputs, data: dict[str, Any]) -> dict[str, Any]:
+def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, Any] | None) -> dict[str, Any]:
     art = inp.artifact
     meta = art.meta
     model = art.model
@@ -176,6 +176,10 @@ def facts_section(inp: ReportInputs, data: dict[str, Any]) -> dict[str, Any]:
         ("data", str(inp.data or "")),
         ("data fingerprint", f"{data.get('fingerprint', '')} (sha256 of split, relative path, size and labels of every image)"),
     ]
+    if training and "phases" in training:
+        run_rows.append(("phases", "; ".join(
+            f"{p['number']}: {p['what']}, {p['epochs']} epochs in {p['seconds']:.1f} s" for p in training["phases"]
+        )))
     if train:
         run_rows.append(("seed", str(train.get("seed"))))
     if meta.get("seconds") is not None:
