@@ -4,8 +4,9 @@ The network runs as ``head(backbone.forward_head(backbone.forward_features(x)))`
 contract; headstart's convnets follow it too). The (B, C, h, w) feature map is computed
 once without a graph; a tensor hook on it then catches d(score)/d(features) for each
 target, so a backward pass costs only the pooling and the head, not the backbone
-(measured on efficientnet_lite0, CPU: 12 full backward passes took 16 s, this takes
-well under one).
+(efficientnet_lite0 on the shared, heavily loaded 2-core dev CPU: 12 full backward
+passes took 16 s; the whole Grad-CAM part of a report now takes about 4 s, mostly the
+one batched forward pass).
 
 Channel weights are the gradients averaged over space; the map is
 ReLU(sum_c w_c * A_c), upsampled to the input crop and scaled to [0, 1].
