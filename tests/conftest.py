@@ -126,16 +126,19 @@ def convnet_weights(tmp_path_factory) -> str:
 
 @pytest.fixture(name="tiny")
 def tiny_fixture(convnet_weights):
-    """tiny(pretrained=True, train=TrainConfig(...), **model_options) -> a fast Classifier on 32 px."""
+    """tiny(pretrained=True, train=TrainConfig(...), report=False, **model_options) -> a fast Classifier on 32 px.
+
+    The HTML report is off unless asked for: it adds about a second per run, and
+    tests/test_report.py covers it."""
     from headstart import Classifier
     from headstart.config import ModelConfig, TrainConfig
 
-    def build(pretrained: bool = True, train: TrainConfig | None = None, **model) -> Classifier:
+    def build(pretrained: bool = True, train: TrainConfig | None = None, report: bool = False, **model) -> Classifier:
         cfg = ModelConfig(
             arch="convnet_tiny", pretrained=pretrained, weights=convnet_weights if pretrained else None, **model
         )
         train = train or TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0, lr=1e-2, num_workers=0)
-        return Classifier(model=cfg, train=train, image_size=32)
+        return Classifier(model=cfg, train=train, image_size=32, report=report)
 
     return build
 

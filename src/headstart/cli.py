@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from headstart.errors import HeadstartError, MissingExtraError
+from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
 cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
@@ -115,13 +116,14 @@ def train(
     precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the base for fine-tuning (slow first steps)."),
     logger: str = typer.Option("auto", help="Besides epochs.csv: auto (TensorBoard if installed), csv, tensorboard or mlflow."),
+    report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
     Classifier = _training_api().Classifier
     from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
     if resume is not None:
-        Classifier.resume(resume, console=err)
+        Classifier.resume(resume, console=err, report=report)
         return
     if data is None:
         raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
@@ -138,7 +140,7 @@ def train(
         feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
         logger=logger,
     )
-    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
+    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
 
 
 @app.command()
@@ -147,6 +149,9 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, help="Folder or CSV to evaluate on. Default: the run's own validation/test split."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write metrics. Default: RUN/eval-<data name>."),
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
+    report: bool = typer.Option(True, help="Write report.html beside the metrics."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
     Classifier = _training_api().Classifier
@@ -154,7 +159,8 @@ def evaluate(
     clf = Classifier.load(run)
     clf.cache = cache
     clf.console = err
-    clf.evaluate(data, out_dir)
+    clf.report = report
+    clf.evaluate(data, out_dir, tta=tta_views or tta)
 
 
 @app.command()
@@ -163,10 +169,16 @@ def predict(
     inputs: List[Path] = typer.Argument(..., help="Image files and/or folders."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
 ) -> None:
     """Class names and probabilities for images (a run folder, or an exported model.onnx)."""
-    predictor = _predictor(run)
     from headstart.predictions import expand_inputs, write_predictions
+    from headstart.tta import tta_views as resolve_views
+
+    views = resolve_views(tta_views or tta)  # a bad view name fails before the model loads
+    predictor = _predictor(run)
+    predictor.tta = views
 
     sources = expand_inputs([str(p) for p in inputs])
     if out_csv is not None:

@@ -21,8 +21,11 @@ class Predictor(BatchPredictor):
 
     backend = "torch"
 
-    def __init__(self, artifact: Artifact, device: str | None = None, batch_size: int = 32) -> None:
+    def __init__(
+        self, artifact: Artifact, device: str | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()
+    ) -> None:
         self.artifact = artifact
+        self.tta = tta
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = artifact.network.to(self.device).eval().to(memory_format=torch.channels_last)
         self.batch_size = batch_size
@@ -51,8 +54,7 @@ class Predictor(BatchPredictor):
 
     def probabilities_of_squares(self, squares: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Probabilities for rows of a decoded-square array (the store), in batches."""
-        norm = self.artifact.preprocess.normalize
-        out = [self.probabilities(norm(squares[rows[i : i + self.batch_size]])) for i in range(0, len(rows), self.batch_size)]
+        out = [self.probabilities_of_square_batch(squares[rows[i : i + self.batch_size]]) for i in range(0, len(rows), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
 

@@ -21,6 +21,7 @@ from headstart.data.index import walk_images
 from headstart.errors import DataError
 from headstart.evaluate import predict_labels
 from headstart.preprocess import ImageSource, Preprocess
+from headstart.tta import iter_views
 
 
 @dataclass
@@ -77,14 +78,20 @@ class BatchPredictor:
     threshold: float
     preprocess: Preprocess
     batch_size: int = 32
+    tta: tuple[str, ...] = ()  # test-time augmentation views (headstart.tta); () = the centre crop only
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """(B, 3, S, S) float32 model inputs -> (B, K) probabilities."""
         raise NotImplementedError
 
+    def probabilities_of_square_batch(self, squares: np.ndarray) -> np.ndarray:
+        """(B, R, R, 3) uint8 decoded squares -> (B, K), averaged over the TTA views."""
+        views = [self.probabilities(x) for x in iter_views(squares, self.preprocess, self.tta)]
+        return views[0] if len(views) == 1 else np.mean(views, axis=0)
+
     def _decode(self, source: ImageSource) -> np.ndarray | str:
         try:
-            return self.preprocess(source)
+            return self.preprocess.square(source)  # normalised per batch, TTA views included
         except Exception as exc:  # an unreadable input is reported, never fatal
             return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
@@ -100,7 +107,7 @@ class BatchPredictor:
                 decoded = [f.result() for f in pending]
                 pending = submit(start + self.batch_size) if start + self.batch_size < len(sources) else []
                 good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
-                probs = self.probabilities(np.stack([decoded[i] for i in good])) if good else None
+                probs = self.probabilities_of_square_batch(np.stack([decoded[i] for i in good])) if good else None
                 row = {i: n for n, i in enumerate(good)}
                 for i, source in enumerate(chunk):
                     name = source if isinstance(source, str) else getattr(source, "filename", f"input {start + i}")
