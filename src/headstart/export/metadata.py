@@ -8,7 +8,6 @@ code, and one with unexpected types is refused before anything uses it.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from headstart.checks import check_classes_task, check_preprocess, is_number
