@@ -126,15 +126,39 @@ def convnet_weights(tmp_path_factory) -> str:
 
 @pytest.fixture(name="tiny")
 def tiny_fixture(convnet_weights):
-    """tiny(pretrained=True, train=TrainConfig(...), **model_options) -> a fast Classifier on 32 px."""
+    """tiny(pretrained=True, train=TrainConfig(...), report=False, **model_options) -> a fast Classifier on 32 px.
+
+    The HTML report is off unless asked for: it adds about a second per run, and
+    tests/test_report.py covers it."""
     from headstart import Classifier
     from headstart.config import ModelConfig, TrainConfig
 
-    def build(pretrained: bool = True, train: TrainConfig | None = None, **model) -> Classifier:
+    def build(pretrained: bool = True, train: TrainConfig | None = None, report: bool = False, **model) -> Classifier:
         cfg = ModelConfig(
             arch="convnet_tiny", pretrained=pretrained, weights=convnet_weights if pretrained else None, **model
         )
         train = train or TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0, lr=1e-2, num_workers=0)
-        return Classifier(model=cfg, train=train, image_size=32)
+        return Classifier(model=cfg, train=train, image_size=32, report=report)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory):
+    """A small trained multiclass run (learns the colours) with an ONNX export, read-only.
+
+    Returns (run folder, data folder)."""
+    from headstart import Classifier
+    from headstart.config import ModelConfig, TrainConfig
+
+    root = tmp_path_factory.mktemp("exported")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HEADSTART_CACHE_DIR", str(root / "cache"))
+        data = make_images(root / "data", classes=("red", "green", "blue"), per_class=10, nested=False)
+        clf = Classifier(
+            model=ModelConfig(arch="convnet_tiny", pretrained=False),
+            train=TrainConfig(frozen_epochs=0, finetune_epochs=3, batch_size=8, patience=0, lr=1e-2, num_workers=0),
+            image_size=32,
+        ).fit(data, out=root / "run")
+        clf.export("onnx")
+    return root / "run", data

@@ -112,7 +112,7 @@ def test_cli_predict_resumes_and_shards(tmp_path, make_images, predictor):
     data = make_images(tmp_path / "d", per_class=3)
     out = tmp_path / "p.csv"
     runner = CliRunner()
-    first = runner.invoke(app, ["predict", str(run), str(data), "--out", str(out), "--device", "cpu", "--top-k", "2"])
+    first = runner.invoke(app, ["predict", str(run), str(data), "--out", str(out), "--top-k", "2"])
     assert first.exit_code == 0, first.output
     whole = out.read_text()
     out.write_text("".join(whole.splitlines(keepends=True)[:4]) + "/torn")  # 3 rows, then half a line

@@ -78,3 +78,34 @@ def test_compile_wraps_only_the_fine_tuning_forward(convnet_weights):
     frozen = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
     off = ClassifierModule(net, "multiclass", 3, TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
     assert frozen._train_forward == [] and off._train_forward == []
+
+
+@pytest.mark.parametrize(
+    "options, on_gpu, planned",
+    [
+        ({}, False, [(1, 30)]),  # a CPU: the frozen phase only
+        ({}, True, [(1, 30), (2, 3)]),
+        ({"finetune_epochs": 2}, False, [(1, 30), (2, 2)]),  # asked for: always honoured
+        ({"finetune_epochs": 0}, True, [(1, 30)]),
+        ({"frozen_epochs": 0}, False, [(2, 3)]),  # no frozen phase: fine-tuning is the training
+        ({"feature_cache": False}, False, [(1, 5)]),
+    ],
+)
+def test_default_phases_follow_the_device(options, on_gpu, planned):
+    from headstart.config import TrainConfig
+    from headstart.engine.fit import plan_phases
+
+    phases = plan_phases(TrainConfig(**options), pretrained=True, on_gpu=on_gpu)
+    assert [(p.number, p.epochs) for p in phases] == planned
+
+
+def test_accelerator_names_decide_the_device(monkeypatch):
+    import torch
+
+    from headstart.engine.fit import accelerated
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert accelerated("gpu") and accelerated("cuda") and not accelerated("cpu")
+    assert accelerated("auto") is bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert accelerated("auto") and not accelerated("cpu")

@@ -39,6 +39,7 @@ from headstart.models import build_network
 from headstart.models.network import data_config
 from headstart.predict import Prediction, Predictor, expand_inputs
 from headstart.preprocess import ImageSource, Preprocess
+from headstart.tta import tta_views
 
 if TYPE_CHECKING:
     from headstart.engine.lr_find import LRFinding
@@ -97,6 +98,7 @@ class Classifier:
         train: training options (two phases, learning rates, callbacks...).
         image_size: model input side; default: the architecture's pretrained config.
         cache: keep decoded images in the on-disk cache (see ``headstart.data.store``).
+        report: write ``report.html`` after fit and evaluate (see ``headstart.report``).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Classifier:
         image_size: int | None = None,
         cache: bool = True,
         console: Console | None = None,
+        report: bool = True,
     ) -> None:
         self.model = model or ModelConfig(arch=arch)
         self.train = train or TrainConfig()
@@ -121,6 +124,7 @@ class Classifier:
             raise ConfigError(f"image_size={image_size} is too small; use 16 or more.")
         self.image_size = image_size
         self.cache = cache
+        self.report = report
         self.console = console or Console(stderr=True, soft_wrap=True)
         self.run_dir: Path | None = None
         self.artifact: Artifact | None = None
@@ -235,7 +239,8 @@ class Classifier:
 
     @classmethod
     def resume(
-        cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None, placement: dict | None = None
+        cls, run_dir: str | os.PathLike, callbacks: list | None = None, console: Console | None = None, report: bool = True,
+        placement: dict | None = None,
     ) -> "Classifier":
         """Continue an interrupted run from its last checkpoint (same options, same split).
 
@@ -252,6 +257,7 @@ class Classifier:
             image_size=saved["image_size"],
             cache=saved["cache"],
             console=console,
+            report=report,
         )
         splits = read_split(run_dir / "split.csv", saved["classes"])
         skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]
@@ -313,9 +319,8 @@ class Classifier:
         network.cpu().eval()
         self.artifact = Artifact(network, self.model, list(classes), task, preprocess, {})
         self._predictor = Predictor(self.artifact)
-        self.metrics = {
-            split: self._metrics_of(prepared, split) for split in ("val", "test") if len(prepared.rows.get(split, ())) > 0
-        }
+        scored = {split: self._score(prepared, split) for split in ("val", "test") if len(prepared.rows.get(split, ())) > 0}
+        self.metrics = {split: m for split, (m, _) in scored.items()}
         self.artifact.meta = {
             "versions": versions(),
             "train": cfg.to_dict(),
@@ -330,6 +335,7 @@ class Classifier:
         self._write_results(run_dir)
         save_artifact(run_dir, self.artifact)
         self._print_summary(run_dir)
+        self._report(run_dir, "train", prepared, scored, data=meta.get("data"))
         return self
 
     def _write_run_start(
@@ -408,11 +414,12 @@ class Classifier:
             os.replace(tmp, path)
         return f_train, f_val
 
-    def _metrics_of(self, prepared: Prepared, split: str) -> Metrics:
-        probs = self._require_predictor().probabilities_of_squares(prepared.images.array, prepared.rows[split])
+    def _score(self, prepared: Prepared, split: str, tta: tuple[str, ...] = ()) -> tuple[Metrics, np.ndarray]:
+        """Metrics of one split, and the (N, K) probabilities behind them."""
+        probs = self._require_predictor(tta).probabilities_of_squares(prepared.images.array, prepared.rows[split])
         labels = [s.labels for s in prepared.samples[split]]
         artifact = self._require_artifact()
-        return compute_metrics(probs, labels, artifact.classes, artifact.task, self.model.threshold)
+        return compute_metrics(probs, labels, artifact.classes, artifact.task, self.model.threshold), probs
 
     def _check_prepared(self, prepared: Prepared, classes: list[str], run_dir: Path) -> None:
         counts = np.bincount([i for s in prepared.samples["train"] for i in s.labels], minlength=len(classes))
@@ -428,9 +435,16 @@ class Classifier:
             )
 
     # -- evaluation ----------------------------------------------------------------------
-    def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> dict[str, Metrics]:
+    def evaluate(
+        self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, tta: bool | str | tuple[str, ...] = False
+    ) -> dict[str, Metrics]:
         """Metrics on another folder/CSV (its test split if it has one), or on this run's
-        own validation/test split when ``data`` is None. Written under ``out``."""
+        own validation/test split when ``data`` is None. Written under ``out``.
+
+        ``tta``: True (original + horizontal flip) or view names from ``headstart.tta.VIEWS``;
+        the report then shows the metrics with and without it."""
+        started = time.time()
+        views = tta_views(tta)
         artifact = self._require_artifact()
         if data is None:
             if self.run_dir is None:
@@ -448,7 +462,8 @@ class Classifier:
             skipped = index.skipped
             name = re.sub(r"[^\w.-]+", "_", Path(data).resolve().stem)
         prepared = prepare(splits, artifact.preprocess, self.cache, skipped)
-        results = {split: self._metrics_of(prepared, split) for split in prepared.rows if len(prepared.rows[split])}
+        scored = {split: self._score(prepared, split, views) for split in prepared.rows if len(prepared.rows[split])}
+        results = {split: m for split, (m, _) in scored.items()}
         if not results:
             raise DataError(f"No readable images to evaluate in {data}.")
         target = Path(out) if out else (self.run_dir / f"eval-{name}" if self.run_dir else Path(f"eval-{name}"))
@@ -458,12 +473,18 @@ class Classifier:
         self._write_results(target, curves=False)
         self.metrics = saved if data is not None else results
         self._print_summary(target, results)
+        plain = {split: self._score(prepared, split) for split in scored} if views else {}
+        source = str(data) if data is not None else f"{self.run_dir}/split.csv ({', '.join(scored)})"
+        self._report(target, "evaluate", prepared, scored, data=source, tta=views, without_tta=plain, seconds=time.time() - started)
         return results
 
     # -- prediction ----------------------------------------------------------------------
-    def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5) -> list[Prediction]:
-        """Class names and probabilities for files, folders, bytes or PIL images."""
-        predictor = self._require_predictor()
+    def predict(
+        self, sources: list[ImageSource] | ImageSource, top_k: int = 5, tta: bool | str | tuple[str, ...] = False
+    ) -> list[Prediction]:
+        """Class names and probabilities for files, folders, bytes or PIL images
+        (``tta``: average over flipped/cropped views, see ``headstart.tta``)."""
+        predictor = self._require_predictor(tta_views(tta))
         if not isinstance(sources, list):
             sources = [sources]
         expanded: list[ImageSource] = []
@@ -472,15 +493,32 @@ class Classifier:
         return predictor.predict(expanded, top_k=top_k)
 
     def predict_to_csv(
-        self, sources: list[str], path: str | os.PathLike, top_k: int = 5, resume: bool = False, shard: tuple[int, int] = (0, 1)
+        self, sources: list[str], path: str | os.PathLike, top_k: int = 5, tta: bool | str | tuple[str, ...] = False,
+        resume: bool = False, shard: tuple[int, int] = (0, 1),
     ) -> int:
         """Predictions for files, folders or CSVs (a ``path`` column) into a CSV, streamed:
         any number of inputs, rows on disk as they come; ``resume`` continues an
         interrupted file. Returns the number of rows in the file."""
         from headstart.batch_predict import predict_to_file
 
-        new, old = predict_to_file(self._require_predictor(), sources, Path(path), top_k, resume=resume, shard=shard)
+        predictor = self._require_predictor(tta_views(tta))
+        new, old = predict_to_file(predictor, sources, Path(path), top_k, resume=resume, shard=shard)
         return new + old
+
+    def export(self, format: str = "onnx", out: str | os.PathLike | None = None):  # type: ignore[no-untyped-def]
+        """Write the model as ONNX or TorchScript and prove it predicts the same (parity).
+
+        Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
+        keeps nothing when parity fails.
+
+        Example:
+            >>> headstart.load("runs/pets").export("onnx").path       # doctest: +SKIP
+        """
+        from headstart.export.run import export
+
+        if self.run_dir is None:
+            raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        return export(self._require_artifact(), Path(self.run_dir), format, out)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> "Classifier":
@@ -500,8 +538,10 @@ class Classifier:
             raise ConfigError("This Classifier is not trained: call fit(DATA) first, or headstart.load(RUN_DIR).")
         return self.artifact
 
-    def _require_predictor(self) -> Predictor:
+    def _require_predictor(self, tta: tuple[str, ...] = ()) -> Predictor:
         self._require_artifact()
+        if tta:
+            return Predictor(self._require_artifact(), tta=tta)
         if self._predictor is None:
             self._predictor = Predictor(self._require_artifact())
         return self._predictor
@@ -518,6 +558,21 @@ class Classifier:
                 plots.confusion_matrix(m.confusion, m.classes, folder / f"confusion_matrix_{split}.png", f"{split}: confusion matrix")  # type: ignore[arg-type]
         if curves:
             plots.learning_curves(read_epochs(folder / "epochs.csv"), folder / "learning_curves.png")
+
+    def _report(
+        self, folder: Path, kind: str, prepared: Prepared, scored: dict[str, tuple[Metrics, np.ndarray]], *, data: str | None,
+        tta: tuple[str, ...] = (), without_tta: dict[str, tuple[Metrics, np.ndarray]] | None = None, seconds: float | None = None,
+    ) -> Path | None:
+        """``report.html`` in ``folder``; a failure only warns (see ``headstart.report``)."""
+        if not self.report:
+            return None
+        from headstart.report import ReportInputs, write_report_safely
+
+        inputs = ReportInputs(
+            folder, kind, self._require_artifact(), prepared, {s: m for s, (m, _) in scored.items()},
+            {s: p for s, (_, p) in scored.items()}, self.run_dir, data, tta, without_tta or {}, seconds,
+        )
+        return write_report_safely(inputs, self.console)
 
     def _print_model(self, network: torch.nn.Module, preprocess: Preprocess, task: str) -> None:
         total = sum(p.numel() for p in network.parameters())

@@ -17,6 +17,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from headstart.checks import check_classes_task, check_model, check_preprocess
 from headstart.config import ModelConfig
 from headstart.errors import ArtifactError, ConfigError
 from headstart.models import Network, build_network
@@ -26,6 +27,7 @@ FORMAT = "headstart-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 DESCRIPTION = "headstart.json"
+MAX_DESCRIPTION_BYTES = 16 << 20
 
 
 @dataclass
@@ -90,21 +92,19 @@ def read_description(run_dir: Path) -> dict[str, Any]:
         raise ArtifactError(
             f"{path} not found: {run_dir} is not a finished headstart run (train one with 'headstart train DATA --out {run_dir}')."
         )
+    if path.stat().st_size > MAX_DESCRIPTION_BYTES:
+        raise ArtifactError(f"{path} is over {MAX_DESCRIPTION_BYTES >> 20} MiB: not a headstart model description.")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}).") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ArtifactError(f"{path} is not a headstart model description.")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ArtifactError(f"{path} has format_version {meta.get('format_version')!r}; this headstart reads {FORMAT_VERSION}.")
-    classes, task = meta.get("classes"), meta.get("task")
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes) or len(classes) < 2:
-        raise ArtifactError(f"{path}: 'classes' must be a list of at least two names.")
-    if task not in ("multiclass", "binary", "multilabel"):
-        raise ArtifactError(f"{path}: unknown task {task!r}.")
-    if not isinstance(meta.get("model"), dict) or not isinstance(meta.get("preprocess"), dict):
-        raise ArtifactError(f"{path}: 'model' and 'preprocess' must be objects.")
+    check_classes_task(meta, str(path))
+    check_model(meta.get("model"), str(path))
+    check_preprocess(meta.get("preprocess"), str(path))
     return meta
 
 
@@ -121,7 +121,10 @@ def load_artifact(run_dir: str | os.PathLike) -> Artifact:
         preprocess = Preprocess.from_dict(meta["preprocess"])
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(f"{run_dir / DESCRIPTION}: invalid model description ({exc}).") from None
-    network = build_network(model, num_outputs(meta["task"], meta["classes"]), load_weights=False)
+    try:
+        network = build_network(model, num_outputs(meta["task"], meta["classes"]), load_weights=False)
+    except ConfigError as exc:  # e.g. an architecture name this timm does not know
+        raise ArtifactError(f"{run_dir / DESCRIPTION}: {exc}") from None
     try:
         state = load_file(str(run_dir / WEIGHTS))
     except (OSError, SafetensorError) as exc:

@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 
 from headstart.data.index import is_image_file
 from headstart.errors import DataError
-from headstart.predict import Prediction, Predictor
+from headstart.predictions import BatchPredictor, Prediction
 
 
 def walk_images_lazily(folder: Path) -> Iterator[str]:
@@ -102,7 +102,7 @@ def _written(path: Path, top_k: int) -> tuple[int, str | None]:
 
 
 def predict_to_file(
-    predictor: Predictor,
+    predictor: BatchPredictor,
     inputs: Iterable[str | os.PathLike],
     out: Path,
     top_k: int = 5,

@@ -2,6 +2,9 @@
 
     headstart train DATA [--out RUN]        headstart evaluate RUN [--data TEST]
     headstart predict RUN IMAGES... [--out preds.csv]     headstart demo
+    headstart export RUN --format onnx|torchscript        headstart serve RUN
+
+Only predict (with an exported ONNX model) and serve run without the training stack.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from headstart.errors import HeadstartError
+from headstart.errors import HeadstartError, MissingExtraError
+from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
 cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
@@ -46,6 +51,22 @@ def _lr(text: str) -> float | str:
         raise typer.BadParameter(f"--lr {text!r}: give a number such as 3e-3, or auto") from None
 
 
+_TRAINING_STACK = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "safetensors", "matplotlib", "jinja2", "onnx")
+
+
+def _training_api():  # type: ignore[no-untyped-def]
+    """headstart.api, or one clear line when the training stack is not installed."""
+    try:
+        from headstart import api
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] in _TRAINING_STACK:
+            raise MissingExtraError(
+                f"This command needs the training stack ({exc.name} is not installed): pip install 'headstart[train]'."
+            ) from None
+        raise
+    return api
+
+
 def _widths(text: Optional[str]) -> tuple[int, ...]:
     if not text:
         return ()
@@ -70,7 +91,7 @@ def train(
     threshold: float = typer.Option(0.5, help="Decision threshold for binary and multi-label."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
     frozen_epochs: Optional[int] = typer.Option(None, help="Phase 1: epochs training the head on the frozen base. Default: 30 on cached features, else 5."),
-    finetune_epochs: int = typer.Option(3, help="Phase 2: epochs fine-tuning the base (0: skip)."),
+    finetune_epochs: Optional[int] = typer.Option(None, help="Phase 2: epochs fine-tuning the base (0: skip). Default: 3 on a GPU, 0 on a CPU."),
     lr: str = typer.Option("3e-3", help="Head learning rate, or 'auto': run lr-find first and use its suggestion."),
     finetune_lr: Optional[float] = typer.Option(None, help="Phase 2 head learning rate. Default: lr / 10."),
     base_lr_ratio: float = typer.Option(0.3, help="Phase 2: base learning rate = finetune-lr * this."),
@@ -99,15 +120,16 @@ def train(
     dist_timeout: float = typer.Option(1800.0, help="Seconds a process waits in a collective for a silent one before the run fails."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the base for fine-tuning (slow first steps)."),
     logger: str = typer.Option("auto", help="Besides epochs.csv: auto (TensorBoard if installed), csv, tensorboard or mlflow."),
+    report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
     from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
     if resume is not None:  # same options as the run, except where it runs, when given
         given = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "accelerator": accelerator, "dist_timeout": dist_timeout}
         defaults = {"devices": "1", "num_nodes": 1, "strategy": None, "accelerator": "auto", "dist_timeout": 1800.0}
-        Classifier.resume(resume, console=err, placement={k: v for k, v in given.items() if v != defaults[k]})
+        Classifier.resume(resume, console=err, report=report, placement={k: v for k, v in given.items() if v != defaults[k]})
         return
     if data is None:
         raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
@@ -124,7 +146,7 @@ def train(
         feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
         logger=logger, devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
     )
-    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).fit(data, out_dir)
+    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
 
 
 @app.command()
@@ -133,14 +155,18 @@ def evaluate(
     data: Optional[Path] = typer.Option(None, help="Folder or CSV to evaluate on. Default: the run's own validation/test split."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where to write metrics. Default: RUN/eval-<data name>."),
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
+    report: bool = typer.Option(True, help="Write report.html beside the metrics."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
 
     clf = Classifier.load(run)
     clf.cache = cache
     clf.console = err
-    clf.evaluate(data, out_dir)
+    clf.report = report
+    clf.evaluate(data, out_dir, tta=tta_views or tta)
 
 
 @app.command()
@@ -150,27 +176,91 @@ def predict(
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted --out file: skip the inputs it already holds."),
-    shard: str = typer.Option("0/1", help="K/N: predict every N-th input from the K-th (one process per device)."),
-    device: Optional[str] = typer.Option(None, help="torch device, e.g. cpu or cuda:1. Default: cuda if available."),
+    shard: str = typer.Option("0/1", help="K/N: predict every N-th input from the K-th (one process per device: CUDA_VISIBLE_DEVICES=K)."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
+    tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
 ) -> None:
-    """Class names and probabilities for images (files, folders, or a CSV with a 'path' column)."""
-    from headstart.api import Classifier
+    """Class names and probabilities for images (a run folder, or an exported model.onnx).
+    INPUTS: files, folders, or a CSV with a 'path' column."""
+    from headstart.batch_predict import predict_to_file
     from headstart.errors import ConfigError
+    from headstart.predictions import expand_inputs
+    from headstart.tta import tta_views as resolve_views
 
     parts = shard.split("/")
     k, n = (int(v) if v.isdigit() else -1 for v in parts) if len(parts) == 2 else (-1, 0)
     if not 0 <= k < n:
         raise ConfigError(f"--shard {shard!r}: give K/N with 0 <= K < N, e.g. 0/4 ... 3/4.")
-    clf = Classifier.load(run, device=device)
+    views = resolve_views(tta_views or tta)  # a bad view name fails before the model loads
+    predictor = _predictor(run)
+    predictor.tta = views
+
     if out_csv is not None:
-        total = clf.predict_to_csv([str(p) for p in inputs], out_csv, top_k=top_k, resume=resume, shard=(k, n))
-        err.print(f"{total} predictions in {out_csv}")
+        new, old = predict_to_file(predictor, [str(p) for p in inputs], out_csv, top_k, resume=resume, shard=(k, n))
+        err.print(f"{new + old} predictions in {out_csv}")
         return
-    for pred in clf.predict([str(p) for p in inputs], top_k=top_k):
+    for pred in predictor.iter_predict(expand_inputs([str(p) for p in inputs]), top_k=top_k):  # type: ignore[arg-type]
         if pred.error:
             typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:
             typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
+
+
+def _predictor(run: Path):  # type: ignore[no-untyped-def]
+    """The ONNX runtime for a .onnx file, or when torch is absent; else the run's eager model."""
+    from headstart.runtime import RuntimePredictor, find_onnx
+
+    onnx_path = find_onnx(run)
+    if run.suffix == ".onnx" or (onnx_path is not None and not (run / "model.safetensors").is_file()):
+        return RuntimePredictor.load(run)
+    try:
+        api = _training_api()
+    except MissingExtraError:
+        if onnx_path is None:
+            raise MissingExtraError(
+                f"{run} has no exported model and torch is not installed: export it where training is installed "
+                f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
+            ) from None
+        err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
+        return RuntimePredictor.load(onnx_path)
+    return api.Classifier.load(run)._require_predictor()
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch) or torchscript."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (or .pt)."),
+) -> None:
+    """Export the model with its classes and preprocessing inside, then check parity."""
+    result = _training_api().Classifier.load(run).export(format.value, out_path)
+    err.print(f"{result.parity.summary()}: ok")
+    typer.echo(str(result.path))
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="A run folder, or an exported model.onnx."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
+    port: int = typer.Option(8000),
+    backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
+    max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
+    max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
+    queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),
+    threads: Optional[int] = typer.Option(None, help="Model threads. Default: all cores."),
+) -> None:
+    """A prediction server with a web page at / (FastAPI + uvicorn)."""
+    try:
+        from headstart.serve import ServeConfig, run_server
+    except ModuleNotFoundError as exc:
+        raise MissingExtraError(f"Serving needs {exc.name}: pip install 'headstart[serve]'.") from None
+    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads)
+    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err)
 
 
 @app.command()
@@ -178,7 +268,8 @@ def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/demo, never overwriting."),
 ) -> None:
     """Train on the bundled OpenClipart sample with the bundled EfficientNet-Lite0, offline."""
-    from headstart.api import Classifier, default_run_dir
+    api = _training_api()
+    Classifier, default_run_dir = api.Classifier, api.default_run_dir
 
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
     err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
@@ -209,7 +300,7 @@ def lr_find(
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
 ) -> None:
     """Learning-rate range test of the head on the frozen base: a plot and a suggested --lr."""
-    from headstart.api import Classifier
+    Classifier = _training_api().Classifier
     from headstart.config import ModelConfig, TrainConfig
 
     model = ModelConfig(arch=arch, weights=str(weights) if weights else None, head=head.value, hidden=_widths(hidden))
@@ -280,7 +371,7 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except HeadstartError as exc:
-        err.print(f"[red]error:[/]{_rank_prefix()} {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/]{_rank_prefix()} {escape(str(exc))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

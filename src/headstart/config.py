@@ -114,7 +114,9 @@ class TrainConfig(_Serializable):
 
     # None: 30 on cached features (an epoch there costs milliseconds), else 5.
     frozen_epochs: int | None = None
-    finetune_epochs: int = 3
+    # None: 3 on a GPU; 0 on a CPU, where fine-tuning the base costs many times phase 1 and,
+    # on our OpenClipart benchmarks, never beat it (see the README's Training section).
+    finetune_epochs: int | None = None
     # Head learning rate in phase 1 (and for everything when from scratch); "auto": fit()
     # runs the learning-rate range test (headstart lr-find) first and uses its suggestion.
     lr: float | str = 3e-3
@@ -150,11 +152,12 @@ class TrainConfig(_Serializable):
     logger: str = "auto"  # epochs.csv always; plus auto | csv | tensorboard | mlflow (engine/loggers.py)
 
     def __post_init__(self) -> None:
-        for name in ("finetune_epochs", "patience", "unfreeze"):
+        for name in ("patience", "unfreeze"):
             _positive(name, getattr(self, name), allow_zero=True)
-        if self.frozen_epochs is not None:
-            _positive("frozen_epochs", self.frozen_epochs, allow_zero=True)
-        if self.phase1_epochs + self.finetune_epochs == 0:
+        for name in ("frozen_epochs", "finetune_epochs"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name), allow_zero=True)
+        if self.phase1_epochs + (self.finetune_epochs or 0) == 0 and self.finetune_epochs is not None:
             raise ConfigError("frozen_epochs + finetune_epochs is 0: nothing to train.")
         if isinstance(self.lr, str):
             if self.lr != "auto":
@@ -216,6 +219,12 @@ class TrainConfig(_Serializable):
         if isinstance(self.lr, str):
             raise ConfigError("lr='auto' has not been resolved yet: fit() runs the range test first.")
         return self.lr / 10
+
+    def phase2_epochs(self, accelerated: bool) -> int:
+        """Fine-tuning epochs: as given, else 3 on a GPU and 0 on a CPU."""
+        if self.finetune_epochs is not None:
+            return self.finetune_epochs
+        return 3 if accelerated or self.frozen_epochs == 0 else 0  # frozen_epochs=0: fine-tuning is all there is
 
     @property
     def phase1_epochs(self) -> int:

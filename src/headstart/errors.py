@@ -21,3 +21,11 @@ class WeightsError(HeadstartError):
 
 class ArtifactError(HeadstartError):
     """A run folder or exported model is missing, incomplete or not trustworthy."""
+
+
+class ExportError(HeadstartError):
+    """An exported model does not predict like the run it came from (parity failed)."""
+
+
+class MissingExtraError(HeadstartError):
+    """A command needs an optional part of headstart that is not installed."""

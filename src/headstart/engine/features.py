@@ -13,7 +13,6 @@ import json
 import os
 import sys
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -50,16 +50,27 @@ class FitResult:
     seconds: float
 
 
-def plan_phases(config: TrainConfig, pretrained: bool) -> list[Phase]:
+def accelerated(accelerator: str) -> bool:
+    """Whether Lightning will train on a GPU (or Apple's MPS) for this ``accelerator``."""
+    if accelerator == "cpu":
+        return False
+    if accelerator in ("gpu", "cuda", "mps"):
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
+def plan_phases(config: TrainConfig, pretrained: bool, on_gpu: bool = False) -> list[Phase]:
     """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
     so every epoch trains the whole network at the full learning rate."""
     if not pretrained:
-        return [Phase(2, config.phase1_epochs + config.finetune_epochs, config.lr, config.lr)]
+        extra = config.finetune_epochs if config.finetune_epochs is not None else 3
+        return [Phase(2, config.phase1_epochs + extra, config.lr, config.lr)]
     # Fine-tuning starts from a trained head: a tenth of its learning rate, and less for
     # the pretrained base, so the first steps do not undo what phase 1 learned.
     phases = [
         Phase(1, config.phase1_epochs, config.lr, 0.0),
-        Phase(2, config.finetune_epochs, config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
+        Phase(2, config.phase2_epochs(on_gpu), config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
     ]
     return [p for p in phases if p.epochs > 0]
 
@@ -196,7 +207,13 @@ def two_phase_fit(
     progress = Progress(ckpt_root / "progress.json")
     mode = _mode(config.monitor)
     start = time.perf_counter()
-    for phase in plan_phases(config, pretrained):
+    on_gpu = accelerated(config.accelerator)
+    if pretrained and config.finetune_epochs is None and not on_gpu:
+        console.print(
+            "Fine-tuning the base is off on a CPU (phase 2 costs several times phase 1 here); "
+            "--finetune-epochs 3 turns it on.", highlight=False,
+        )
+    for phase in plan_phases(config, pretrained, on_gpu):
         folder = ckpt_root / f"phase{phase.number}"
         finished = progress.done(phase.number)
         if finished:

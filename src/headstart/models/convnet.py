@@ -49,8 +49,15 @@ class ConvNet(nn.Module):
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
         return {"blocks": r"^stages\.(\d+)"}
 
+    # timm's contract, so tools that need the last feature map (Grad-CAM) treat it alike.
+    def forward_features(self, x):  # (B, 3, H, W) -> (B, C, H / 2**stages, W / 2**stages)
+        return self.stages(x)
+
+    def forward_head(self, x, pre_logits: bool = False):  # (B, C, h, w) -> (B, C)
+        return self.pool(x)
+
     def forward(self, x):  # (B, 3, H, W) -> (B, C)
-        return self.pool(self.stages(x))
+        return self.forward_head(self.forward_features(x))
 
 
 def create_convnet(name: str) -> ConvNet:

@@ -1,0 +1,70 @@
+"""The description an exported model carries: classes, task, threshold, preprocessing.
+
+Stored as one JSON string (ONNX ``metadata_props["headstart"]``, TorchScript extra file
+``headstart.json``) and read back with strict type checks: a description is data, never
+code, and one with unexpected types is refused before anything uses it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from headstart.checks import check_classes_task, check_preprocess, is_number
+from headstart.errors import ArtifactError
+
+KEY = "headstart"
+FORMAT = "headstart-export"
+FORMAT_VERSION = 1
+
+
+def headline_metrics(metrics: object) -> dict[str, dict[str, float]]:
+    """{split: {accuracy, balanced_accuracy, macro_f1}} from a run's metrics, numbers only."""
+    out: dict[str, dict[str, float]] = {}
+    if isinstance(metrics, dict):
+        for split, m in metrics.items():
+            if isinstance(m, dict):
+                out[str(split)] = {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1") if is_number(m.get(k))}
+    return out
+
+
+def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> dict[str, Any]:
+    """The exported description from a run's ``headstart.json``."""
+    model = meta["model"]
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "export_format": fmt,
+        "classes": list(meta["classes"]),
+        "task": meta["task"],
+        "threshold": float(model.get("threshold", 0.5)),
+        "preprocess": meta["preprocess"],
+        "arch": model["arch"],
+        "input": {"name": input_name, "layout": "NCHW", "dtype": "float32"},
+        "output": {"name": output_name, "kind": "probabilities"},
+        "versions": meta.get("versions", {}),
+        "metrics": headline_metrics(meta.get("metrics")),
+    }
+
+
+def parse(text: str | None, where: str) -> dict[str, Any]:
+    """Read and check an exported description; ArtifactError when it is missing or wrong."""
+    if text is None:
+        raise ArtifactError(f"{where} has no headstart description: export it with 'headstart export RUN'.")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ArtifactError(f"{where}: the headstart description is not valid JSON ({str(exc)[:100]}).") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ArtifactError(f"{where}: not a headstart export description.")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{where}: format_version {meta.get('format_version')!r}; this headstart reads {FORMAT_VERSION}.")
+    check_classes_task(meta, where)
+    threshold = meta.get("threshold")
+    if not is_number(threshold) or not 0 < threshold < 1:
+        raise ArtifactError(f"{where}: 'threshold' must be a number in (0, 1), got {threshold!r}.")
+    check_preprocess(meta.get("preprocess"), where)
+    io = meta.get("input"), meta.get("output")
+    if not all(isinstance(d, dict) and isinstance(d.get("name"), str) for d in io):
+        raise ArtifactError(f"{where}: 'input' and 'output' must be objects with a 'name'.")
+    return meta

@@ -1,0 +1,155 @@
+"""What a prediction is, and batched prediction over any model backend. numpy + Pillow only.
+
+Both backends share this: the eager PyTorch ``Predictor`` (predict.py) and the torch-free
+ONNX ``RuntimePredictor`` (runtime.py). A backend supplies ``probabilities(batch)`` for
+(B, 3, S, S) float32 inputs plus its classes, task, threshold and preprocessing; decoding,
+batching, the decision rule and the output format are this one piece of code.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from headstart.data.index import walk_images
+from headstart.errors import DataError
+from headstart.evaluate import predict_labels
+from headstart.preprocess import ImageSource, Preprocess
+from headstart.tta import iter_views
+
+
+@dataclass
+class Prediction:
+    source: str
+    probs: dict[str, float] = field(default_factory=dict)  # every class, model order
+    top: list[tuple[str, float]] = field(default_factory=list)  # the k most probable
+    labels: list[str] = field(default_factory=list)  # the decision (threshold for sigmoid tasks)
+    error: str | None = None  # why the file could not be read
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """Files stay files; folders become their image files (recursively, sorted)."""
+    out: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            out.extend(walk_images(path)[0])
+        elif path.is_file():
+            out.append(str(path))
+        else:
+            raise DataError(f"{path} does not exist; give image files or folders of images.")
+    return out
+
+
+def describe(name: str, p: np.ndarray, classes: list[str], task: str, threshold: float, top_k: int) -> Prediction:
+    """One row of probabilities -> a Prediction (top k, and the decision)."""
+    order = np.argsort(-p, kind="stable")[: max(1, top_k)]
+    decided = predict_labels(p[None], task, threshold)[0]
+    if task == "multilabel":
+        labels = [c for c, on in zip(classes, decided) if on]
+    else:
+        labels = [classes[int(decided)]]
+    return Prediction(
+        source=name,
+        probs={c: float(v) for c, v in zip(classes, p)},
+        top=[(classes[i], float(p[i])) for i in order],
+        labels=labels,
+    )
+
+
+def _workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class BatchPredictor:
+    """Decode in background threads while the model runs; subclasses supply the model."""
+
+    classes: list[str]
+    task: str
+    threshold: float
+    preprocess: Preprocess
+    batch_size: int = 32
+    tta: tuple[str, ...] = ()  # test-time augmentation views (headstart.tta); () = the centre crop only
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """(B, 3, S, S) float32 model inputs -> (B, K) probabilities."""
+        raise NotImplementedError
+
+    def probabilities_of_square_batch(self, squares: np.ndarray) -> np.ndarray:
+        """(B, R, R, 3) uint8 decoded squares -> (B, K), averaged over the TTA views."""
+        views = [self.probabilities(x) for x in iter_views(squares, self.preprocess, self.tta)]
+        return views[0] if len(views) == 1 else np.mean(views, axis=0)
+
+    def _decode(self, source: ImageSource) -> np.ndarray | str:
+        try:
+            return self.preprocess.square(source)  # normalised per batch, TTA views included
+        except Exception as exc:  # an unreadable input is reported, never fatal
+            return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+
+    def iter_predict(self, sources: Iterable[ImageSource], top_k: int = 5) -> Iterator[Prediction]:
+        """Predictions in input order; unreadable inputs come back with ``error`` set.
+
+        ``sources`` may be any iterable (a generator over millions of files): it is read
+        one batch at a time."""
+        items = iter(sources)
+        start = 0
+        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+
+            def submit() -> tuple[list[ImageSource], list]:  # type: ignore[type-arg]
+                batch = list(itertools.islice(items, self.batch_size))
+                return batch, [pool.submit(self._decode, s) for s in batch]
+
+            # The next batch decodes (Pillow releases the GIL) while the model runs on this one.
+            chunk, pending = submit()
+            while chunk:
+                decoded = [f.result() for f in pending]
+                following = submit()
+                good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+                probs = self.probabilities_of_square_batch(np.stack([decoded[i] for i in good])) if good else None
+                row = {i: n for n, i in enumerate(good)}
+                for i, source in enumerate(chunk):
+                    name = source if isinstance(source, str) else getattr(source, "filename", f"input {start + i}")
+                    if i not in row:
+                        yield Prediction(str(name), error=str(decoded[i]))
+                    else:
+                        yield self.describe(str(name), probs[row[i]], top_k)  # type: ignore[index]
+                start += len(chunk)
+                chunk, pending = following
+
+    def predict(self, sources: list[ImageSource], top_k: int = 5) -> list[Prediction]:
+        return list(self.iter_predict(sources, top_k))
+
+    def describe(self, name: str, p: np.ndarray, top_k: int) -> Prediction:
+        return describe(name, p, self.classes, self.task, self.threshold, top_k)
+
+
+def write_predictions(path: Path, predictions: Iterable[Prediction], top_k: int) -> int:
+    """CSV: path, prediction, then (class_i, prob_i) for the top k, then error."""
+    header = ["path", "prediction"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "prob")] + ["error"]
+    tmp = path.with_name(f".{path.name}.tmp")
+    n = 0
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for pred in predictions:
+            cells: list[str] = []
+            for name, prob in pred.top[:top_k]:
+                cells += [name, f"{prob:.6f}"]
+            cells += [""] * (2 * top_k - len(cells))
+            writer.writerow([pred.source, ";".join(pred.labels), *cells, pred.error or ""])
+            n += 1
+    os.replace(tmp, path)
+    return n
+
+
+__all__ = ["BatchPredictor", "Prediction", "describe", "expand_inputs", "write_predictions"]

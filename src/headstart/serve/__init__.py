@@ -1,0 +1,35 @@
+"""``headstart serve``: a hardened, micro-batching prediction server with a web page.
+
+Needs ``pip install 'headstart[serve]'`` (FastAPI, uvicorn, python-multipart) and either an
+ONNX export (``[runtime]``) or the training stack to run the eager model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from headstart.serve.app import create_app
+from headstart.serve.backend import load_backend
+from headstart.serve.config import ServeConfig
+
+
+def run_server(
+    run: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
+    config: ServeConfig | None = None, console: Console | None = None,
+) -> None:
+    """Load the model, then serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    cfg = config or ServeConfig()
+    predictor = load_backend(run, backend, cfg.threads)
+    app = create_app(predictor, cfg)
+    if console is not None:
+        console.print(f"Serving {run} ({predictor.backend}, {len(predictor.classes)} classes) at http://{host}:{port}/  (Ctrl+C stops)")
+    # uvicorn's own caps: idle keep-alive connections close after 5 s, and beyond 1024
+    # concurrent connections it answers 503 before any of our code runs.
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=1024)
+
+
+__all__ = ["ServeConfig", "create_app", "load_backend", "run_server"]

@@ -1,0 +1,144 @@
+"""Hardening: body cap and timeout while reading, image checks before decoding.
+
+Everything here treats the request as hostile: the body is counted as it arrives (a
+Content-Length that lies, or chunked uploads, cannot get past the cap), the image type is
+read from its first bytes (the file name and the declared content type are ignored), only
+common formats are decoded, and the pixel count is checked from the header before a
+single pixel is decompressed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from typing import Any, Awaitable, Callable
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from headstart.preprocess import Preprocess
+
+# Pillow format name for each signature; nothing else is ever handed to a decoder.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+
+
+class UploadError(Exception):
+    """A bad upload: answered with ``status`` and a JSON ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def sniff(head: bytes) -> str | None:
+    """The image format from its magic bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    return None
+
+
+def decode_upload(data: bytes, name: str, preprocess: Preprocess, max_pixels: int) -> np.ndarray:
+    """Bytes of one upload -> the model input (3, S, S), or UploadError (415/413/422)."""
+    kind = sniff(data[:16])
+    if kind is None:
+        raise UploadError(415, f"{name}: not a JPEG, PNG, GIF, BMP or WebP image (checked from its bytes).")
+    try:
+        image = Image.open(io.BytesIO(data), formats=[kind])  # reads the header only
+    except Image.DecompressionBombError as exc:
+        raise UploadError(413, f"{name}: {exc}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(422, f"{name}: cannot read the {kind} header ({str(exc)[:120]}).") from None
+    w, h = image.size
+    if w * h > max_pixels:
+        raise UploadError(413, f"{name}: {w}x{h} = {w * h} pixels, over the limit of {max_pixels}.")
+    try:
+        return preprocess(image)  # the same code as training and evaluation
+    except Image.DecompressionBombError as exc:
+        raise UploadError(413, f"{name}: {exc}") from None
+    except Exception as exc:  # truncated or corrupt pixel data; Pillow raises several types
+        raise UploadError(422, f"{name}: cannot decode the {kind} image ({type(exc).__name__}: {str(exc)[:120]}).") from None
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+
+
+async def send_json(send: Callable[[dict], Awaitable[None]], status: int, body: dict[str, Any]) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class LimitsMiddleware:
+    """Caps the request body while it is read, and the whole request's time (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_body = max_body_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = f"request body over the limit of {self.max_body} bytes"
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                await send_json(send, 400, {"error": "invalid Content-Length"})
+                return
+            if int(length) > self.max_body:
+                await send_json(send, 413, {"error": too_large})
+                return
+        state = {"received": 0, "over": False, "started": False, "body_done": False, "replaced": False}
+
+        async def limited_receive() -> dict:
+            message = await receive()
+            if message["type"] == "http.request":
+                state["received"] += len(message.get("body", b""))
+                if state["received"] > self.max_body:
+                    state["over"] = True
+                    raise _BodyTooLarge()
+                state["body_done"] = not message.get("more_body", False)
+            return message
+
+        async def guarded_send(message: dict) -> None:
+            if state["replaced"]:
+                return
+            if message["type"] == "http.response.start":
+                if state["over"]:  # the app turned our exception into its own error: ours is the truth
+                    state["replaced"] = state["started"] = True
+                    await send_json(send, 413, {"error": too_large})
+                    return
+                state["started"] = True
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, limited_receive, guarded_send), self.timeout_s)
+        except _BodyTooLarge:
+            if not state["started"]:
+                await send_json(send, 413, {"error": too_large})
+        except asyncio.TimeoutError:
+            if not state["started"]:
+                status = 504 if state["body_done"] else 408
+                await send_json(send, status, {"error": f"request not done within {self.timeout_s:g} s"})
+        except Exception:
+            if not state["over"]:
+                raise
+            # Over the cap: the app's own error (already replaced by our 413) is expected.
+            if not state["started"]:
+                await send_json(send, 413, {"error": too_large})

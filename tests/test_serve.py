@@ -1,0 +1,213 @@
+"""The server: predictions, page, limits, and every kind of bad upload (a real uvicorn on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import struct
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from _serving import FakePredictor, serving
+from headstart.serve import ServeConfig, create_app, load_backend
+
+LIMITS = ServeConfig(max_body_bytes=300_000, max_pixels=1_000_000, max_files=4, request_timeout_s=2.0)
+
+
+def png(colour=(220, 30, 30), size=(40, 30)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def jpeg(colour=(30, 40, 220), size=(64, 48)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, colour).save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, with a tiny (incomplete) pixel stream."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+@pytest.fixture(scope="module")
+def server(exported_run):
+    run, _ = exported_run
+    with serving(create_app(load_backend(run), LIMITS)) as url:
+        yield url
+
+
+def test_predict_one_and_several_images_in_order(server):
+    r = httpx.post(f"{server}/predict", files=[("file", ("r.png", png((220, 30, 30)))), ("file", ("b.jpg", jpeg((30, 40, 220))))],
+                   params={"top_k": 2})
+    assert r.status_code == 200, r.text
+    preds = r.json()["predictions"]
+    assert [p["file"] for p in preds] == ["r.png", "b.jpg"]
+    assert [p["labels"] for p in preds] == [["red"], ["blue"]]
+    assert len(preds[0]["top"]) == 2 and preds[0]["top"][0]["class"] == "red"
+    assert abs(sum(t["probability"] for t in preds[0]["top"])) <= 1.0 + 1e-6
+
+
+def test_health_info_openapi_and_page(server):
+    assert httpx.get(f"{server}/health").json()["status"] == "ok"
+    info = httpx.get(f"{server}/info").json()
+    assert info["backend"] == "onnxruntime" and info["classes"] == ["blue", "green", "red"]
+    assert info["preprocess"]["input_size"] == 32 and info["limits"]["max_pixels"] == 1_000_000
+    schema = httpx.get(f"{server}/openapi.json").json()
+    assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+    assert {"/health", "/info", "/predict"} <= set(schema["paths"])
+    page = httpx.get(f"{server}/")
+    assert page.status_code == 200 and "<input" in page.text and 'type="file"' in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # self-contained: no CDN
+    assert httpx.get(f"{server}/docs").status_code == 404  # Swagger UI would load from a CDN
+
+
+def _chunks(total: int, size: int = 65536):
+    """A valid multipart upload of ``total`` bytes, sent chunked (no Content-Length)."""
+    yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+    yield png()
+    sent = 0
+    while sent < total:
+        yield b"\0" * min(size, total - sent)
+        sent += size
+    yield b"\r\n--xyz--\r\n"
+
+
+BAD_UPLOADS = {
+    "oversize": (lambda url: httpx.post(f"{url}/predict", files={"file": ("big.png", png() + b"\0" * 400_000)}), 413),
+    "chunked oversize": (lambda url: httpx.post(
+        f"{url}/predict", content=_chunks(2_000_000),
+        headers={"content-type": "multipart/form-data; boundary=xyz"}), 413),
+    "non-image with an image extension": (lambda url: httpx.post(
+        f"{url}/predict", files={"file": ("cat.png", b"#!/bin/sh\necho hello\n", "image/png")}), 415),
+    "unsupported format (TIFF)": (lambda url: httpx.post(
+        f"{url}/predict", files={"file": ("x.jpg", _tiff(), "image/jpeg")}), 415),
+    "decompression bomb": (lambda url: httpx.post(f"{url}/predict", files={"file": ("bomb.png", png((0, 0, 0), (2000, 2000)))}), 413),
+    "header claims billions of pixels": (lambda url: httpx.post(
+        f"{url}/predict", files={"file": ("huge.png", png_header_only(100_000, 100_000))}), 413),
+    "truncated png": (lambda url: httpx.post(f"{url}/predict", files={"file": ("t.png", png(size=(300, 300))[:-200])}), 422),
+    "truncated jpeg": (lambda url: httpx.post(f"{url}/predict", files={"file": ("t.jpg", _noise_jpeg()[:600])}), 422),
+    "wrong field": (lambda url: httpx.post(f"{url}/predict", files={"image": ("r.png", png())}), 422),
+    "no body": (lambda url: httpx.post(f"{url}/predict"), 422),
+    "too many files": (lambda url: httpx.post(f"{url}/predict", files=[("file", (f"{i}.png", png())) for i in range(5)]), 413),
+    "bad top_k": (lambda url: httpx.post(f"{url}/predict", params={"top_k": 0}, files={"file": ("r.png", png())}), 422),
+}
+
+
+def _tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "TIFF")
+    return buf.getvalue()
+
+
+def _noise_jpeg() -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("case", list(BAD_UPLOADS))
+def test_bad_uploads_get_a_4xx_json_error_and_the_server_keeps_serving(server, case):
+    send, status = BAD_UPLOADS[case]
+    r = send(server)
+    assert r.status_code == status, r.text
+    assert isinstance(r.json()["error"], str) and r.json()["error"]
+    ok = httpx.post(f"{server}/predict", files={"file": ("r.png", png())})
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["labels"] == ["red"]
+
+
+def test_a_bomb_within_the_byte_cap_is_refused_before_decoding():
+    bomb = png((0, 0, 0), (2000, 2000))
+    assert len(bomb) < LIMITS.max_body_bytes / 10  # small on the wire, 4 M pixels inside
+
+
+def test_a_slow_upload_times_out():
+    import socket
+
+    with serving(create_app(FakePredictor(), ServeConfig(request_timeout_s=0.5))) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                         b"Content-Length: 1000\r\n\r\n--xyz\r\n")  # then nothing: a stalled client
+            start = time.perf_counter()
+            reply = sock.recv(4096)
+            waited = time.perf_counter() - start
+            while chunk := sock.recv(4096):  # the body may come in a later segment; the server closes
+                reply += chunk
+    assert reply.startswith(b"HTTP/1.1 408") and b"within" in reply
+    assert waited < 3
+
+
+def _concurrent(url: str, n: int) -> list[httpx.Response]:
+    async def go():
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=n)) as client:
+            return await asyncio.gather(*[client.post(f"{url}/predict", files={"file": (f"{i}.png", png())}) for i in range(n)])
+
+    return asyncio.run(go())
+
+
+def test_concurrent_requests_share_model_calls():
+    fake = FakePredictor(delay=0.05)
+    with serving(create_app(fake, ServeConfig(max_wait_ms=20, max_batch=32))) as url:
+        responses = _concurrent(url, 24)
+        health = httpx.get(f"{url}/health").json()
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(fake.batch_sizes) == 24 and len(fake.batch_sizes) < 24 and max(fake.batch_sizes) > 1
+    assert health["images"] == 24 and health["batches"] == len(fake.batch_sizes)
+
+
+def test_a_full_queue_answers_503_and_health_stays_fast():
+    fake = FakePredictor(delay=0.3)
+    with serving(create_app(fake, ServeConfig(max_batch=1, max_wait_ms=0, queue_size=2))) as url:
+        async def go():
+            async with httpx.AsyncClient(timeout=30) as client:
+                posts = [asyncio.create_task(client.post(f"{url}/predict", files={"file": (f"{i}.png", png())})) for i in range(10)]
+                await asyncio.sleep(0.15)
+                t = time.perf_counter()
+                health = await client.get(f"{url}/health")
+                health_s = time.perf_counter() - t
+                return await asyncio.gather(*posts), health, health_s
+
+        responses, health, health_s = asyncio.run(go())
+        after = httpx.post(f"{url}/predict", files={"file": ("late.png", png())})
+    codes = sorted(r.status_code for r in responses)
+    assert set(codes) == {200, 503} and codes.count(200) >= 2, codes
+    assert all("busy" in r.json()["error"] for r in responses if r.status_code == 503)
+    assert health.status_code == 200 and health_s < 0.1
+    assert after.status_code == 200
+
+
+def test_serve_cli_binds_loopback_by_default(monkeypatch, exported_run):
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from headstart.cli import app
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw))
+    result = CliRunner().invoke(app, ["serve", str(exported_run[0]), "--port", "9999"])
+    assert result.exit_code == 0, result.output
+    assert seen["host"] == "127.0.0.1" and seen["port"] == 9999
+
+
+def test_the_torch_backend_serves_the_same_predictions(exported_run, server):
+    run, _ = exported_run
+    files = [("file", ("r.png", png((220, 30, 30)))), ("file", ("g.jpg", jpeg((30, 200, 40))))]
+    with serving(create_app(load_backend(run, "torch"), LIMITS)) as url:
+        assert httpx.get(f"{url}/info").json()["backend"] == "torch"
+        eager = httpx.post(f"{url}/predict", files=files).json()["predictions"]
+    onnx = httpx.post(f"{server}/predict", files=files).json()["predictions"]
+    assert [p["labels"] for p in eager] == [p["labels"] for p in onnx] == [["red"], ["green"]]
+    for a, b in zip(eager, onnx):
+        np.testing.assert_allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-4)
