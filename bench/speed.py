@@ -83,7 +83,7 @@ def finetune(data: Path, batch: int, work: Path) -> dict:
     epoch_s = float(rows[-1]["seconds"])  # the second epoch: past any warm-up
     train_s = float(rows[-1]["train_seconds"])  # the same epoch's training steps, without validation
 
-    from headstart.engine.allocator import keep_freed_memory
+    from headstart.allocator import keep_freed_memory
 
     keep_freed_memory()  # same allocator setting as headstart's loop
     model = timm.create_model("tf_efficientnet_lite0", num_classes=5).to(memory_format=torch.channels_last)

@@ -136,15 +136,15 @@ def timed(module, name: str, spent: dict) -> None:
 
 
 def run_headstart(split_dir: Path, run_dir: Path) -> dict:
-    import headstart.api, headstart.engine.features
+    import headstart.data.prepare, headstart.engine.features
     spent: dict[str, float] = {}
-    saved = headstart.api.decode_all, headstart.engine.features.extract_features
-    timed(headstart.api, "decode_all", spent)
+    saved = headstart.data.prepare.decode_all, headstart.engine.features.extract_features
+    timed(headstart.data.prepare, "decode_all", spent)
     timed(headstart.engine.features, "extract_features", spent)
     start = time.perf_counter()
     clf = headstart.Classifier().fit(split_dir, out=run_dir)
     seconds = time.perf_counter() - start
-    headstart.api.decode_all, headstart.engine.features.extract_features = saved
+    headstart.data.prepare.decode_all, headstart.engine.features.extract_features = saved
     with (run_dir / "epochs.csv").open() as handle:
         epochs = [{k: r[k] for k in ("phase", "epoch", "val_acc", "seconds")} for r in csv.DictReader(handle)]
     phase_s = {p: round(sum(float(e["seconds"]) for e in epochs if e["phase"] == p), 1) for p in ("1", "2")}

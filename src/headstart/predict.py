@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from headstart.allocator import keep_freed_memory
 from headstart.artifact import Artifact
 from headstart.models.network import probabilities, to_channels_last
 from headstart.predictions import BatchPredictor, Prediction, expand_inputs, write_predictions
@@ -28,6 +29,8 @@ class Predictor(BatchPredictor):
         self.tta = tta
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.network = artifact.network.to(self.device).eval().to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # batched CPU inference: 2.1x faster without mmap churn (allocator.py)
         self.batch_size = batch_size
 
     @property

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from headstart.config import TrainConfig
-from headstart.engine.allocator import keep_freed_memory
+from headstart.allocator import keep_freed_memory
 from headstart.engine.callbacks import EpochLog
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger

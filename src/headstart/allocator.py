@@ -5,6 +5,8 @@ default glibc serves each one with a fresh mmap and unmaps it on free, so every 
 page-faults its buffers in again. Measured on a 2-core AMD EPYC, EfficientNet-Lite0 at
 224 px, batch 32 (demo data, defaults): 49.5 s wall with 31 s of system time before,
 36 s with 4.6 s of system time after; peak RSS about the same (4.1 vs 4.9 GB).
+Inference has the same pattern: EfficientNet-Lite0 prediction at batch 32 took 20 ms per
+image (a third of it system time) before and 9.4 ms after; batch 1 is unaffected.
 """
 
 from __future__ import annotations
