@@ -89,3 +89,23 @@ def test_a_second_training_run_skips_the_base(tmp_path, make_images, tiny, calls
     second = tiny().fit(data, out=tmp_path / "b")
     assert n == 2 and len(calls) == n  # train and val features, computed by the first run only
     assert first.metrics["val"].accuracy == second.metrics["val"].accuracy
+
+
+def test_training_on_cached_features_matches_training_on_images(tmp_path, make_images, tiny):
+    """Phase 1 on stored features must equal phase 1 run through the frozen base on images
+    (no augmentation, so both see the evaluation view): same split, same metrics."""
+    from headstart.config import AugmentConfig, TrainConfig
+
+    data = make_images(tmp_path / "data", per_class=6)
+    results = {}
+    for cached in (True, False):
+        cfg = TrainConfig(frozen_epochs=3, finetune_epochs=0, batch_size=8, patience=0, lr=1e-2, num_workers=0,
+                          augment=AugmentConfig.none(), feature_cache=cached)
+        clf = tiny(train=cfg).fit(data, out=tmp_path / f"run-{cached}")
+        head = {k: v.clone() for k, v in clf.artifact.network.head.state_dict().items()}
+        results[cached] = (clf.metrics["val"], (clf.run_dir / "split.csv").read_text(), head)
+    (fast, split_fast, head_fast), (slow, split_slow, head_slow) = results[True], results[False]
+    assert split_fast == split_slow
+    assert fast.accuracy == slow.accuracy and fast.macro_f1 == pytest.approx(slow.macro_f1, abs=1e-9)
+    for name in head_fast:  # the same steps on the same inputs: the same head, up to float rounding
+        torch.testing.assert_close(head_fast[name], head_slow[name], rtol=1e-4, atol=1e-5)
