@@ -109,3 +109,27 @@ def test_training_on_cached_features_matches_training_on_images(tmp_path, make_i
     assert fast.accuracy == slow.accuracy and fast.macro_f1 == pytest.approx(slow.macro_f1, abs=1e-9)
     for name in head_fast:  # the same steps on the same inputs: the same head, up to float rounding
         torch.testing.assert_close(head_fast[name], head_slow[name], rtol=1e-4, atol=1e-5)
+
+
+def test_training_views_are_seeded_cached_and_distinct_from_the_evaluation_view(squares, calls):
+    from headstart.config import AugmentConfig
+
+    rows, aug = np.arange(6), AugmentConfig(rotation=30.0)
+    plain = cached_features(base(), squares, rows, PRE)
+    view = cached_features(base(), squares, rows, PRE, augment=aug, seed=1)
+    again = cached_features(base(), squares, rows, PRE, augment=aug, seed=1)
+    other = cached_features(base(), squares, rows, PRE, augment=aug, seed=2)
+    assert calls == [6, 6, 6]  # 'again' came from the cache
+    torch.testing.assert_close(view, again, rtol=0, atol=0)
+    assert not torch.allclose(view, plain) and not torch.allclose(view, other)
+
+
+def test_phase_one_on_several_views_sees_each_image_once_per_view(tmp_path, make_images, tiny, calls):
+    from headstart.config import TrainConfig
+
+    data = make_images(tmp_path / "data", per_class=5)
+    cfg = TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=4, patience=0, num_workers=0, feature_views=3, oversample=True)
+    clf = tiny(train=cfg).fit(data, out=tmp_path / "run")
+    n_train = sum(1 for line in (clf.run_dir / "split.csv").read_text().splitlines() if line.startswith("train,"))
+    assert calls.count(n_train) == 3  # the evaluation view and two training views of the train split
+    assert clf.metrics["val"].accuracy >= 0.0 and (clf.run_dir / "model.safetensors").is_file()

@@ -193,15 +193,17 @@ class Classifier:
         )
         return finding
 
-    def _phase1_features(self, network, prepared: Prepared, preprocess: Preprocess, memo: dict, split: str) -> torch.Tensor:  # type: ignore[no-untyped-def]
-        """Frozen-base features of a split, computed once per run (lr-find and phase 1 share them)."""
+    def _phase1_features(self, network, prepared: Prepared, preprocess: Preprocess, memo: dict, split: str, view: int = 0) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        """Frozen-base features of a split, computed once per run (lr-find and phase 1 share
+        them); view 0 is the evaluation view, view v > 0 a random training view (seed + v)."""
         from headstart.engine.features import cached_features
 
-        if split not in memo:
-            memo[split] = cached_features(
-                network.backbone, prepared.images.array, prepared.rows[split], preprocess, self.cache, show=self.console.is_terminal
+        if (split, view) not in memo:
+            memo[(split, view)] = cached_features(
+                network.backbone, prepared.images.array, prepared.rows[split], preprocess, self.cache, show=self.console.is_terminal,
+                augment=self.train.augment if view else None, seed=self.train.seed + view,
             )
-        return memo[split]
+        return memo[(split, view)]
 
     def _write_lr_finding(self, folder: Path, finding: "LRFinding") -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -375,7 +377,9 @@ class Classifier:
         generator = torch.Generator().manual_seed(cfg.seed)
 
         def make(train_ds, val_ds, workers: int) -> tuple[DataLoader, DataLoader]:  # type: ignore[no-untyped-def]
-            sampler = WeightedRandomSampler(sample_weights(train_s, k), len(train_s), generator=generator) if cfg.oversample else None
+            views = len(train_ds) // max(1, len(train_s))  # phase 1 on K feature views: K rows per image
+            weights = sample_weights(train_s, k).repeat(views)
+            sampler = WeightedRandomSampler(weights, len(weights), generator=generator) if cfg.oversample else None
             kw = {"num_workers": workers, "persistent_workers": workers > 0, "pin_memory": torch.cuda.is_available(),
                   "worker_init_fn": _one_thread if workers else None}
             train = DataLoader(
@@ -388,7 +392,9 @@ class Classifier:
         def loaders(phase: int):  # type: ignore[no-untyped-def]
             if phase == 1 and cfg.feature_cache:
                 f_train, f_val = self._features(network, prepared, preprocess, features, shared, rank)
-                return (*make(TensorDataset(f_train, y_train), TensorDataset(f_val, y_val), 0), True)
+                views = len(f_train) // max(1, len(y_train))  # the targets repeat once per view
+                y_views = y_train.repeat(views, *[1] * (y_train.dim() - 1))
+                return (*make(TensorDataset(f_train, y_views), TensorDataset(f_val, y_val), 0), True)
             train_ds = SquaresDataset(squares, prepared.rows["train"], y_train, preprocess, cfg.augment)
             val_ds = SquaresDataset(squares, prepared.rows["val"], y_val, preprocess, None)
             return (*make(train_ds, val_ds, workers), False)
@@ -408,6 +414,9 @@ class Classifier:
             return saved["train"], saved["val"]
         f_train = self._phase1_features(network, prepared, preprocess, memo, "train")
         f_val = self._phase1_features(network, prepared, preprocess, memo, "val")
+        if self.train.feature_views > 1:  # random training views after the evaluation view: (K * N, F)
+            f_train = torch.cat([f_train] + [self._phase1_features(network, prepared, preprocess, memo, "train", view=v)
+                                              for v in range(1, self.train.feature_views)])
         if path is not None:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             torch.save({"train": f_train, "val": f_val}, tmp)

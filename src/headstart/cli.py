@@ -110,6 +110,7 @@ def train(
     rotation: float = typer.Option(10.0, help="Augmentation: max rotation in degrees."),
     vflip: bool = typer.Option(False, help="Augmentation: vertical flips too."),
     feature_cache: bool = typer.Option(True, help="Phase 1 on base features computed once."),
+    feature_views: int = typer.Option(1, help="Phase 1 on cached features: 1 + this many minus 1 random training views per image."),
     cache: bool = typer.Option(True, help="Keep decoded images in the on-disk cache."),
     workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
     accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
@@ -143,7 +144,7 @@ def train(
         unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
         val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
         class_weights=class_weights, oversample=oversample, augment=aug,
-        feature_cache=feature_cache, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
+        feature_cache=feature_cache, feature_views=feature_views, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
         logger=logger, devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
     )
     Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)

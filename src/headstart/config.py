@@ -139,6 +139,9 @@ class TrainConfig(_Serializable):
     # Phase 1 on cached base features (computed once, no augmentation): far faster, and
     # the base's output cannot change while it is frozen.
     feature_cache: bool = True
+    # Phase 1 on cached features: 1 = the evaluation view of each image only; K adds K-1
+    # random training views per image (augmentation, computed once with the features).
+    feature_views: int = 1
     num_workers: int | None = None  # None: sized to the machine
     accelerator: str = "auto"
     precision: str | None = None  # None: Lightning's default (32-bit)
@@ -168,6 +171,8 @@ class TrainConfig(_Serializable):
         if self.finetune_lr is not None:
             _positive("finetune_lr", self.finetune_lr)
         _positive("batch_size", self.batch_size)
+        if not (isinstance(self.feature_views, int) and 1 <= self.feature_views <= 32):
+            raise ConfigError(f"feature_views={self.feature_views!r} must be an integer from 1 to 32.")
         _positive("weight_decay", self.weight_decay, allow_zero=True)
         if not 0 < self.val_fraction < 1:
             raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 1).")

@@ -21,15 +21,32 @@ from torch import nn
 
 from headstart.models import Network
 from headstart.models.network import to_channels_last
+from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
 
 FEATURES_VERSION = 1
 
 
 def extract_features(
-    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, batch_size: int = 64, show: bool = False
+    backbone: nn.Module,
+    squares: np.ndarray,
+    rows: np.ndarray,
+    preprocess: Preprocess,
+    batch_size: int = 64,
+    show: bool = False,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """(len(rows), F) pooled features of the evaluation view of each stored square."""
+    """(len(rows), F) pooled features of the evaluation view of each stored square, or of
+    one random training view each (``augment``, drawn from ``seed``, same every call)."""
+    if augment is not None:
+        from headstart.data.datasets import TrainAugment
+
+        augmenter = TrainAugment(preprocess, augment)
+        with torch.random.fork_rng():  # the caller's random state is left as it was
+            torch.manual_seed(seed)
+            crops = [torch.from_numpy(augmenter.geometry(squares[r])) for r in rows]
+            views = [augmenter.batch(torch.stack(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size)]
     was_training = backbone.training
     backbone.eval().to(memory_format=torch.channels_last)
     device = next(backbone.parameters()).device
@@ -38,7 +55,8 @@ def extract_features(
         task = progress.add_task("Computing frozen-base features", total=len(rows))
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            x = to_channels_last(torch.from_numpy(preprocess.normalize(squares[chunk])).to(device))
+            x = views[start // batch_size] if augment is not None else torch.from_numpy(preprocess.normalize(squares[chunk]))
+            x = to_channels_last(x.to(device))
             out.append(backbone(x).float().cpu())
             progress.advance(task, len(chunk))
     backbone.train(was_training)
@@ -50,9 +68,13 @@ def head_only(network: Network) -> Network:
     return Network(nn.Identity(), network.head)
 
 
-def _features_key(backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess) -> str:
+def _features_key(
+    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, augment: AugmentConfig | None, seed: int
+) -> str:
     digest = hashlib.sha256()
     spec = [FEATURES_VERSION, type(backbone).__name__, preprocess.input_size, list(preprocess.mean), list(preprocess.std)]
+    if augment is not None:
+        spec += [augment.to_dict(), seed]
     digest.update(json.dumps(spec).encode())
     for name, tensor in backbone.state_dict().items():  # the weights themselves, not a name for them
         digest.update(name.encode())
@@ -63,7 +85,14 @@ def _features_key(backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, pr
 
 
 def cached_features(
-    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, cache: bool = True, show: bool = False
+    backbone: nn.Module,
+    squares: np.ndarray,
+    rows: np.ndarray,
+    preprocess: Preprocess,
+    cache: bool = True,
+    show: bool = False,
+    augment: AugmentConfig | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
     """``extract_features``, read from / written to the on-disk feature cache when ``cache``.
 
@@ -74,9 +103,9 @@ def cached_features(
     from headstart.data.store import cache_root
 
     if not cache or len(rows) == 0:
-        return extract_features(backbone, squares, rows, preprocess, show=show)
+        return extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
     folder = cache_root() / "features"
-    key = _features_key(backbone, squares, rows, preprocess)
+    key = _features_key(backbone, squares, rows, preprocess, augment, seed)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
     try:
         array = np.load(npy)
@@ -85,7 +114,7 @@ def cached_features(
         print(f"headstart: feature cache entry {npy} is damaged; recomputing it.", file=sys.stderr)
     except (OSError, ValueError, EOFError, KeyError, TypeError):
         pass  # absent (the usual case), truncated or unreadable: computed below
-    features = extract_features(backbone, squares, rows, preprocess, show=show)
+    features = extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
     array = features.numpy()
     tmp, meta_tmp = folder / f"{key}.{os.getpid()}.tmp.npy", folder / f"{key}.{os.getpid()}.tmp.json"
     try:
