@@ -209,3 +209,24 @@ def test_a_killed_writer_leaves_no_orphan_after_the_next_run(files):
     alive.write_bytes(b"in progress")
     decode_all(files, PRE, show=False)
     assert not orphan.exists() and alive.exists()
+
+
+def test_two_processes_filling_the_same_entry_at_once_both_get_correct_pixels(files, tmp_path):
+    script = (
+        "import sys, numpy as np\n"
+        "from headstart.data.store import decode_all\n"
+        "from headstart.preprocess import Preprocess\n"
+        "pre = Preprocess(input_size=24, resize_size=28, mean=(0.5,) * 3, std=(0.5,) * 3)\n"
+        "paths = sys.argv[2:]\n"
+        "np.save(sys.argv[1], np.asarray(decode_all(paths, pre, show=False).array))\n"
+    )
+    env = {**os.environ, "HEADSTART_CACHE_DIR": str(cache_root())}
+    outs = [tmp_path / f"out{i}.npy" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(o), *files], env=env) for o in outs]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for out in outs:
+        np.testing.assert_array_equal(np.load(out), fresh(files))
+    folder = cache_root() / "images"
+    assert len(list(folder.glob("*.npy"))) == 1 and len(list(folder.glob("*.json"))) == 1
+    assert not list(folder.glob("*.tmp*"))  # whoever lost the rename left nothing behind
+    assert decode_all(files, PRE, show=False).cached is True
