@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from headstart.config import TrainConfig
@@ -39,3 +41,19 @@ def test_asking_for_a_missing_logger_is_one_clear_error(name, monkeypatch, tiny)
 def test_unknown_logger_names_the_choices():
     with pytest.raises(ConfigError, match="tensorboard"):
         TrainConfig(logger="tensorbord")
+
+
+def test_default_mlflow_store_lives_in_the_run_folder(tmp_path, monkeypatch):
+    """MLflow 3 refuses a plain-file store unless told; SQLite is used where it can be."""
+    import importlib.util
+
+    from headstart.engine import loggers
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "sqlalchemy" else real(name, *a))
+    assert loggers._default_mlflow_store(tmp_path) == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    assert "MLFLOW_ALLOW_FILE_STORE" not in os.environ
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sqlalchemy" else real(name, *a))
+    assert loggers._default_mlflow_store(tmp_path) == (tmp_path / "mlruns").resolve().as_uri()
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"

@@ -47,6 +47,22 @@ def make_logger(name: str, run_dir: Path, phase: int):  # type: ignore[no-untype
     if kind == "mlflow":
         from lightning.pytorch.loggers import MLFlowLogger
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or (run_dir / "mlruns").resolve().as_uri()
-        return MLFlowLogger(experiment_name="headstart", run_name=f"{run_dir.name}-phase{phase}", tracking_uri=uri)
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or _default_mlflow_store(run_dir)
+        try:
+            return MLFlowLogger(experiment_name="headstart", run_name=f"{run_dir.name}-phase{phase}", tracking_uri=uri)
+        except Exception as exc:  # mlflow's own errors: one line, before any epoch runs
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"--logger mlflow: cannot open the tracking store {uri} ({first}); set MLFLOW_TRACKING_URI.") from None
     return False
+
+
+def _default_mlflow_store(run_dir: Path) -> str:
+    """A store inside the run folder: SQLite where MLflow can use it (its recommended
+    backend; needs SQLAlchemy), else the plain-file store, which MLflow 3 refuses unless
+    MLFLOW_ALLOW_FILE_STORE is set (mlflow-skinny has no SQLAlchemy)."""
+    import importlib.util
+
+    if importlib.util.find_spec("sqlalchemy") is not None:
+        return f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return (run_dir / "mlruns").resolve().as_uri()
