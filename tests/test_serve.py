@@ -211,3 +211,32 @@ def test_the_torch_backend_serves_the_same_predictions(exported_run, server):
     assert [p["labels"] for p in eager] == [p["labels"] for p in onnx] == [["red"], ["green"]]
     for a, b in zip(eager, onnx):
         np.testing.assert_allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-4)
+
+
+def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
+    import socket
+
+    fake = FakePredictor(delay=0.5)
+    with serving(create_app(fake, ServeConfig(max_batch=1, max_wait_ms=0, queue_size=2, request_timeout_s=5))) as url:
+        host, port = url.removeprefix("http://").split(":")
+
+        async def fill_and_probe():  # type: ignore[no-untyped-def]
+            async with httpx.AsyncClient(timeout=30) as client:
+                posts = [asyncio.create_task(client.post(f"{url}/predict", files={"file": (f"{i}.png", png())})) for i in range(4)]
+                await asyncio.sleep(0.2)  # the queue is full now
+
+                def probe() -> tuple[bytes, float]:
+                    with socket.create_connection((host, int(port)), timeout=5) as sock:
+                        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                                     b"Content-Length: 100000\r\n\r\n")  # a body that never comes
+                        t = time.perf_counter()
+                        reply = sock.recv(4096)
+                        return reply, time.perf_counter() - t
+
+                reply, waited = await asyncio.to_thread(probe)
+                await asyncio.gather(*posts)
+                return reply, waited
+
+        reply, waited = asyncio.run(fill_and_probe())
+    assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply.lower(), reply[:200]
+    assert waited < 1.0  # answered at once, not after the 5 s request timeout

@@ -114,4 +114,9 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
                             "top": [{"class": c, "probability": round(v, 6)} for c, v in pred.top]})
         return {"predictions": results, "ms": round((time.perf_counter() - start) * 1000, 2)}
 
-    return LimitsMiddleware(app, cfg.max_body_bytes, cfg.request_timeout_s)
+    def full() -> str | None:
+        if batcher.waiting >= cfg.queue_size:
+            return f"server busy: {batcher.waiting} images waiting (queue holds {cfg.queue_size}); retry shortly"
+        return None
+
+    return LimitsMiddleware(app, cfg.max_body_bytes, cfg.request_timeout_s, busy=full)

@@ -76,25 +76,41 @@ class _BodyTooLarge(Exception):
 ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
 
-async def send_json(send: Callable[[dict], Awaitable[None]], status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Callable[[dict], Awaitable[None]], status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
+    headers += extra or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 
 
 class LimitsMiddleware:
-    """Caps the request body while it is read, and the whole request's time (pure ASGI)."""
+    """Caps the request body while it is read, and the whole request's time (pure ASGI).
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float) -> None:
+    ``busy()`` (a message while the prediction queue is full, else None) is asked before a
+    POST /predict body is read: a refused upload then costs no multipart parsing in the
+    event loop, which at twice saturation had delayed /health by up to 218 ms.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, timeout_s: float, busy: Callable[[], str | None] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.timeout_s = timeout_s
+        self.busy = busy
 
     async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.busy is not None and scope.get("method") == "POST" and scope.get("path") == "/predict":
+            message = self.busy()
+            if message is not None:
+                await send_json(send, 503, {"error": message}, [(b"retry-after", b"1")])
+                return
         too_large = f"request body over the limit of {self.max_body} bytes"
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:
