@@ -130,7 +130,7 @@ def model_latency(run: Path, repeats: int = 50) -> dict:
     from headstart.runtime import RuntimePredictor
 
     torch.set_num_threads(2)
-    eager = headstart.load(run)._require_predictor()
+    eager = headstart.load(run).predictor()
     onnx = RuntimePredictor.load(run, threads=2)
     s = onnx.preprocess.input_size
     x1 = np.random.default_rng(0).normal(size=(1, 3, s, s)).astype(np.float32)

@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from headstart.checks import check_classes_task, check_model, check_preprocess
 from headstart.config import ModelConfig
 from headstart.errors import ArtifactError, ConfigError
+from headstart.files import atomic_target, atomic_write
 from headstart.models import Network, build_network
 from headstart.preprocess import Preprocess
 
@@ -60,19 +61,12 @@ def versions() -> dict[str, str]:
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_artifact(run_dir: Path, artifact: Artifact) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / DESCRIPTION).unlink(missing_ok=True)  # incomplete until the JSON is back
     state = {k: v.detach().cpu().contiguous() for k, v in artifact.network.state_dict().items()}
-    tmp = run_dir / f".{WEIGHTS}.tmp"
-    save_file(state, str(tmp), metadata={"format": FORMAT})
-    os.replace(tmp, run_dir / WEIGHTS)
+    with atomic_target(run_dir / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
     meta = {
         **artifact.meta,
         "format": FORMAT,
@@ -82,7 +76,7 @@ def save_artifact(run_dir: Path, artifact: Artifact) -> None:
         "task": artifact.task,
         "preprocess": artifact.preprocess.to_dict(),
     }
-    _atomic_write_text(run_dir / DESCRIPTION, json.dumps(meta, indent=2, ensure_ascii=False))
+    atomic_write(run_dir / DESCRIPTION, json.dumps(meta, indent=2, ensure_ascii=False))
     artifact.meta = meta
 
 

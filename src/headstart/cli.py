@@ -224,7 +224,7 @@ def _predictor(run: Path):  # type: ignore[no-untyped-def]
             ) from None
         err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
         return RuntimePredictor.load(onnx_path)
-    return api.Classifier.load(run)._require_predictor()
+    return api.Classifier.load(run).predictor()
 
 
 class ExportFormat(str, Enum):

@@ -29,3 +29,10 @@ class ExportError(HeadstartError):
 
 class MissingExtraError(HeadstartError):
     """A command needs an optional part of headstart that is not installed."""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """One line for a log or an error message: "TypeName: first line of the message"."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    return f"{type(exc).__name__}: {first}"[:limit] if first else type(exc).__name__

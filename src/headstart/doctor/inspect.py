@@ -13,37 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-# Leading bytes of each format Pillow can decode here, and of common impostors.
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", 0, "png"),
-    (b"\xff\xd8\xff", 0, "jpeg"),
-    (b"GIF87a", 0, "gif"),
-    (b"GIF89a", 0, "gif"),
-    (b"BM", 0, "bmp"),
-    (b"WEBP", 8, "webp"),
-    (b"II*\x00", 0, "tiff"),
-    (b"MM\x00*", 0, "tiff"),
-    (b"P1", 0, "pnm"), (b"P2", 0, "pnm"), (b"P3", 0, "pnm"), (b"P4", 0, "pnm"), (b"P5", 0, "pnm"), (b"P6", 0, "pnm"),
-    (b"%PDF", 0, "pdf"),
-    (b"PK\x03\x04", 0, "zip"),
-    (b"ftypheic", 4, "heic"), (b"ftypheix", 4, "heic"), (b"ftypmif1", 4, "heif"), (b"ftypavif", 4, "avif"),
-    (b"<svg", 0, "svg"), (b"<?xml", 0, "xml"), (b"<!DOCTYPE html", 0, "html"), (b"<html", 0, "html"),
-)
+from headstart.files import sniff
+
 EXTENSION_FORMAT = {
     ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff",
     ".webp": "webp", ".ppm": "pnm", ".pgm": "pnm", ".pbm": "pnm",
 }
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
-
-
-def sniff(head: bytes) -> str:
-    """The format the leading bytes announce ("empty", or "unknown" when none matches)."""
-    if not head:
-        return "empty"
-    for magic, offset, name in _MAGIC:
-        if head[offset : offset + len(magic)] == magic:
-            return name
-    return "unknown"
 
 
 @dataclass(frozen=True)

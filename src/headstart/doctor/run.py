@@ -8,7 +8,6 @@ import dataclasses
 import io
 import json
 import os
-import re
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from headstart.data.index import scan
 from headstart.doctor.checks import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
+from headstart.files import atomic_write, safe_name
 
 # Pillow's own warning limit: above it, Image.open warns of a decompression bomb.
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -55,7 +55,7 @@ class Diagnosis:
 
 
 def default_out(data: str | os.PathLike) -> Path:
-    name = re.sub(r"[^\w.-]+", "_", Path(data).resolve().stem) or "data"
+    name = safe_name(data) or "data"
     return Path(f"doctor-{name}")
 
 
@@ -168,19 +168,13 @@ def render_html(diagnosis: Diagnosis, max_groups: int = 30) -> str:
     return env.get_template("doctor.html").render(d=diagnosis, thumbs=thumbs, max_groups=max_groups)
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_outputs(diagnosis: Diagnosis, out: str | os.PathLike) -> Path:
     """doctor.json and doctor.html in ``out`` (created; never inside the data folder)."""
     folder = Path(out)
     check_out(folder, diagnosis.data)
     folder.mkdir(parents=True, exist_ok=True)
-    _write(folder / "doctor.json", json.dumps(diagnosis.to_dict(), indent=1, ensure_ascii=False))
-    _write(folder / "doctor.html", render_html(diagnosis))
+    atomic_write(folder / "doctor.json", json.dumps(diagnosis.to_dict(), indent=1, ensure_ascii=False))
+    atomic_write(folder / "doctor.html", render_html(diagnosis))
     return folder
 
 

@@ -7,7 +7,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from importlib import resources
@@ -17,7 +16,9 @@ import jinja2
 from rich.console import Console
 
 from headstart.report import results, sections
-from headstart.report.inputs import Problems, ReportInputs, describe
+from headstart.errors import describe
+from headstart.files import atomic_write
+from headstart.report.inputs import Problems, ReportInputs
 
 REPORT = "report.html"
 TEMPLATE = "template.html.j2"
@@ -66,9 +67,7 @@ def write_report(inp: ReportInputs) -> Path:
     html = render(inp)
     inp.folder.mkdir(parents=True, exist_ok=True)
     path = inp.folder / REPORT
-    tmp = inp.folder / f".{REPORT}.tmp"
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, html)
     return path
 
 

@@ -8,6 +8,7 @@ scale with the number of classes so 50+ classes stay legible.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import matplotlib
 
@@ -17,6 +18,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from headstart.files import atomic_write  # noqa: E402
 from headstart.report.analysis import Calibration, Curve  # noqa: E402
 
 DPI = 100
@@ -40,6 +42,11 @@ def png(fig: "plt.Figure") -> bytes:
     finally:
         plt.close(fig)
     return buffer.getvalue()
+
+
+def save(png_bytes: bytes, path: Path) -> None:
+    """Write a figure into a run folder atomically (a reader never sees half a PNG)."""
+    atomic_write(path, png_bytes)
 
 
 def image_png(rgb: np.ndarray, side: int | None = None, fmt: str = "JPEG") -> bytes:
@@ -160,7 +167,9 @@ def learning_curves(rows: list[dict[str, str]], monitor: str, best_epoch: int | 
         return png(fig)
 
 
-def confusion_matrix(matrix: np.ndarray, classes: list[str], normalised: bool, numbers_up_to: int = 20) -> bytes:
+def confusion_matrix(
+    matrix: np.ndarray, classes: list[str], normalised: bool, numbers_up_to: int = 20, title: str | None = None
+) -> bytes:
     """Rows = true class. Counts or row-normalised rates; per-cell numbers only up to
     ``numbers_up_to`` classes, beyond that a plain heat map whose size grows with k."""
     m = np.asarray(matrix, dtype=float)
@@ -184,7 +193,7 @@ def confusion_matrix(matrix: np.ndarray, classes: list[str], normalised: bool, n
                         text = f"{rates[i, j]:.2f}" if normalised else str(int(m[i, j]))
                         ax.text(j, i, text, ha="center", va="center", fontsize=cell_fs, color="white" if rates[i, j] > 0.5 else "black")
         fig.colorbar(shown, ax=ax, fraction=0.04, pad=0.02, label="share of the true class" if normalised else "images")
-        ax.set_title("row-normalised (recall on the diagonal)" if normalised else "counts")
+        ax.set_title(title or ("row-normalised (recall on the diagonal)" if normalised else "counts"))
         return png(fig)
 
 
@@ -230,4 +239,22 @@ def pr_roc(curves: list[Curve], threshold: float, limit: int = 12) -> bytes:
         roc.legend(loc="lower right", fontsize=fontsize)
         fig.suptitle(f"dots: the decision threshold {threshold:g}", fontsize=9, color="#555555", y=0.02)
         fig.tight_layout()
+        return png(fig)
+
+
+def lr_find(lrs: list[float], losses: list[float], smoothed: list[float], suggestion: float) -> bytes:
+    """The learning-rate range test: loss against learning rate (log scale), suggestion marked."""
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(lrs, losses, color="0.75", lw=1, label="loss per step")
+        ax.plot(lrs, smoothed, color="C0", lw=2, label="smoothed")
+        ax.axvline(suggestion, color="C3", ls="--", label=f"suggested {suggestion:.2g}")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("training loss")
+        finite = [v for v in smoothed if np.isfinite(v)]
+        if finite:  # keep the divergence from flattening the useful part of the curve
+            ax.set_ylim(min(finite) * 0.9, min(max(finite), 3 * finite[0]) * 1.1)
+        ax.legend()
+        ax.set_title("Learning-rate range test (head on the frozen base)")
         return png(fig)

@@ -13,6 +13,7 @@ import numpy as np
 
 from headstart.artifact import Artifact
 from headstart.data.prepare import Prepared
+from headstart.errors import describe
 from headstart.evaluate import Metrics
 
 log = logging.getLogger("headstart.report")
@@ -52,10 +53,6 @@ class Figure:
 
 def data_uri(payload: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
-
-
-def describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
 class Problems:

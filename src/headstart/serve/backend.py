@@ -31,7 +31,7 @@ def _torch_predictor(run: Path, threads: int | None) -> BatchPredictor:
         ) from None
     if threads:
         torch.set_num_threads(threads)
-    predictor = Classifier.load(run)._require_predictor()
+    predictor = Classifier.load(run).predictor()
     predictor.network.to("cpu")
     predictor.device = torch.device("cpu")
     return predictor

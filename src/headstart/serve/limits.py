@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from headstart.files import sniff
 from headstart.preprocess import Preprocess
 
 # Pillow format name for each signature; nothing else is ever handed to a decoder.
@@ -32,24 +33,13 @@ class UploadError(Exception):
         self.message = message
 
 
-def sniff(head: bytes) -> str | None:
-    """The image format from its magic bytes, or None."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    return None
+# The formats an upload may be (from its bytes), as Pillow names them.
+UPLOAD_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"}
 
 
 def decode_upload(data: bytes, name: str, preprocess: Preprocess, max_pixels: int) -> np.ndarray:
     """Bytes of one upload -> the model input (3, S, S), or UploadError (415/413/422)."""
-    kind = sniff(data[:16])
+    kind = UPLOAD_FORMATS.get(sniff(data[:16]))
     if kind is None:
         raise UploadError(415, f"{name}: not a JPEG, PNG, GIF, BMP or WebP image (checked from its bytes).")
     try:

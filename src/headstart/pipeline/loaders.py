@@ -1,0 +1,118 @@
+"""What each phase trains on: cached frozen-base features (phase 1) or decoded images.
+
+``PhaseLoaders(phase)`` gives ``(train loader, val loader, on_features)``, the contract of
+``headstart.engine.fit.two_phase_fit``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
+
+from headstart.config import TrainConfig
+from headstart.data.datasets import SquaresDataset, encode_targets
+from headstart.data.prepare import Prepared
+from headstart.data.store import cpu_count
+from headstart.engine.balance import sample_weights
+from headstart.models import Network
+from headstart.preprocess import Preprocess
+
+FEATURES = "features.pt"  # under RUN/checkpoints, multi-process runs only
+
+
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a loader worker must not spawn its own thread pool
+
+
+class FrozenFeatures:
+    """Frozen-base features of each split, computed once per run through the persistent
+    feature cache (lr-find and phase 1 share them). View 0 is the evaluation view of each
+    image; view v > 0 a random training view (seed + v)."""
+
+    def __init__(self, network: Network, prepared: Prepared, preprocess: Preprocess, config: TrainConfig,
+                 cache: bool, console: Console) -> None:
+        self.network, self.prepared, self.preprocess = network, prepared, preprocess
+        self.config, self.cache, self.console = config, cache, console
+        self._memo: dict[tuple[str, int], torch.Tensor] = {}
+
+    def get(self, split: str, view: int = 0) -> torch.Tensor:
+        from headstart.engine.features import cached_features
+
+        if (split, view) not in self._memo:
+            self._memo[(split, view)] = cached_features(
+                self.network.backbone, self.prepared.images.array, self.prepared.rows[split], self.preprocess, self.cache,
+                show=self.console.is_terminal, augment=self.config.augment if view else None, seed=self.config.seed + view,
+            )
+        return self._memo[(split, view)]
+
+    def phase1(self, shared: Path | None, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train, val) features for phase 1. With several processes rank 0 computes them
+        once into RUN/checkpoints/features.pt, kept for a resume until training ends; the
+        other ranks wait for that file and load it."""
+        from headstart.engine.ranks import wait_for_file
+
+        path = shared / "checkpoints" / FEATURES if shared is not None else None
+        if path is not None and (rank > 0 or path.exists()):
+            wait_for_file(path, rank, "phase-1 features")
+            saved = torch.load(path, weights_only=True)
+            return saved["train"], saved["val"]
+        f_train, f_val = self.get("train"), self.get("val")
+        if self.config.feature_views > 1:  # random training views after the evaluation view: (K * N, F)
+            f_train = torch.cat([f_train] + [self.get("train", view=v) for v in range(1, self.config.feature_views)])
+        if path is not None:
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"train": f_train, "val": f_val}, tmp)
+            os.replace(tmp, path)
+        return f_train, f_val
+
+
+class PhaseLoaders:
+    """phase -> (train loader, val loader, on_features) for ``two_phase_fit``."""
+
+    def __init__(self, config: TrainConfig, prepared: Prepared, preprocess: Preprocess, features: FrozenFeatures,
+                 task: str, num_classes: int, shared: Path | None = None, rank: int = 0) -> None:
+        self.config, self.prepared, self.preprocess, self.features = config, prepared, preprocess, features
+        self.task, self.k, self.shared, self.rank = task, num_classes, shared, rank
+        self.y_train = encode_targets(prepared.samples["train"], num_classes, task)
+        self.y_val = encode_targets(prepared.samples["val"], num_classes, task)
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    def workers(self) -> int:
+        # With 2 cores a worker process competes with the model's threads (measured: sys
+        # time as high as user time), so small machines load in the main process.
+        if self.config.num_workers is not None:
+            return self.config.num_workers
+        return 0 if cpu_count() <= 2 else min(6, cpu_count() - 1)
+
+    def __call__(self, phase: int) -> tuple[DataLoader, DataLoader, bool]:
+        if phase == 1 and self.config.feature_cache:
+            f_train, f_val = self.features.phase1(self.shared, self.rank)
+            views = len(f_train) // max(1, len(self.y_train))  # the targets repeat once per view
+            y_views = self.y_train.repeat(views, *[1] * (self.y_train.dim() - 1))
+            return (*self._make(TensorDataset(f_train, y_views), TensorDataset(f_val, self.y_val), 0), True)
+        squares, rows = self.prepared.images.array, self.prepared.rows
+        train_ds = SquaresDataset(squares, rows["train"], self.y_train, self.preprocess, self.config.augment)
+        val_ds = SquaresDataset(squares, rows["val"], self.y_val, self.preprocess, None)
+        return (*self._make(train_ds, val_ds, self.workers()), False)
+
+    def _make(self, train_ds: Dataset, val_ds: Dataset, workers: int) -> tuple[DataLoader, DataLoader]:
+        cfg, train_s = self.config, self.prepared.samples["train"]
+        n = len(train_ds)  # type: ignore[arg-type]
+        views = n // max(1, len(train_s))  # phase 1 on K feature views: K rows per image
+        weights = sample_weights(train_s, self.k).repeat(views)
+        sampler = WeightedRandomSampler(weights, len(weights), generator=self.generator) if cfg.oversample else None
+        pin = torch.cuda.is_available()
+        init = _one_thread if workers else None
+        train = DataLoader(
+            train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=self.generator,
+            drop_last=n % cfg.batch_size == 1,  # a batch of one breaks batch norm
+            collate_fn=getattr(train_ds, "collate", None), num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=pin, worker_init_fn=init,
+        )
+        val = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=workers, persistent_workers=workers > 0,
+                         pin_memory=pin, worker_init_fn=init)
+        return train, val
