@@ -22,21 +22,6 @@ from headstart.predict import Predictor
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One small multiclass run trained from scratch (learns the colours), shared read-only."""
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEADSTART_CACHE_DIR", str(root / "cache"))
-        data = make_images(root / "data", classes=("red", "green", "blue"), per_class=10, nested=False)
-        clf = Classifier(
-            model=ModelConfig(arch="convnet_tiny", pretrained=False),
-            train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0, lr=1e-2),
-            image_size=32,
-        ).fit(data, out=root / "run")
-    return clf, data, root / "run"
-
-
 def probs(pred) -> np.ndarray:
     return np.array(list(pred.probs.values()))
 

@@ -105,6 +105,24 @@ def test_learns_separable_colours(tmp_path, make_images, tiny):
     assert sum(p.top[0][0] == "yellow" for p in preds) >= 9
 
 
+
+def test_two_phases_learn_separable_colours(tmp_path, make_images, tiny):
+    """Moved from the former tests/test_training.py: a frozen 'pretrained' base, then fine-tuning, learns."""
+    data = make_images(tmp_path / "data", per_class=10)
+    run = tmp_path / "run"
+    clf = tiny(train=TrainConfig(frozen_epochs=8, finetune_epochs=2, batch_size=8, patience=0, lr=3e-2)).fit(data, out=run)
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "headstart.json").read_text())
+    assert meta["classes"] == ["blue", "green", "red"] and meta["task"] == "multiclass"
+    assert meta["preprocess"]["input_size"] == 32 and meta["versions"]["torch"]
+    metrics = json.loads((run / "metrics.json").read_text())["val"]
+    assert {"accuracy", "balanced_accuracy", "per_class", "confusion"} <= metrics.keys()
+    assert {"precision", "recall", "f1", "support"} <= metrics["per_class"][0].keys()
+    assert metrics["accuracy"] >= 0.8  # colours are trivially separable
+    assert epochs(run) == [(1, i) for i in range(1, 9)] + [(2, 1), (2, 2)]
+    assert clf.predict(str(data / "red" / "red_0.png"))[0].top[0][0] == "red"
+
 def test_from_scratch_is_one_phase_over_all_epochs(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=5)
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0)).fit(
@@ -239,6 +257,8 @@ def test_split_layout_reports_val_and_test(tmp_path, make_images, tiny):
     split = read_split(run / "split.csv", clf.classes)
     for name, part in split.items():  # the given splits are used as they are
         assert all(f"/{name}/" in s.path for s in part)
+    own = headstart.load(run).evaluate()  # moved from the former tests/test_training.py
+    assert set(own) == {"val", "test"}
 
 
 def test_train_and_test_without_val_split_val_off_train(tmp_path, make_images, tiny):
@@ -372,3 +392,33 @@ def test_fine_tuning_runs_the_base_in_train_mode(tmp_path, make_images, tiny, fe
     assert probe.modes[2] == {True}  # dropout / drop-path of the base are active when it learns
     if not feature_cache:
         assert probe.modes[1] == {False}  # the frozen base runs in eval mode
+
+
+# -- the phase plan (moved from the former tests/test_options.py) ---------------------------------
+@pytest.mark.parametrize(
+    "options, on_gpu, planned",
+    [
+        ({}, False, [(1, 30)]),  # a CPU: the frozen phase only
+        ({}, True, [(1, 30), (2, 3)]),
+        ({"finetune_epochs": 2}, False, [(1, 30), (2, 2)]),  # asked for: always honoured
+        ({"finetune_epochs": 0}, True, [(1, 30)]),
+        ({"frozen_epochs": 0}, False, [(2, 3)]),  # no frozen phase: fine-tuning is the training
+        ({"feature_cache": False}, False, [(1, 5)]),
+    ],
+)
+def test_default_phases_follow_the_device(options, on_gpu, planned):
+    from headstart.engine.fit import plan_phases
+
+    phases = plan_phases(TrainConfig(**options), pretrained=True, on_gpu=on_gpu)
+    assert [(p.number, p.epochs) for p in phases] == planned
+
+
+def test_accelerator_names_decide_the_device(monkeypatch):
+    from headstart.engine.fit import accelerated
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert accelerated("gpu") and accelerated("cuda") and not accelerated("cpu")
+    assert accelerated("auto") is bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert accelerated("auto") and not accelerated("cpu")
+
