@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 from typer.testing import CliRunner
 
 from headstart import cli
 from headstart.cli import app
+from headstart.config import TrainConfig
 
 runner = CliRunner()
 FAST = ["--arch", "convnet_tiny", "--no-pretrained", "--image-size", "32", "--frozen-epochs", "1",
@@ -73,11 +75,27 @@ def test_predict_prints_unreadable_files(tmp_path, make_images):
     assert "unreadable" not in shown and "red" in shown and "blue" in shown
 
 
-def test_resume_from_the_cli(tmp_path, make_images):
+class CrashInFineTuning(L.Callback):
+    """Kills a run at the end of its first fine-tuning epoch, before that epoch's checkpoint."""
+
+    def on_train_epoch_end(self, trainer, module):
+        if module.phase == 2:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_from_the_cli(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     run = tmp_path / "run"
-    invoke(["train", data, "--out", run, *FAST])
-    invoke(["train", "--resume", run])  # a finished run: nothing to redo, artifact rewritten
+    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tiny(train=train).fit(data, out=run, callbacks=[CrashInFineTuning()])
+    assert not (run / "headstart.json").exists()
+    invoke(["train", "--resume", run])  # finishes the interrupted fine-tuning epoch
+    assert (run / "headstart.json").is_file() and (run / "model.safetensors").is_file()
+    epochs = [(r["phase"], r["epoch"]) for r in csv.DictReader((run / "epochs.csv").open())]
+    assert epochs == [("1", "1"), ("2", "1")]
+    invoke(["train", "--resume", run])  # a finished run: nothing to redo, and no error
+    assert [(r["phase"], r["epoch"]) for r in csv.DictReader((run / "epochs.csv").open())] == epochs
     assert (run / "headstart.json").is_file()
 
 

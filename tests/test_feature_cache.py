@@ -130,6 +130,9 @@ def test_phase_one_on_several_views_sees_each_image_once_per_view(tmp_path, make
     data = make_images(tmp_path / "data", per_class=5)
     cfg = TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=4, patience=0, num_workers=0, feature_views=3, oversample=True)
     clf = tiny(train=cfg).fit(data, out=tmp_path / "run")
-    n_train = sum(1 for line in (clf.run_dir / "split.csv").read_text().splitlines() if line.startswith("train,"))
+    split = (clf.run_dir / "split.csv").read_text().splitlines()
+    n_train = sum(1 for line in split if line.startswith("train,"))
+    n_val = sum(1 for line in split if line.startswith("val,"))
     assert calls.count(n_train) == 3  # the evaluation view and two training views of the train split
-    assert clf.metrics["val"].accuracy >= 0.0 and (clf.run_dir / "model.safetensors").is_file()
+    assert clf.metrics["val"].count == n_val > 0  # the finished run was evaluated on its whole val split
+    assert (clf.run_dir / "model.safetensors").is_file()
