@@ -62,10 +62,8 @@ def test_train_predict_evaluate(tmp_path, make_images):
     assert own["val"]["count"] == json.loads((run / "metrics.json").read_text())["val"]["count"]
 
 
-def test_predict_prints_unreadable_files(tmp_path, make_images):
-    data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=4)
-    run = tmp_path / "run"
-    invoke(["train", data, "--out", run, *FAST])
+def test_predict_prints_unreadable_files(tmp_path, exported_run):
+    run, data = exported_run  # the shared trained run: predicting needs no training of its own
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
     result = invoke(["predict", run, bad, data / "red" / "red_0.png"])
@@ -100,8 +98,12 @@ def test_resume_from_the_cli(tmp_path, make_images, tiny):
 
 
 def test_cache_info_and_clear(tmp_path, make_images):
+    from headstart.data.store import decode_all
+    from headstart.preprocess import Preprocess
+
     data = make_images(tmp_path / "data", per_class=3)
-    invoke(["train", data, "--out", tmp_path / "run", *FAST])
+    pre = Preprocess(input_size=32, resize_size=36, mean=(0.5,) * 3, std=(0.5,) * 3)
+    decode_all(sorted(str(p) for p in data.rglob("*.png")), pre, show=False)  # one store entry, as training makes
     cache = os.environ["HEADSTART_CACHE_DIR"]  # the autouse fixture's private folder
     info = invoke(["cache", "info"])
     assert cache in info.stdout.replace("\n", "") and "1 decoded images entries" in info.stdout
