@@ -31,6 +31,7 @@ def read_csv(path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_load_needs_only_the_run_folder_and_gives_identical_probabilities(tmp_path, make_images, convnet_weights,
                                                                         monkeypatch):
     weights = tmp_path / "w.safetensors"
@@ -299,6 +300,7 @@ def test_an_untrained_classifier_cannot_predict():
         clf.evaluate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multilabel"])
 def test_reload_parity_for_sigmoid_tasks(tmp_path, tiny, kind):
     if kind == "binary":

@@ -27,6 +27,7 @@ def invoke(args: list[str]):
     return result
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate(tmp_path, make_images):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
@@ -81,6 +82,7 @@ class CrashInFineTuning(L.Callback):
             raise RuntimeError("simulated crash")
 
 
+@pytest.mark.slow
 def test_resume_from_the_cli(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     run = tmp_path / "run"
@@ -152,6 +154,7 @@ def test_missing_data_argument(monkeypatch, capsys):
     assert code != 0 and "DATA" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_error_from_a_real_process(tmp_path):
     env = {**os.environ, "HEADSTART_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"}
     proc = subprocess.run([sys.executable, "-m", "headstart.cli", "train", "/nonexistent"],

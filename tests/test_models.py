@@ -210,6 +210,7 @@ def test_head_only_shares_the_head():
     torch.testing.assert_close(features(x), net.head(x))
 
 
+@pytest.mark.slow
 def test_compile_wraps_only_the_fine_tuning_forward():
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), num_outputs=3)
     names = set(net.state_dict())
