@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import colour_image, make_images
+from conftest import colour_image
 from rich.console import Console
 
 import headstart
