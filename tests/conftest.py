@@ -144,21 +144,29 @@ def tiny_fixture(convnet_weights):
 
 
 @pytest.fixture(scope="session")
-def exported_run(tmp_path_factory):
-    """A small trained multiclass run (learns the colours) with an ONNX export, read-only.
+def trained(tmp_path_factory):
+    """The one shared trained run: multiclass from scratch (learns the colours), with an ONNX export.
 
-    Returns (run folder, data folder)."""
+    Trained once per session and shared read-only (copy it before changing anything).
+    Returns (fitted Classifier, data folder, run folder)."""
     from headstart import Classifier
     from headstart.config import ModelConfig, TrainConfig
 
-    root = tmp_path_factory.mktemp("exported")
+    root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HEADSTART_CACHE_DIR", str(root / "cache"))
         data = make_images(root / "data", classes=("red", "green", "blue"), per_class=10, nested=False)
         clf = Classifier(
             model=ModelConfig(arch="convnet_tiny", pretrained=False),
-            train=TrainConfig(frozen_epochs=0, finetune_epochs=3, batch_size=8, patience=0, lr=1e-2, num_workers=0),
+            train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0, lr=1e-2, num_workers=0),
             image_size=32,
         ).fit(data, out=root / "run")
         clf.export("onnx")
-    return root / "run", data
+    return clf, data, root / "run"
+
+
+@pytest.fixture(scope="session")
+def exported_run(trained):
+    """The shared trained run as (run folder, data folder), for tests that need only the files."""
+    _, data, run = trained
+    return run, data

@@ -22,21 +22,6 @@ from headstart.predict import Predictor
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One small multiclass run trained from scratch (learns the colours), shared read-only."""
-    root = tmp_path_factory.mktemp("trained")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HEADSTART_CACHE_DIR", str(root / "cache"))
-        data = make_images(root / "data", classes=("red", "green", "blue"), per_class=10, nested=False)
-        clf = Classifier(
-            model=ModelConfig(arch="convnet_tiny", pretrained=False),
-            train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0, lr=1e-2),
-            image_size=32,
-        ).fit(data, out=root / "run")
-    return clf, data, root / "run"
-
-
 def probs(pred) -> np.ndarray:
     return np.array(list(pred.probs.values()))
 
@@ -46,6 +31,7 @@ def read_csv(path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_load_needs_only_the_run_folder_and_gives_identical_probabilities(tmp_path, make_images, convnet_weights,
                                                                         monkeypatch):
     weights = tmp_path / "w.safetensors"
@@ -314,6 +300,7 @@ def test_an_untrained_classifier_cannot_predict():
         clf.evaluate()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multilabel"])
 def test_reload_parity_for_sigmoid_tasks(tmp_path, tiny, kind):
     if kind == "binary":

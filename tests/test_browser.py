@@ -17,6 +17,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dis
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium")
 
 
+@pytest.mark.slow
 def test_upload_a_real_image_and_read_the_prediction_from_the_page(exported_run, tmp_path):
     from PIL import Image
     from playwright.sync_api import sync_playwright

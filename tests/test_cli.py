@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import lightning as L
 import pytest
 from typer.testing import CliRunner
 
 from headstart import cli
 from headstart.cli import app
+from headstart.config import TrainConfig
 
 runner = CliRunner()
 FAST = ["--arch", "convnet_tiny", "--no-pretrained", "--image-size", "32", "--frozen-epochs", "1",
@@ -25,6 +27,7 @@ def invoke(args: list[str]):
     return result
 
 
+@pytest.mark.slow
 def test_train_predict_evaluate(tmp_path, make_images):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
@@ -60,10 +63,8 @@ def test_train_predict_evaluate(tmp_path, make_images):
     assert own["val"]["count"] == json.loads((run / "metrics.json").read_text())["val"]["count"]
 
 
-def test_predict_prints_unreadable_files(tmp_path, make_images):
-    data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=4)
-    run = tmp_path / "run"
-    invoke(["train", data, "--out", run, *FAST])
+def test_predict_prints_unreadable_files(tmp_path, exported_run):
+    run, data = exported_run  # the shared trained run: predicting needs no training of its own
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"garbage")
     result = invoke(["predict", run, bad, data / "red" / "red_0.png"])
@@ -73,17 +74,38 @@ def test_predict_prints_unreadable_files(tmp_path, make_images):
     assert "unreadable" not in shown and "red" in shown and "blue" in shown
 
 
-def test_resume_from_the_cli(tmp_path, make_images):
+class CrashInFineTuning(L.Callback):
+    """Kills a run at the end of its first fine-tuning epoch, before that epoch's checkpoint."""
+
+    def on_train_epoch_end(self, trainer, module):
+        if module.phase == 2:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.mark.slow
+def test_resume_from_the_cli(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     run = tmp_path / "run"
-    invoke(["train", data, "--out", run, *FAST])
-    invoke(["train", "--resume", run])  # a finished run: nothing to redo, artifact rewritten
+    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        tiny(train=train).fit(data, out=run, callbacks=[CrashInFineTuning()])
+    assert not (run / "headstart.json").exists()
+    invoke(["train", "--resume", run])  # finishes the interrupted fine-tuning epoch
+    assert (run / "headstart.json").is_file() and (run / "model.safetensors").is_file()
+    epochs = [(r["phase"], r["epoch"]) for r in csv.DictReader((run / "epochs.csv").open())]
+    assert epochs == [("1", "1"), ("2", "1")]
+    invoke(["train", "--resume", run])  # a finished run: nothing to redo, and no error
+    assert [(r["phase"], r["epoch"]) for r in csv.DictReader((run / "epochs.csv").open())] == epochs
     assert (run / "headstart.json").is_file()
 
 
 def test_cache_info_and_clear(tmp_path, make_images):
+    from headstart.data.store import decode_all
+    from headstart.preprocess import Preprocess
+
     data = make_images(tmp_path / "data", per_class=3)
-    invoke(["train", data, "--out", tmp_path / "run", *FAST])
+    pre = Preprocess(input_size=32, resize_size=36, mean=(0.5,) * 3, std=(0.5,) * 3)
+    decode_all(sorted(str(p) for p in data.rglob("*.png")), pre, show=False)  # one store entry, as training makes
     cache = os.environ["HEADSTART_CACHE_DIR"]  # the autouse fixture's private folder
     info = invoke(["cache", "info"])
     assert cache in info.stdout.replace("\n", "") and "1 decoded images entries" in info.stdout
@@ -132,6 +154,7 @@ def test_missing_data_argument(monkeypatch, capsys):
     assert code != 0 and "DATA" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_error_from_a_real_process(tmp_path):
     env = {**os.environ, "HEADSTART_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"}
     proc = subprocess.run([sys.executable, "-m", "headstart.cli", "train", "/nonexistent"],

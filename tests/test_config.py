@@ -118,3 +118,21 @@ def test_derived_values():
 def test_configs_are_frozen():
     with pytest.raises(Exception):
         TrainConfig().lr = 1.0  # type: ignore[misc]
+
+
+# -- moved from the former tests/test_options.py ------------------------------------------------
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: TrainConfig(lr=-1), "lr"),
+        (lambda: TrainConfig(val_fraction=1.5), "val_fraction"),
+        (lambda: TrainConfig(frozen_epochs=0, finetune_epochs=0), "nothing to train"),
+        (lambda: TrainConfig(optimizer="adamx"), "adamw"),
+        (lambda: ModelConfig(head="lienar"), "linear"),
+        (lambda: ModelConfig(task="regression"), "multiclass"),
+        (lambda: AugmentConfig(scale=(0.9, 0.2)), "scale"),
+    ],
+)
+def test_invalid_values_are_refused(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()

@@ -42,6 +42,7 @@ def _rows(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path, make_images, convnet_weights):
     data = make_images(tmp_path / "data", per_class=15)
     (data / "red" / "zz_broken.png").write_bytes(b"not a png")  # skipped, and listed once
@@ -74,6 +75,7 @@ def test_two_processes_match_one(tmp_path, make_images, convnet_weights):
     assert len(skipped) == 2 and "zz_broken.png" in skipped[1]  # removed once training ended
 
 
+@pytest.mark.slow
 def test_a_failing_rank_stops_the_run_and_it_resumes(tmp_path, make_images, convnet_weights):
     data = make_images(tmp_path / "data", per_class=8)
     run = tmp_path / "run"

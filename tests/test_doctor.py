@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import struct
 import time
@@ -142,6 +141,7 @@ def test_quick_checks_cover_names_imbalance_leakage_and_conflicts(tmp_path):
     assert checks == {"class_names", "class_name_spaces", "imbalance", "leakage", "label_conflict"}
 
 
+@pytest.mark.slow
 def test_train_warns_and_still_trains(tmp_path, tiny, capsys):
     from headstart.config import TrainConfig
 
@@ -183,6 +183,7 @@ def test_near_groups_find_every_close_pair(threshold):
     assert all(len(g) == 2 for g in groups)  # and nothing else does (random hashes are far apart)
 
 
+@pytest.mark.slow
 def test_near_groups_scale_without_comparing_all_pairs():
     rng = np.random.default_rng(0)
     hashes = rng.integers(0, 256, (100_000, 32), dtype=np.uint8)

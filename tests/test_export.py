@@ -21,6 +21,7 @@ def run_copy(exported_run, tmp_path):
     return shutil.copytree(run, tmp_path / "run"), data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, suffix", [("onnx", ".onnx"), ("torchscript", ".pt")])
 def test_export_passes_parity_at_every_batch_size(run_copy, fmt, suffix):
     run, _ = run_copy
@@ -60,6 +61,7 @@ def test_exported_file_carries_classes_task_threshold_and_preprocessing(run_copy
     assert meta["output"]["kind"] == "probabilities"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_failed_parity_fails_loudly_and_removes_the_output(run_copy, fmt, monkeypatch):
     run, _ = run_copy
@@ -110,6 +112,7 @@ def test_unknown_format_is_a_config_error(run_copy):
         headstart.load(run_copy[0]).export("tflite")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["binary", "multilabel"])
 def test_sigmoid_tasks_export_with_parity(tmp_path, tiny, make_images, kind):
     if kind == "binary":
@@ -130,6 +133,7 @@ def test_sigmoid_tasks_export_with_parity(tmp_path, tiny, make_images, kind):
         np.testing.assert_allclose(list(a.probs.values()), list(b.probs.values()), rtol=1e-3, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_cli_export_prints_the_path_and_parity(run_copy, capsys):
     from headstart.cli import app
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import colour_image
+from conftest import colour_image, make_images
 
 from headstart.data.index import scan
 from headstart.errors import DataError
@@ -308,3 +308,50 @@ def test_single_label_csv_never_gives_an_image_two_labels(tmp_path, make_images)
     else:
         assert not index.multilabel
         assert all(len(s.labels) == 1 for s in index.all_samples), [s for s in index.all_samples if len(s.labels) != 1]
+
+
+# -- moved from the former tests/test_data.py ---------------------------------------------------
+def test_split_layout_with_a_class_missing_from_test_is_a_note(tmp_path, make_images):
+    make_images(tmp_path, "splits", classes=("red", "green", "blue"), per_class=(8, 3, 3))
+    (tmp_path / "test" / "green").rename(tmp_path / "green_gone")
+    index = scan(tmp_path)
+    assert index.layout == "splits"
+    assert set(index.samples) == {"train", "val", "test"}
+    for split, samples in index.samples.items():
+        for s in samples:
+            folder_class = s.path.split("/")[-2]
+            assert index.classes[s.labels[0]] == folder_class, split
+    assert any("test" in n and "green" in n for n in index.notes)
+
+
+def test_csv_single_and_multi_label_with_a_missing_file(tmp_path, make_images):
+    make_images(tmp_path / "imgs", per_class=3, nested=False)
+    rows = ["path,label"] + [f"imgs/{c}/{c}_{i}.png,{c}" for c in ("red", "green") for i in range(3)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
+    index = scan(tmp_path / "data.csv")
+    assert index.layout == "csv" and not index.multilabel
+    assert index.classes == ["green", "red"]
+    multi = ["path,labels", "imgs/red/red_0.png,warm;bright", "imgs/blue/blue_0.png,cold", "imgs/green/green_0.png,cold;bright",
+             "imgs/missing.png,cold"]
+    (tmp_path / "multi.csv").write_text("\n".join(multi) + "\n")
+    index = scan(tmp_path / "multi.csv")
+    assert index.multilabel and index.classes == ["bright", "cold", "warm"]
+    assert index.all_samples[0].labels == (0, 2)
+    assert [s.reason for s in index.skipped] == ["listed in the CSV but not found"]
+
+
+@pytest.mark.parametrize(
+    "setup, match",
+    [
+        (lambda p: None, "No images found"),
+        (lambda p: make_images(p, classes=("red",), per_class=2), "Only one class"),
+        (lambda p: (make_images(p, classes=("red", "green"), per_class=2), (p / "empty").mkdir()), "empty"),
+    ],
+    ids=["zero-images", "one-class", "empty-class"],
+)
+def test_bad_layouts_name_the_folder_in_one_line(tmp_path, setup, match):
+    setup(tmp_path)
+    with pytest.raises(DataError, match=match) as info:
+        scan(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    assert "\n" not in str(info.value)

@@ -13,6 +13,7 @@ from headstart.errors import ConfigError
 FAST = dict(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, num_workers=0)
 
 
+@pytest.mark.slow
 def test_tensorboard_gets_losses_metrics_and_learning_rates(tmp_path, make_images, tiny):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

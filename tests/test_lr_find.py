@@ -27,6 +27,7 @@ def test_suggestion_is_the_steepest_descent_below_the_minimum():
     assert 1e-1 < min_lr <= 1.5 and suggestion == steepest
 
 
+@pytest.mark.slow
 def test_range_test_sweeps_a_copy_and_stops_at_divergence():
     torch.manual_seed(0)
     y = torch.randint(0, 3, (120,))
@@ -42,6 +43,7 @@ def test_range_test_sweeps_a_copy_and_stops_at_divergence():
     assert finding.smoothed[int(np.argmin(finding.smoothed))] < finding.smoothed[0] * 0.5  # it did learn
 
 
+@pytest.mark.slow
 def test_train_lr_auto_records_the_found_rate(tmp_path, make_images, tiny, convnet_weights):
     data = make_images(tmp_path / "data", per_class=8)
     clf = tiny(train=TrainConfig(lr="auto", frozen_epochs=2, finetune_epochs=0, batch_size=8, patience=0, num_workers=0))
@@ -63,6 +65,7 @@ def test_lr_auto_needs_a_pretrained_base(tiny):
         TrainConfig(lr="fast")
 
 
+@pytest.mark.slow
 def test_cli_lr_find(tmp_path, make_images, convnet_weights):
     data = make_images(tmp_path / "data", per_class=8)
     result = CliRunner().invoke(app, ["lr-find", str(data), "--arch", "convnet_tiny", "--weights", convnet_weights,

@@ -65,3 +65,13 @@ def test_to_dict_is_json_ready():
     assert data["accuracy"] == 0.5 and data["confusion"] == [[1, 1], [0, 0]]
     assert data["per_class"][0] == {"name": "a", "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
                                     "support": 2}
+
+
+def test_metrics_per_class_and_balanced_accuracy():
+    # moved from the former tests/test_options.py
+    probs = np.array([[0.9, 0.1, 0], [0.8, 0.2, 0], [0.1, 0.9, 0], [0.6, 0.4, 0]])
+    m = compute_metrics(probs, [(0,), (0,), (1,), (1,)], ["a", "b", "c"], "multiclass")
+    assert m.accuracy == 0.75 and m.confusion == [[2, 0, 0], [1, 1, 0], [0, 0, 0]]
+    assert m.balanced_accuracy == pytest.approx(0.75)  # mean recall over classes with support
+    assert m.per_class[0].precision == pytest.approx(2 / 3) and m.per_class[1].recall == 0.5
+    assert m.per_class[2].support == 0

@@ -50,6 +50,13 @@ def test_heads(kind, hidden, dropout, expected, n_dropout):
     torch.testing.assert_close(head(x), head(x))  # dropout off in eval
 
 
+
+@pytest.mark.parametrize("head, hidden", [("linear", ()), ("bottleneck", ()), ("mlp", (32, 16))])
+@pytest.mark.parametrize("outputs", [1, 4])
+def test_heads_output_shapes(head, hidden, outputs):
+    net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False, head=head, hidden=hidden, dropout=0.2), outputs)
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, outputs)
+
 @pytest.mark.parametrize("head, hidden", [("linear", ()), ("bottleneck", (16,)), ("mlp", (24, 12))])
 @pytest.mark.parametrize("task, k, outputs", [("multiclass", 4, 4), ("binary", 2, 1), ("multilabel", 3, 3)])
 def test_network_outputs_per_task_and_head(head, hidden, task, k, outputs):
@@ -109,6 +116,13 @@ def test_timm_backbone_builds_headless():
     assert len(groups) > 2
     assert sum(len(g) for g in groups) == len(list(net.backbone.parameters()))
 
+
+
+def test_timm_architecture_by_name_headless():
+    net = build_network(ModelConfig(arch="resnet18", pretrained=False), 5)
+    assert net.backbone.num_features == 512
+    assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
+    assert len(net.base_groups()) > 2  # stages, for --unfreeze N
 
 @pytest.mark.parametrize("arch, suggestion", [("convnet_tiyn", "convnet_tiny"), ("resnet5O", "resnet50"),
                                               ("mobilenetv3_smal_050", "mobilenetv3_small_050")])
@@ -194,3 +208,15 @@ def test_head_only_shares_the_head():
     assert features.head is net.head
     x = torch.randn(2, 64)
     torch.testing.assert_close(features(x), net.head(x))
+
+
+@pytest.mark.slow
+def test_compile_wraps_only_the_fine_tuning_forward():
+    net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), num_outputs=3)
+    names = set(net.state_dict())
+    on = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
+    assert len(on._train_forward) == 1 and isinstance(on._train_forward[0], torch._dynamo.eval_frame.OptimizedModule)
+    assert {k.removeprefix("network.") for k in on.state_dict() if k.startswith("network.")} == names  # no _orig_mod
+    frozen = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
+    off = ClassifierModule(net, "multiclass", 3, TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
+    assert frozen._train_forward == [] and off._train_forward == []

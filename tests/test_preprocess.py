@@ -214,3 +214,32 @@ def test_corrupt_and_truncated_files_raise(tmp_path):
     cut.write_bytes(full[: len(full) // 2])
     with pytest.raises(OSError):
         load_rgb(cut)
+
+
+# -- moved from the former tests/test_decode.py -------------------------------------------------
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_every_mode_saved_to_a_file_loads_as_rgb(tmp_path, mode):
+    if mode == "I;16":
+        img = Image.fromarray(np.full((8, 8), 65535, dtype=np.uint16))
+    else:
+        img = Image.new("RGB", (8, 8), (10, 200, 30)).convert(mode)
+    path = tmp_path / ("x.tif" if mode in ("CMYK", "I;16") else "x.png")
+    img.save(path)
+    out = load_rgb(path)
+    assert out.mode == "RGB" and out.size == (8, 8)
+    if mode == "I;16":
+        assert np.asarray(out).min() == 255  # 16-bit white stays white, not clipped garbage
+
+
+def test_transparency_in_files_is_composited_on_white(tmp_path):
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    img.putpixel((0, 0), (0, 0, 255, 255))
+    img.save(tmp_path / "t.png")
+    arr = np.asarray(load_rgb(tmp_path / "t.png"))
+    assert tuple(arr[0, 0]) == (0, 0, 255)
+    assert tuple(arr[3, 3]) == (255, 255, 255)
+    pal = Image.new("P", (4, 4), 0)
+    pal.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    assert tuple(np.asarray(load_rgb(tmp_path / "p.png"))[1, 1]) == (255, 255, 255)

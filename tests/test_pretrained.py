@@ -25,6 +25,7 @@ def lite0():
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("photo, accepted", [("chelsea", set(range(281, 286))), ("coffee", {967})])
 def test_bundled_efficientnet_lite0_recognises_real_photos(lite0, photo, accepted):
     from skimage import data

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import colour_image, make_images
+from conftest import colour_image
 from rich.console import Console
 
 import headstart
@@ -81,6 +81,7 @@ def test_train_writes_a_self_contained_report_and_prints_its_path(run):
         assert text in html, text
 
 
+@pytest.mark.slow
 def test_report_renders_in_chromium(run, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is not installed (apt-get install chromium)")
@@ -116,6 +117,7 @@ def test_report_renders_in_chromium(run, tmp_path):
     shutil.copy(shot, ARTIFACTS / "report-train.png")
 
 
+@pytest.mark.slow
 def test_a_failing_figure_becomes_a_note_and_the_run_succeeds(tmp_path, tiny, make_images, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("forced failure for the test")
@@ -130,6 +132,7 @@ def test_a_failing_figure_becomes_a_note_and_the_run_succeeds(tmp_path, tiny, ma
     assert "Learning curves" in html and "reliability diagram" in html  # the rest is still there
 
 
+@pytest.mark.slow
 def test_a_failing_report_only_warns(tmp_path, tiny, make_images, monkeypatch):
     from headstart.report import build
 
@@ -147,6 +150,7 @@ def test_a_failing_report_only_warns(tmp_path, tiny, make_images, monkeypatch):
     assert "template exploded" in (tmp_path / "run" / "report-error.txt").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_with_tta_reports_both_and_averages_flips(run, tmp_path):
     clf, folder, _ = run
     loaded = headstart.load(folder)
@@ -189,6 +193,7 @@ def test_tta_views():
     np.testing.assert_array_equal(views[3], pre.normalize(squares[:, :8, :8]))  # top-left corner crop
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("task", ["binary", "multilabel"])
 def test_sigmoid_tasks_show_curves_and_the_threshold(tmp_path, tiny, make_images, task):
     if task == "binary":
@@ -227,6 +232,7 @@ def test_grad_cam_equals_a_full_backward_pass():
     assert maps.shape == (2, 32, 32) and maps.max() <= 1.0 and maps.min() >= 0.0
 
 
+@pytest.mark.slow
 def test_grad_cam_on_efficientnet_lite0_and_binary():
     torch.manual_seed(0)
     net = build_network(ModelConfig(arch="tf_efficientnet_lite0", pretrained=False), 1)

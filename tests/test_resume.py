@@ -59,6 +59,7 @@ def epoch_rows(run) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phase, epoch, at", [(2, 1, "epoch_end"), (2, 0, "epoch_end"), (1, 1, "epoch_end"),
                                                (2, 2, "batch"), (1, 0, "batch")])
 def test_resume_completes_an_interrupted_run(tmp_path, make_images, tiny, phase, epoch, at):
@@ -96,6 +97,7 @@ def test_resume_completes_an_interrupted_run(tmp_path, make_images, tiny, phase,
     assert json.loads((run / "metrics.json").read_text())["val"]["count"] == len(val)
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_saved_options(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
@@ -115,6 +117,7 @@ def test_resume_without_a_run_is_an_error(tmp_path):
         Classifier.resume(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_a_finished_run_cannot_be_trained_again_but_can_be_resumed(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     run = tmp_path / "run"

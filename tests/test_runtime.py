@@ -59,6 +59,7 @@ def _cli(args: list[str], blocked: tuple[str, ...] = (), python: str = sys.execu
     return subprocess.run([python, "-c", code, *args], capture_output=True, text=True, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_predict_without_the_training_stack_uses_the_onnx_export(exported_run):
     run, data = exported_run
     files = _files(run, data)[:3]
@@ -69,6 +70,7 @@ def test_predict_without_the_training_stack_uses_the_onnx_export(exported_run):
     assert without.stdout.splitlines() == with_torch.stdout.splitlines()  # same classes, probabilities to 3 digits
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [["train", "DATA"], ["evaluate", "RUN"], ["export", "RUN"], ["demo"]])
 def test_commands_that_need_torch_say_which_extra_to_install(exported_run, command):
     run, data = exported_run
@@ -79,6 +81,7 @@ def test_commands_that_need_torch_say_which_extra_to_install(exported_run, comma
     assert len(lines) == 1 and "pip install 'headstart[train]'" in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_predict_on_a_run_without_export_or_torch_names_both_fixes(exported_run, tmp_path):
     import shutil
 
@@ -125,6 +128,7 @@ def _runtime_venv(root: Path) -> Path:
     return root / "bin" / "python"
 
 
+@pytest.mark.slow
 def test_runtime_only_install_in_a_clean_virtual_environment(exported_run, tmp_path):
     closure = _closure(RUNTIME_REQUIREMENTS)
     assert not closure & {canonicalize_name(n) for n in TRAINING_STACK}, closure

@@ -56,7 +56,13 @@ def test_predict_one_and_several_images_in_order(server):
     assert [p["file"] for p in preds] == ["r.png", "b.jpg"]
     assert [p["labels"] for p in preds] == [["red"], ["blue"]]
     assert len(preds[0]["top"]) == 2 and preds[0]["top"][0]["class"] == "red"
-    assert abs(sum(t["probability"] for t in preds[0]["top"])) <= 1.0 + 1e-6
+    top2 = [t["probability"] for t in preds[0]["top"]]
+    assert top2 == sorted(top2, reverse=True)
+    every = httpx.post(f"{server}/predict", files={"file": ("r.png", png((220, 30, 30)))}, params={"top_k": 3})
+    top3 = every.json()["predictions"][0]["top"]
+    assert sorted(t["class"] for t in top3) == ["blue", "green", "red"]
+    assert sum(t["probability"] for t in top3) == pytest.approx(1.0, abs=1e-5)  # softmax over every class
+    assert top2 == pytest.approx([t["probability"] for t in top3[:2]], abs=1e-6)  # the same image, the same numbers
 
 
 def test_health_info_openapi_and_page(server):
@@ -127,9 +133,27 @@ def test_bad_uploads_get_a_4xx_json_error_and_the_server_keeps_serving(server, c
     assert ok.status_code == 200 and ok.json()["predictions"][0]["labels"] == ["red"]
 
 
-def test_a_bomb_within_the_byte_cap_is_refused_before_decoding():
+def test_a_bomb_within_the_byte_cap_is_refused_before_decoding(monkeypatch):
+    from PIL import ImageFile
+
     bomb = png((0, 0, 0), (2000, 2000))
     assert len(bomb) < LIMITS.max_body_bytes / 10  # small on the wire, 4 M pixels inside
+    decoded: list[tuple[int, int]] = []
+    load = ImageFile.ImageFile.load
+
+    def recording_load(self):
+        decoded.append(self.size)
+        return load(self)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", recording_load)  # Pillow decodes pixels here, lazily
+    fake = FakePredictor()
+    with serving(create_app(fake, LIMITS)) as url:
+        r = httpx.post(f"{url}/predict", files={"file": ("bomb.png", bomb)})
+        assert r.status_code == 413, r.text
+        assert "pixels" in r.json()["error"]
+        assert decoded == [] and fake.batch_sizes == []  # refused from the header alone
+        ok = httpx.post(f"{url}/predict", files={"file": ("r.png", png())})
+        assert ok.status_code == 200 and set(decoded) == {(40, 30)}  # a normal upload is decoded: the probe works
 
 
 def test_a_slow_upload_times_out():

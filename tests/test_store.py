@@ -230,3 +230,31 @@ def test_two_processes_filling_the_same_entry_at_once_both_get_correct_pixels(fi
     assert len(list(folder.glob("*.npy"))) == 1 and len(list(folder.glob("*.json"))) == 1
     assert not list(folder.glob("*.tmp*"))  # whoever lost the rename left nothing behind
     assert decode_all(files, PRE, show=False).cached is True
+
+
+# -- moved from the former tests/test_decode.py -------------------------------------------------
+def test_cache_hit_invalidation_and_corruption_end_to_end(tmp_path, make_images):
+    pre = Preprocess(input_size=16, resize_size=20, mean=(0.5,) * 3, std=(0.5,) * 3)
+    make_images(tmp_path / "d", per_class=3, nested=False)
+    paths = sorted(str(p) for p in (tmp_path / "d").rglob("*.png"))
+    first = decode_all(paths, pre)
+    assert not first.cached and first.array.shape == (9, 20, 20, 3)
+    second = decode_all(paths, pre)
+    assert second.cached
+    np.testing.assert_array_equal(first.array, second.array)
+    np.testing.assert_array_equal(second.array[0], pre.square(paths[0]))
+
+    colour_image((1, 2, 3), 0, size=30, noise=0.0).save(paths[0])  # a changed file, with an older mtime
+    os.utime(paths[0], ns=(1, 1))
+    third = decode_all(paths, pre)
+    assert not third.cached and tuple(third.array[0, 5, 5]) == (1, 2, 3)
+
+    expected = np.array(third.array)  # a private copy: the cache files are memory-mapped
+    del first, second, third
+    for npy in (cache_root() / "images").glob("*.npy"):
+        npy.unlink()
+        npy.write_bytes(b"garbage")  # corrupt or half-written entries (a new inode, as a writer would)
+    fourth = decode_all(paths, pre)
+    assert not fourth.cached
+    np.testing.assert_array_equal(fourth.array, expected)
+    np.testing.assert_array_equal(decode_all(paths, pre, cache=False).array, expected)

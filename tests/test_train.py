@@ -48,6 +48,7 @@ def check_metrics(m: dict, classes: list[str]) -> None:
     assert m["accuracy"] == pytest.approx(np.trace(confusion) / confusion.sum())
 
 
+@pytest.mark.slow
 def test_multiclass_two_phases_writes_the_whole_run_folder(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "green", "blue"), per_class=8)
     (data / "red" / "notes.txt").write_text("ignored")
@@ -91,6 +92,7 @@ def test_multiclass_two_phases_writes_the_whole_run_folder(tmp_path, make_images
     assert config["classes"] == meta["classes"] and config["task"] == "multiclass"
 
 
+@pytest.mark.slow
 def test_learns_separable_colours(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "green", "blue", "yellow"), per_class=12)
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0,
@@ -105,6 +107,26 @@ def test_learns_separable_colours(tmp_path, make_images, tiny):
     assert sum(p.top[0][0] == "yellow" for p in preds) >= 9
 
 
+
+@pytest.mark.slow
+def test_two_phases_learn_separable_colours(tmp_path, make_images, tiny):
+    """Moved from the former tests/test_training.py: a frozen 'pretrained' base, then fine-tuning, learns."""
+    data = make_images(tmp_path / "data", per_class=10)
+    run = tmp_path / "run"
+    clf = tiny(train=TrainConfig(frozen_epochs=8, finetune_epochs=2, batch_size=8, patience=0, lr=3e-2)).fit(data, out=run)
+    for name in RUN_FILES:
+        assert (run / name).is_file(), name
+    meta = json.loads((run / "headstart.json").read_text())
+    assert meta["classes"] == ["blue", "green", "red"] and meta["task"] == "multiclass"
+    assert meta["preprocess"]["input_size"] == 32 and meta["versions"]["torch"]
+    metrics = json.loads((run / "metrics.json").read_text())["val"]
+    assert {"accuracy", "balanced_accuracy", "per_class", "confusion"} <= metrics.keys()
+    assert {"precision", "recall", "f1", "support"} <= metrics["per_class"][0].keys()
+    assert metrics["accuracy"] >= 0.8  # colours are trivially separable
+    assert epochs(run) == [(1, i) for i in range(1, 9)] + [(2, 1), (2, 2)]
+    assert clf.predict(str(data / "red" / "red_0.png"))[0].top[0][0] == "red"
+
+@pytest.mark.slow
 def test_from_scratch_is_one_phase_over_all_epochs(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=5)
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0)).fit(
@@ -114,6 +136,7 @@ def test_from_scratch_is_one_phase_over_all_epochs(tmp_path, make_images, tiny):
     assert json.loads((tmp_path / "run" / "headstart.json").read_text())["result"]["best_phase"] == 2
 
 
+@pytest.mark.slow
 def test_binary(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=8)
     run = tmp_path / "run"
@@ -132,6 +155,7 @@ def test_binary(tmp_path, make_images, tiny):
     assert pred.labels == ["red" if pred.probs["red"] >= 0.5 else "blue"]
 
 
+@pytest.mark.slow
 def test_multilabel_csv(tmp_path, make_images, tiny):
     tags = {"red": "warm", "yellow": "warm;bright", "white": "bright", "blue": "cold"}
     csv_path = make_images(tmp_path / "data", "multilabel", classes=tags, per_class=6)
@@ -160,6 +184,7 @@ def test_multilabel_csv(tmp_path, make_images, tiny):
     assert labels["black.png"] == () and labels["yellow_0.png"] == (0, 2)
 
 
+@pytest.mark.slow
 def test_balanced_class_weights_and_oversampling_run(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "green"), per_class=12)
     make_images(tmp_path / "data", classes=("blue",), per_class=3)
@@ -183,6 +208,7 @@ def test_loss_and_sample_weights():
     assert sample_weights(ml, 3).tolist() == [1.0, 1 / 2, 1 / 3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("options", [
     {"optimizer": "sgd", "schedule": "plateau", "monitor": "val_acc"},
     {"optimizer": "adam", "schedule": "constant", "monitor": "val_f1", "feature_cache": False, "unfreeze": 1},
@@ -198,6 +224,7 @@ def test_other_optimizers_schedules_and_monitors_run(tmp_path, make_images, tiny
     assert clf.metrics["val"].count == 3
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_skipped_and_listed(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "blue", "green"), per_class=6, nested=False)
     corrupt = data / "red" / "corrupt.jpg"
@@ -227,6 +254,7 @@ def test_a_class_with_no_readable_image_is_an_error(tmp_path, make_images, tiny)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_split_layout_reports_val_and_test(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", "splits", classes=("red", "green", "blue"), per_class=(5, 2, 3))
     run = tmp_path / "run"
@@ -239,8 +267,11 @@ def test_split_layout_reports_val_and_test(tmp_path, make_images, tiny):
     split = read_split(run / "split.csv", clf.classes)
     for name, part in split.items():  # the given splits are used as they are
         assert all(f"/{name}/" in s.path for s in part)
+    own = headstart.load(run).evaluate()  # moved from the former tests/test_training.py
+    assert set(own) == {"val", "test"}
 
 
+@pytest.mark.slow
 def test_train_and_test_without_val_split_val_off_train(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", "splits", classes=("red", "blue", "green"), per_class=(6, 2, 2))
     for f in sorted((data / "val").rglob("*"), reverse=True):
@@ -253,6 +284,7 @@ def test_train_and_test_without_val_split_val_off_train(tmp_path, make_images, t
     assert len(split["val"]) == 3 and len(split["test"]) == 6
 
 
+@pytest.mark.slow
 def test_same_seed_same_split(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=6)
     fast = TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0, seed=5)
@@ -261,6 +293,7 @@ def test_same_seed_same_split(tmp_path, make_images, tiny):
     assert (tmp_path / "a" / "split.csv").read_text() == (tmp_path / "b" / "split.csv").read_text()
 
 
+@pytest.mark.slow
 def test_refuses_to_overwrite_a_run(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0)).fit(data, out=tmp_path / "run")
@@ -287,6 +320,7 @@ def test_empty_validation_is_an_error(tmp_path, make_images, tiny):
         tiny().fit(data, out=tmp_path / "run")
 
 
+@pytest.mark.slow
 def test_explicit_multiclass_on_two_classes(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=5)
     clf = tiny(task="multiclass", train=TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0)).fit(
@@ -295,6 +329,7 @@ def test_explicit_multiclass_on_two_classes(tmp_path, make_images, tiny):
     assert clf.artifact.network.head[-1].out_features == 2
 
 
+@pytest.mark.slow
 def test_mixed_modes_formats_and_odd_names_train_without_skips(tmp_path, tiny):
     """Real folders mix modes and formats; names have spaces, commas and accents."""
     data = tmp_path / "my data, v2"
@@ -330,6 +365,7 @@ def test_mixed_modes_formats_and_odd_names_train_without_skips(tmp_path, tiny):
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_default_run_folder_never_overwrites(tmp_path, make_images, tiny, monkeypatch):
     data = make_images(tmp_path / "pets v1", classes=("red", "blue"), per_class=3)
     monkeypatch.chdir(tmp_path)
@@ -342,6 +378,7 @@ def test_default_run_folder_never_overwrites(tmp_path, make_images, tiny, monkey
     assert (tmp_path / "runs" / "pets_v1-2" / "headstart.json").is_file()
 
 
+@pytest.mark.slow
 def test_loader_worker_processes(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=1, batch_size=4, patience=0,
@@ -363,6 +400,7 @@ class ModeProbe(L.Callback):
             assert not any(m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("feature_cache", [True, False])
 def test_fine_tuning_runs_the_base_in_train_mode(tmp_path, make_images, tiny, feature_cache):
     data = make_images(tmp_path / "data", per_class=4)
@@ -372,3 +410,33 @@ def test_fine_tuning_runs_the_base_in_train_mode(tmp_path, make_images, tiny, fe
     assert probe.modes[2] == {True}  # dropout / drop-path of the base are active when it learns
     if not feature_cache:
         assert probe.modes[1] == {False}  # the frozen base runs in eval mode
+
+
+# -- the phase plan (moved from the former tests/test_options.py) ---------------------------------
+@pytest.mark.parametrize(
+    "options, on_gpu, planned",
+    [
+        ({}, False, [(1, 30)]),  # a CPU: the frozen phase only
+        ({}, True, [(1, 30), (2, 3)]),
+        ({"finetune_epochs": 2}, False, [(1, 30), (2, 2)]),  # asked for: always honoured
+        ({"finetune_epochs": 0}, True, [(1, 30)]),
+        ({"frozen_epochs": 0}, False, [(2, 3)]),  # no frozen phase: fine-tuning is the training
+        ({"feature_cache": False}, False, [(1, 5)]),
+    ],
+)
+def test_default_phases_follow_the_device(options, on_gpu, planned):
+    from headstart.engine.fit import plan_phases
+
+    phases = plan_phases(TrainConfig(**options), pretrained=True, on_gpu=on_gpu)
+    assert [(p.number, p.epochs) for p in phases] == planned
+
+
+def test_accelerator_names_decide_the_device(monkeypatch):
+    from headstart.engine.fit import accelerated
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert accelerated("gpu") and accelerated("cuda") and not accelerated("cpu")
+    assert accelerated("auto") is bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert accelerated("auto") and not accelerated("cpu")
+
