@@ -37,7 +37,9 @@ from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics, compute_metrics
 from headstart.models import build_network
 from headstart.models.network import data_config
-from headstart.predict import Prediction, Predictor, expand_inputs
+from headstart.predict.base import Prediction
+from headstart.predict.eager import Predictor
+from headstart.predict.inputs import iter_sources
 from headstart.preprocess import ImageSource, Preprocess
 from headstart.tta import tta_views
 
@@ -498,7 +500,7 @@ class Classifier:
             sources = [sources]
         expanded: list[ImageSource] = []
         for s in sources:
-            expanded.extend(expand_inputs([s]) if isinstance(s, (str, os.PathLike)) else [s])
+            expanded.extend(iter_sources([s]) if isinstance(s, (str, os.PathLike)) else [s])
         return predictor.predict(expanded, top_k=top_k)
 
     def predict_to_csv(
@@ -508,7 +510,7 @@ class Classifier:
         """Predictions for files, folders or CSVs (a ``path`` column) into a CSV, streamed:
         any number of inputs, rows on disk as they come; ``resume`` continues an
         interrupted file. Returns the number of rows in the file."""
-        from headstart.batch_predict import predict_to_file
+        from headstart.predict.csvfile import predict_to_file
 
         predictor = self._require_predictor(tta_views(tta))
         new, old = predict_to_file(predictor, sources, Path(path), top_k, resume=resume, shard=shard)
@@ -546,6 +548,15 @@ class Classifier:
         if self.artifact is None:
             raise ConfigError("This Classifier is not trained: call fit(DATA) first, or headstart.load(RUN_DIR).")
         return self.artifact
+
+    def predictor(self, tta: bool | str | tuple[str, ...] = ()) -> Predictor:
+        """The batched predictor of this model; ``tta``: True or view names from
+        ``headstart.tta.VIEWS``, fixed at construction (a new predictor when given).
+
+        Example:
+            >>> headstart.load("runs/pets").predictor(tta="hflip").predict(["cat.jpg"])   # doctest: +SKIP
+        """
+        return self._require_predictor(tta_views(tta))
 
     def _require_predictor(self, tta: tuple[str, ...] = ()) -> Predictor:
         self._require_artifact()
