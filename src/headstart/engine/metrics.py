@@ -32,6 +32,10 @@ class ClassCounts(torchmetrics.Metric):
     """
 
     full_state_update = False
+    tp: torch.Tensor  # (K,) per-class counts, summed over batches and processes
+    predicted: torch.Tensor
+    actual: torch.Tensor
+    rows: torch.Tensor  # images seen
 
     def __init__(self, task: str, num_classes: int, threshold: float, output: str) -> None:
         super().__init__()

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from headstart.artifact import Artifact
-from headstart.predict import metadata
 from headstart.models.network import probabilities
+from headstart.predict import metadata
 
 INPUT, OUTPUT = "input", "probabilities"
 OPSET = 17
