@@ -127,7 +127,7 @@ def model_latency(run: Path, repeats: int = 50) -> dict:
     import torch
 
     import headstart
-    from headstart.runtime import RuntimePredictor
+    from headstart.predict.runtime import RuntimePredictor
 
     torch.set_num_threads(2)
     eager = headstart.load(run).predictor()
@@ -170,7 +170,7 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="headstart-bench-")
     run = args.run or quick_run(Path(tmp.name) / "run")
     import headstart
-    from headstart.runtime import find_onnx
+    from headstart.predict.runtime import find_onnx
 
     if find_onnx(run) is None:
         print("exporting:", headstart.load(run).export("onnx").parity.summary())

@@ -10,7 +10,7 @@ from typing import Iterator
 
 import numpy as np
 
-from headstart.predictions import BatchPredictor
+from headstart.predict.base import BatchPredictor
 from headstart.preprocess import Preprocess
 
 

@@ -17,7 +17,7 @@ import headstart
 from headstart import Classifier
 from headstart.config import ModelConfig, TrainConfig
 from headstart.errors import ArtifactError, ConfigError, DataError
-from headstart.predict import Predictor
+from headstart.predict.eager import Predictor
 
 TOL = {"rtol": 1e-5, "atol": 1e-6}
 

@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 from headstart.artifact import Artifact
-from headstart.batch_predict import iter_sources, predict_to_file
 from headstart.config import ModelConfig
 from headstart.data.index import walk_images
 from headstart.errors import DataError
 from headstart.models import build_network
 from headstart.models.network import data_config
-from headstart.predict import Predictor
+from headstart.predict.csvfile import predict_to_file
+from headstart.predict.eager import Predictor
+from headstart.predict.inputs import iter_sources
 from headstart.preprocess import Preprocess
 
 

@@ -123,7 +123,7 @@ def test_sigmoid_tasks_export_with_parity(tmp_path, tiny, make_images, kind):
     result = clf.export("onnx")
     assert result.parity.ok
 
-    from headstart.runtime import RuntimePredictor
+    from headstart.predict.runtime import RuntimePredictor
 
     rt = RuntimePredictor.load(result.path)
     assert rt.task == kind and rt.classes == clf.classes

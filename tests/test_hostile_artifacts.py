@@ -12,7 +12,7 @@ import pytest
 
 import headstart
 from headstart.errors import ArtifactError
-from headstart.runtime import RuntimePredictor
+from headstart.predict.runtime import RuntimePredictor
 
 
 class _Payload:
@@ -170,7 +170,7 @@ def test_onnx_symlinked_external_data_pointing_outside_is_refused(tmp_path):
 
 
 def test_onnx_external_data_inside_its_folder_passes_the_check(tmp_path):
-    from headstart.export.onnx_check import check_external_data
+    from headstart.predict.onnx_check import check_external_data
 
     (tmp_path / "w.bin").write_bytes(b"\0" * 16)
     path = _onnx_with_external(tmp_path, "w.bin")

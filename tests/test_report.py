@@ -19,7 +19,7 @@ from headstart import Classifier
 from headstart.config import ModelConfig, TrainConfig
 from headstart.errors import ConfigError
 from headstart.models import build_network
-from headstart.predict import Predictor
+from headstart.predict.eager import Predictor
 from headstart.report import analysis, figures
 from headstart.report.gradcam import GradCam, GradCamUnsupported
 from headstart.tta import iter_views, tta_views, view_count

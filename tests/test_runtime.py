@@ -18,7 +18,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 import headstart
-from headstart.runtime import RuntimePredictor
+from headstart.predict.runtime import RuntimePredictor
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # What `pip install headstart[runtime]` brings: the base dependencies plus the extra.

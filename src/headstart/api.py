@@ -27,7 +27,9 @@ from headstart.errors import ConfigError
 from headstart.evaluate import Metrics
 from headstart.pipeline.outputs import default_run_dir
 from headstart.pipeline.train import TrainedRun, Training, resolve_task
-from headstart.predict import Prediction, Predictor, expand_inputs
+from headstart.predict.base import Prediction
+from headstart.predict.eager import Predictor
+from headstart.predict.inputs import iter_sources
 from headstart.preprocess import ImageSource
 from headstart.tta import tta_views
 
@@ -146,11 +148,17 @@ class Classifier:
         return results
 
     # -- prediction ----------------------------------------------------------------------
-    def predictor(self, tta: tuple[str, ...] = ()) -> Predictor:
-        """The batched predictor of this trained model (``tta``: view names, see ``headstart.tta``)."""
+    def predictor(self, tta: TTA = ()) -> Predictor:
+        """The batched predictor of this model; ``tta``: True or view names from
+        ``headstart.tta.VIEWS``, fixed at construction (a new predictor when given).
+
+        Example:
+            >>> headstart.load("runs/pets").predictor(tta="hflip").predict(["cat.jpg"])   # doctest: +SKIP
+        """
         artifact = self._require_artifact()
-        if tta:
-            return Predictor(artifact, tta=tta)
+        views = tta_views(tta)
+        if views:
+            return Predictor(artifact, tta=views)
         if self._predictor is None:
             self._predictor = Predictor(artifact)
         return self._predictor
@@ -158,12 +166,12 @@ class Classifier:
     def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5, tta: TTA = False) -> list[Prediction]:
         """Class names and probabilities for files, folders, bytes or PIL images
         (``tta``: average over flipped/cropped views, see ``headstart.tta``)."""
-        predictor = self.predictor(tta_views(tta))
+        predictor = self.predictor(tta)
         if not isinstance(sources, list):
             sources = [sources]
         expanded: list[ImageSource] = []
         for s in sources:
-            expanded.extend(expand_inputs([s]) if isinstance(s, (str, os.PathLike)) else [s])
+            expanded.extend(iter_sources([s]) if isinstance(s, (str, os.PathLike)) else [s])
         return predictor.predict(expanded, top_k=top_k)
 
     def predict_to_csv(
@@ -173,9 +181,9 @@ class Classifier:
         """Predictions for files, folders or CSVs (a ``path`` column) into a CSV, streamed:
         any number of inputs, rows on disk as they come; ``resume`` continues an
         interrupted file. Returns the number of rows in the file."""
-        from headstart.batch_predict import predict_to_file
+        from headstart.predict.csvfile import predict_to_file
 
-        new, old = predict_to_file(self.predictor(tta_views(tta)), sources, Path(path), top_k, resume=resume, shard=shard)
+        new, old = predict_to_file(self.predictor(tta), sources, Path(path), top_k, resume=resume, shard=shard)
         return new + old
 
     def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> "ExportResult":

@@ -173,7 +173,7 @@ def evaluate(
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
-    inputs: List[Path] = typer.Argument(..., help="Image files and/or folders."),
+    inputs: List[Path] = typer.Argument(..., help="Image files, folders, and/or CSVs with a 'path' column."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted --out file: skip the inputs it already holds."),
@@ -183,37 +183,39 @@ def predict(
 ) -> None:
     """Class names and probabilities for images (a run folder, or an exported model.onnx).
     INPUTS: files, folders, or a CSV with a 'path' column."""
-    from headstart.batch_predict import predict_to_file
     from headstart.errors import ConfigError
-    from headstart.predictions import expand_inputs
+    from headstart.predict.csvfile import predict_to_file
+    from headstart.predict.inputs import iter_sources, shard_of
     from headstart.tta import tta_views as resolve_views
 
     parts = shard.split("/")
     k, n = (int(v) if v.isdigit() else -1 for v in parts) if len(parts) == 2 else (-1, 0)
     if not 0 <= k < n:
         raise ConfigError(f"--shard {shard!r}: give K/N with 0 <= K < N, e.g. 0/4 ... 3/4.")
+    if resume and out_csv is None:
+        raise ConfigError("--resume continues an --out file: give --out PREDICTIONS.csv (the file to continue).")
     views = resolve_views(tta_views or tta)  # a bad view name fails before the model loads
-    predictor = _predictor(run)
-    predictor.tta = views
+    predictor = _predictor(run, views)
 
     if out_csv is not None:
         new, old = predict_to_file(predictor, [str(p) for p in inputs], out_csv, top_k, resume=resume, shard=(k, n))
         err.print(f"{new + old} predictions in {out_csv}")
         return
-    for pred in predictor.iter_predict(expand_inputs([str(p) for p in inputs]), top_k=top_k):  # type: ignore[arg-type]
+    sources = shard_of(iter_sources([str(p) for p in inputs]), (k, n))
+    for pred in predictor.iter_predict(sources, top_k=top_k):  # type: ignore[arg-type]
         if pred.error:
             typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:
             typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
 
 
-def _predictor(run: Path):  # type: ignore[no-untyped-def]
+def _predictor(run: Path, tta: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
     """The ONNX runtime for a .onnx file, or when torch is absent; else the run's eager model."""
-    from headstart.runtime import RuntimePredictor, find_onnx
+    from headstart.predict.runtime import RuntimePredictor, find_onnx
 
     onnx_path = find_onnx(run)
     if run.suffix == ".onnx" or (onnx_path is not None and not (run / "model.safetensors").is_file()):
-        return RuntimePredictor.load(run)
+        return RuntimePredictor.load(run, tta=tta)
     try:
         api = _training_api()
     except MissingExtraError:
@@ -223,8 +225,8 @@ def _predictor(run: Path):  # type: ignore[no-untyped-def]
                 f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
             ) from None
         err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
-        return RuntimePredictor.load(onnx_path)
-    return api.Classifier.load(run).predictor()
+        return RuntimePredictor.load(onnx_path, tta=tta)
+    return api.Classifier.load(run).predictor(tta)
 
 
 class ExportFormat(str, Enum):

@@ -1,8 +1,17 @@
 """Metrics from probabilities and true labels, as plain data (numpy only).
 
-The training loop uses torchmetrics (synchronised across processes); this module turns a
-finished model's predictions into the full report: accuracy, balanced accuracy, per-class
-precision/recall/F1 with support, and the confusion matrix.
+This module turns a finished model's predictions into the full report: accuracy, balanced
+accuracy, per-class precision/recall/F1 with support, and the confusion matrix.
+
+One definition of each metric, used everywhere (metrics.json here, ``val_f1``/``val_acc``
+in epochs.csv through ``headstart.engine.metrics``, the report's table):
+
+- the decision: multiclass argmax; binary P(classes[1]) >= threshold; multilabel p >= threshold
+- per class: precision tp/(tp+fp), recall tp/(tp+fn), F1 their harmonic mean; 0 when undefined
+- macro average (balanced accuracy = macro recall, macro F1, macro precision): the mean over
+  the classes present in the targets (support > 0). A class absent from a split counts
+  neither as 0 nor as 1, even when the model predicts it; binary averages both classes.
+- accuracy: correct decisions / decisions (multilabel: over all (image, class) pairs).
 """
 
 from __future__ import annotations
@@ -40,16 +49,33 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def macro(self, score: str) -> float:
+        """The macro average of a per-class score ("precision", "recall" or "f1")."""
+        values = np.array([getattr(c, score) for c in self.per_class], dtype=np.float64)
+        return macro_average(values, np.array([c.support for c in self.per_class]))
+
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.divide(a, b, out=np.zeros_like(a, dtype=np.float64), where=b > 0)
 
 
-def _scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def class_scores(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-class (precision, recall, F1) from true positive, false positive, false negative counts."""
     precision = _safe_div(tp, tp + fp)
     recall = _safe_div(tp, tp + fn)
     f1 = _safe_div(2 * precision * recall, precision + recall)
     return precision, recall, f1
+
+
+def macro_average(values: np.ndarray, support: np.ndarray) -> float:
+    """Mean of per-class ``values`` over the classes with ``support`` > 0; 0.0 when none has.
+
+    Example:
+        >>> macro_average(np.array([1.0, 0.0, 0.5]), np.array([3, 0, 1]))
+        0.75
+    """
+    has = support > 0
+    return float(values[has].mean()) if has.any() else 0.0
 
 
 def predict_labels(probs: np.ndarray, task: str, threshold: float) -> np.ndarray:
@@ -92,9 +118,8 @@ def compute_metrics(
         confusion = matrix.tolist()
         accuracy = float(tp.sum() / max(1, matrix.sum()))
         extra = {}
-    precision, recall, f1 = _scores(tp, fp, fn)
+    precision, recall, f1 = class_scores(tp, fp, fn)
     support = tp + fn
-    has = support > 0
     per_class = [
         ClassScores(classes[c], float(precision[c]), float(recall[c]), float(f1[c]), int(support[c])) for c in range(k)
     ]
@@ -103,8 +128,8 @@ def compute_metrics(
         classes=list(classes),
         count=len(labels),
         accuracy=accuracy,
-        balanced_accuracy=float(recall[has].mean()) if has.any() else 0.0,
-        macro_f1=float(f1[has].mean()) if has.any() else 0.0,
+        balanced_accuracy=macro_average(recall, support),
+        macro_f1=macro_average(f1, support),
         per_class=per_class,
         confusion=confusion,
         threshold=None if task == "multiclass" else threshold,

@@ -19,6 +19,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Iterator
 
 from headstart.errors import DataError
 from headstart.preprocess import IMAGE_EXTENSIONS
@@ -83,19 +84,25 @@ def is_image_file(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def walk_files(folder: Path) -> Iterator[tuple[str, bool]]:
+    """(path, is an image) for every file below ``folder``, one at a time, in sorted order
+    (hidden entries skipped): the one folder walk, for indexing and for prediction alike."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield os.path.join(dirpath, name), is_image_file(name)
+
+
 def walk_images(folder: Path) -> tuple[list[str], int]:
     """All image files below ``folder`` (sorted, hidden entries skipped) and the non-image count."""
     found: list[str] = []
     ignored = 0
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if name.startswith("."):
-                continue
-            if is_image_file(name):
-                found.append(os.path.join(dirpath, name))
-            else:
-                ignored += 1
+    for path, image in walk_files(folder):
+        if image:
+            found.append(path)
+        else:
+            ignored += 1
     return found, ignored
 
 

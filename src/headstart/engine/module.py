@@ -8,6 +8,7 @@ import torchmetrics
 from torch import nn
 
 from headstart.config import TrainConfig
+from headstart.engine.metrics import make_metrics
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 
@@ -17,19 +18,6 @@ def make_loss(task: str, weights: torch.Tensor | None) -> nn.Module:
     if task == "multiclass":
         return nn.CrossEntropyLoss(weight=weights)
     return nn.BCEWithLogitsLoss(pos_weight=weights)
-
-
-def make_metrics(task: str, num_classes: int, threshold: float) -> torchmetrics.MetricCollection:
-    """Accuracy and macro F1; torchmetrics syncs them across processes under DDP."""
-    if task == "multiclass":
-        kw = {"task": "multiclass", "num_classes": num_classes}
-    elif task == "binary":
-        kw = {"task": "binary", "threshold": threshold}
-    else:
-        kw = {"task": "multilabel", "num_labels": num_classes, "threshold": threshold}
-    return torchmetrics.MetricCollection(
-        {"acc": torchmetrics.Accuracy(average="micro", **kw), "f1": torchmetrics.F1Score(average="macro", **kw)}
-    )
 
 
 def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optimizer:

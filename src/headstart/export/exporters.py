@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from headstart.artifact import Artifact
-from headstart.export import metadata
 from headstart.models.network import probabilities
+from headstart.predict import metadata
 
 INPUT, OUTPUT = "input", "probabilities"
 OPSET = 17
@@ -62,7 +62,7 @@ def export_onnx(artifact: Artifact, path: Path) -> Callable[[np.ndarray], np.nda
     model.producer_name = "headstart"
     onnx.save(model, str(path))
 
-    from headstart.runtime import RuntimePredictor
+    from headstart.predict.runtime import RuntimePredictor
 
     runtime = RuntimePredictor.load(path)  # the torch-free loader, checks included
     return runtime.probabilities

@@ -18,7 +18,7 @@ from headstart.errors import ConfigError, DataError
 from headstart.evaluate import Metrics
 from headstart.pipeline import outputs
 from headstart.pipeline.scoring import score
-from headstart.predict import Predictor
+from headstart.predict.eager import Predictor
 
 
 def evaluate(

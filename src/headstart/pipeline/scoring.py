@@ -6,7 +6,7 @@ import numpy as np
 
 from headstart.data.prepare import Prepared
 from headstart.evaluate import Metrics, compute_metrics
-from headstart.predict import Predictor
+from headstart.predict.eager import Predictor
 
 
 def score(predictor: Predictor, prepared: Prepared, split: str, threshold: float) -> tuple[Metrics, np.ndarray]:

@@ -35,7 +35,7 @@ from headstart.models.network import data_config
 from headstart.pipeline import outputs
 from headstart.pipeline.loaders import FEATURES, FrozenFeatures, PhaseLoaders
 from headstart.pipeline.scoring import score
-from headstart.predict import Predictor
+from headstart.predict.eager import Predictor
 from headstart.preprocess import Preprocess
 
 if TYPE_CHECKING:

@@ -182,9 +182,3 @@ def confident_mistakes(probs: np.ndarray, truth: np.ndarray, classes: list[str],
         note = f"false positive: '{classes[c]}' predicted, not a label" if fp else f"missed: '{classes[c]}' is a label"
         out.append(Mistake(int(i), true_names[i], [classes[j] for j in np.flatnonzero(decided[i])], p, None, int(c), note))
     return out
-
-
-def macro(values: list[float], supports: list[int]) -> float:
-    """Mean over classes that have support (the rule ``evaluate.compute_metrics`` uses)."""
-    kept = [v for v, s in zip(values, supports) if s > 0]
-    return float(np.mean(kept)) if kept else 0.0

@@ -22,13 +22,12 @@ VIEW_NAMES = {"hflip": "horizontal flip", "vflip": "vertical flip", "crops": "fo
 
 
 def _scores(m: Metrics, cal: analysis.Calibration | None) -> list[tuple[str, str]]:
-    supports = [c.support for c in m.per_class]
     rows = [
         ("images", f"{m.count:,}"),
         ("accuracy" if m.task != "multilabel" else "accuracy (per label)", f"{m.accuracy:.4f}"),
         ("balanced accuracy", f"{m.balanced_accuracy:.4f}"),
-        ("macro precision", f"{analysis.macro([c.precision for c in m.per_class], supports):.4f}"),
-        ("macro recall", f"{analysis.macro([c.recall for c in m.per_class], supports):.4f}"),
+        ("macro precision", f"{m.macro('precision'):.4f}"),
+        ("macro recall", f"{m.macro('recall'):.4f}"),
         ("macro F1", f"{m.macro_f1:.4f}"),
     ]
     if "subset_accuracy" in m.extra:

@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from headstart import __version__
-from headstart.predictions import BatchPredictor
+from headstart.predict.base import BatchPredictor
 from headstart.serve.backend import describe_backend
 from headstart.serve.batcher import MicroBatcher, QueueFull
 from headstart.serve.config import ServeConfig

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from headstart.export.metadata import headline_metrics
 from headstart.errors import ConfigError, MissingExtraError
-from headstart.predictions import BatchPredictor
-from headstart.runtime import RuntimePredictor, find_onnx
+from headstart.predict.base import BatchPredictor
+from headstart.predict.metadata import headline_metrics
+from headstart.predict.runtime import RuntimePredictor, find_onnx
 
 BACKENDS = ("auto", "onnx", "torch")
 
@@ -23,7 +23,8 @@ def _torch_predictor(run: Path, threads: int | None) -> BatchPredictor:
     try:
         import torch
 
-        from headstart.api import Classifier
+        from headstart.artifact import load_artifact
+        from headstart.predict.eager import Predictor
     except ModuleNotFoundError as exc:
         raise MissingExtraError(
             f"{run} has no ONNX export and {exc.name} is not installed: run 'headstart export {run}' where "
@@ -31,10 +32,7 @@ def _torch_predictor(run: Path, threads: int | None) -> BatchPredictor:
         ) from None
     if threads:
         torch.set_num_threads(threads)
-    predictor = Classifier.load(run).predictor()
-    predictor.network.to("cpu")
-    predictor.device = torch.device("cpu")
-    return predictor
+    return Predictor(load_artifact(run), device="cpu")  # on CPU, like the ONNX backend
 
 
 def load_backend(run: str | Path, backend: str = "auto", threads: int | None = None) -> BatchPredictor:

@@ -1,5 +1,6 @@
 """The description an exported model carries: classes, task, threshold, preprocessing.
 
+Written by ``headstart.export`` and read here, by the torch-free runtime (``runtime.py``).
 Stored as one JSON string (ONNX ``metadata_props["headstart"]``, TorchScript extra file
 ``headstart.json``) and read back with strict type checks: a description is data, never
 code, and one with unexpected types is refused before anything uses it.

@@ -1,9 +1,10 @@
-"""Prediction over inputs too many to hold: stream them, write the CSV as results come,
-and continue an interrupted job without losing or repeating a row.
+"""The predictions CSV: streamed as results come, and an interrupted job continued without
+losing or repeating a row.
 
-Inputs (files, folders walked lazily in sorted order, CSVs with a ``path`` column) are read
-one at a time; rows are appended in input order and every chunk is flushed and fsynced,
-so after a crash the file holds whole chunks plus perhaps one torn line. ``resume`` cuts
+Inputs (files, folders walked lazily in sorted order, CSVs with a ``path`` column; see
+``headstart.predict.inputs``) are read one at a time; rows are appended in input order and
+every chunk is flushed and fsynced, so after a crash the file holds whole chunks plus
+perhaps one torn line. ``resume`` cuts
 the torn line, counts the rows, checks that the last one is the input at that position
 (the same inputs in the same order), and skips that many inputs: memory stays constant
 however many files there are. ``shard=(k, n)`` keeps every n-th input from the k-th, so n
@@ -18,44 +19,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from headstart.data.index import is_image_file
 from headstart.errors import DataError
-from headstart.predictions import BatchPredictor, Prediction
-
-
-def walk_images_lazily(folder: Path) -> Iterator[str]:
-    """The image files below ``folder`` in the order ``walk_images`` gives, one at a time."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith(".") and is_image_file(name):
-                yield os.path.join(dirpath, name)
-
-
-def _csv_paths(path: Path) -> Iterator[str]:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        column = next((f for f in reader.fieldnames or [] if f.strip().lower() == "path"), None)
-        if column is None:
-            raise DataError(f"CSV {path} has no 'path' column; list the images to predict under a 'path' header.")
-        for row in reader:
-            p = (row.get(column) or "").strip()
-            if p:
-                yield p if os.path.isabs(p) else str(path.parent / p)
-
-
-def iter_sources(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Files as given; folders: their images, recursively, sorted; ``.csv``: its ``path`` column."""
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            yield from walk_images_lazily(path)
-        elif path.is_file() and path.suffix.lower() == ".csv":
-            yield from _csv_paths(path)
-        elif path.is_file():
-            yield str(path)
-        else:
-            raise DataError(f"{path} does not exist; give image files, folders of images, or a CSV with a 'path' column.")
+from headstart.predict.base import BatchPredictor, Prediction
+from headstart.predict.inputs import iter_sources, shard_of
 
 
 def header(top_k: int) -> list[str]:
@@ -115,8 +81,7 @@ def predict_to_file(
     Example:
         >>> predict_to_file(Predictor(load_artifact("runs/pets")), ["photos/"], Path("p.csv"))  # doctest: +SKIP
     """
-    k, n = shard
-    sources: Iterator[str] = itertools.islice(iter_sources(inputs), k, None, n)
+    sources: Iterator[str] = shard_of(iter_sources(inputs), shard)
     done, last = _written(out, top_k) if resume and out.exists() else (0, None)
     if done:
         skipped = list(itertools.islice(sources, done - 1))

@@ -1,6 +1,6 @@
 """What a prediction is, and batched prediction over any model backend. numpy + Pillow only.
 
-Both backends share this: the eager PyTorch ``Predictor`` (predict.py) and the torch-free
+Both backends share this: the eager PyTorch ``Predictor`` (eager.py) and the torch-free
 ONNX ``RuntimePredictor`` (runtime.py). A backend supplies ``probabilities(batch)`` for
 (B, 3, S, S) float32 inputs plus its classes, task, threshold and preprocessing; decoding,
 batching, the decision rule and the output format are this one piece of code.
@@ -8,18 +8,14 @@ batching, the decision rule and the output format are this one piece of code.
 
 from __future__ import annotations
 
-import csv
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
-from headstart.data.index import walk_images
-from headstart.errors import DataError
 from headstart.evaluate import predict_labels
 from headstart.preprocess import ImageSource, Preprocess
 from headstart.tta import iter_views
@@ -32,20 +28,6 @@ class Prediction:
     top: list[tuple[str, float]] = field(default_factory=list)  # the k most probable
     labels: list[str] = field(default_factory=list)  # the decision (threshold for sigmoid tasks)
     error: str | None = None  # why the file could not be read
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Files stay files; folders become their image files (recursively, sorted)."""
-    out: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            out.extend(walk_images(path)[0])
-        elif path.is_file():
-            out.append(str(path))
-        else:
-            raise DataError(f"{path} does not exist; give image files or folders of images.")
-    return out
 
 
 def describe(name: str, p: np.ndarray, classes: list[str], task: str, threshold: float, top_k: int) -> Prediction:
@@ -133,23 +115,4 @@ class BatchPredictor:
         return describe(name, p, self.classes, self.task, self.threshold, top_k)
 
 
-def write_predictions(path: Path, predictions: Iterable[Prediction], top_k: int) -> int:
-    """CSV: path, prediction, then (class_i, prob_i) for the top k, then error."""
-    header = ["path", "prediction"] + [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("class", "prob")] + ["error"]
-    tmp = path.with_name(f".{path.name}.tmp")
-    n = 0
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for pred in predictions:
-            cells: list[str] = []
-            for name, prob in pred.top[:top_k]:
-                cells += [name, f"{prob:.6f}"]
-            cells += [""] * (2 * top_k - len(cells))
-            writer.writerow([pred.source, ";".join(pred.labels), *cells, pred.error or ""])
-            n += 1
-    os.replace(tmp, path)
-    return n
-
-
-__all__ = ["BatchPredictor", "Prediction", "describe", "expand_inputs", "write_predictions"]
+__all__ = ["BatchPredictor", "Prediction", "describe"]

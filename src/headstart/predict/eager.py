@@ -8,7 +8,7 @@ import torch
 from headstart.allocator import keep_freed_memory
 from headstart.artifact import Artifact
 from headstart.models.network import probabilities, to_channels_last
-from headstart.predictions import BatchPredictor, Prediction, expand_inputs, write_predictions
+from headstart.predict.base import BatchPredictor
 from headstart.preprocess import Preprocess
 
 
@@ -61,4 +61,4 @@ class Predictor(BatchPredictor):
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)
 
 
-__all__ = ["Prediction", "Predictor", "expand_inputs", "write_predictions"]
+__all__ = ["Predictor"]

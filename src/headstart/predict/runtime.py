@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from headstart.errors import ArtifactError, HeadstartError
-from headstart.export import metadata
-from headstart.export.onnx_check import check_external_data
-from headstart.predictions import BatchPredictor
+from headstart.predict import metadata
+from headstart.predict.base import BatchPredictor
+from headstart.predict.onnx_check import check_external_data
 
 ONNX_NAME = "model.onnx"
 MAX_MODEL_BYTES = 2 << 30  # protobuf's own limit for one file
@@ -50,7 +50,9 @@ class RuntimePredictor(BatchPredictor):
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32) -> None:
+    def __init__(
+        self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()
+    ) -> None:
         self.session = session
         self.meta = meta
         self.path = path
@@ -60,12 +62,15 @@ class RuntimePredictor(BatchPredictor):
         self.preprocess = metadata.check_preprocess(meta["preprocess"], str(path))
         self.input_name = meta["input"]["name"]
         self.batch_size = batch_size
+        self.tta = tta
         inputs = [i.name for i in session.get_inputs()]
         if self.input_name not in inputs:
             raise ArtifactError(f"{path}: input {self.input_name!r} not in the model's inputs {inputs}.")
 
     @classmethod
-    def load(cls, target: str | os.PathLike, threads: int | None = None, batch_size: int = 32) -> "RuntimePredictor":
+    def load(
+        cls, target: str | os.PathLike, threads: int | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()
+    ) -> "RuntimePredictor":
         """Load ``model.onnx`` (or a run folder holding ``export/model.onnx``), checked first."""
         path = find_onnx(target)
         if path is None:
@@ -88,7 +93,7 @@ class RuntimePredictor(BatchPredictor):
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ArtifactError(f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0][:200]}") from None
         meta = metadata.parse(session.get_modelmeta().custom_metadata_map.get(metadata.KEY), str(path))
-        return cls(session, meta, path, batch_size=batch_size)
+        return cls(session, meta, path, batch_size=batch_size, tta=tta)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, S, S) float32 -> (B, K) probabilities."""
