@@ -37,6 +37,14 @@ def encode_targets(samples: list[Sample], num_classes: int, task: str) -> torch.
     return hot
 
 
+def border_colour(square: np.ndarray) -> tuple[int, int, int]:
+    """The per-channel median of the outermost ring of pixels of an (R, R, 3) square: what
+    rotation and crops fill with, so the fill matches the image's background (white around
+    product photos, black around Fashion-MNIST) instead of drawing a frame around it."""
+    ring = np.concatenate([square[0], square[-1], square[1:-1, 0], square[1:-1, -1]])  # (4R - 4, 3)
+    return tuple(int(v) for v in np.median(ring, axis=0).round())  # type: ignore[return-value]
+
+
 def _uniform(lo: float, hi: float) -> float:
     return lo + (hi - lo) * float(torch.rand(()))  # torch's RNG: seeded by Lightning, per worker
 
@@ -86,8 +94,8 @@ class TrainAugment:
         a, b, d, e = cos * sx, -sin * sy, sin * sx, cos * sy
         matrix = (a, b, cx - (a + b) * s / 2, d, e, cy - (d + e) * s / 2)
         image = Image.fromarray(np.asarray(square)).transform(
-            (s, s), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR, fillcolor=(255, 255, 255)
-        )  # white outside the square, like composited transparency
+            (s, s), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR, fillcolor=border_colour(square)
+        )  # outside the square: the image's own background, e.g. black around Fashion-MNIST garments
         return np.array(image)  # writable: torch.from_numpy refuses read-only memory
 
     def batch(self, crops: torch.Tensor) -> torch.Tensor:
