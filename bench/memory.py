@@ -1,15 +1,18 @@
 """Peak memory of `headstart train` for N and 10N images: it must not grow with the data.
 
     python bench/memory.py [--small 1000] [--large 10000] [--arch tf_efficientnet_lite0]
-                           [--image-size 96] [--keep]
+                           [--image-size 96] [--kind shapes|garments] [--keep]
 
-Generates two folders of JPEGs (10 classes, random shapes on random backgrounds, 128 px),
+Generates two folders (10 classes): ``shapes``, JPEGs of random shapes on random
+backgrounds, 128 px; ``garments``, Fashion-MNIST-like 28 px greyscale PNGs (a light shape
+on black),
 then runs the CLI once per folder in a fresh process (empty HEADSTART_CACHE_DIR, default
 two phases shortened to --frozen-epochs 3 --finetune-epochs 1) and samples its
 /proc/PID/status every 20 ms. Reported per run:
   peak RSS      everything resident, including pages of the memory-mapped image cache
                 (file-backed and reclaimable: the kernel drops them under pressure)
   peak anon     private memory: what training really holds (model, activations, batches)
+  image cache   bytes of the decoded-image store the run left (cache/images)
 and the ratios large/small. Goal: anon peaks within a small constant of each other.
 Writes bench/results/memory-<host>.json.
 """
@@ -45,6 +48,24 @@ def make_folder(root: Path, n: int, classes: int = 10, size: int = 128) -> None:
         image.save(folder / f"{i:06d}.jpg", quality=90)
 
 
+def make_garments(root: Path, n: int, classes: int = 10, size: int = 28) -> None:
+    rng = random.Random(n)
+    for i in range(n):
+        label = i % classes
+        image = Image.new("L", (size, size), 0)
+        draw = ImageDraw.Draw(image)
+        w, h = 6 + label, 20 - label // 2
+        x, y = rng.randrange(2, size - w - 2), rng.randrange(2, size - h - 2)
+        (draw.ellipse if label % 2 else draw.rectangle)((x, y, x + w, y + h), fill=rng.randrange(120, 256))
+        folder = root / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        image.save(folder / f"{i:06d}.png")
+
+
+def folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20 if folder.exists() else 0.0
+
+
 def status_kb(pid: int) -> dict[str, int]:
     out = {}
     try:
@@ -72,7 +93,8 @@ def run(data: Path, run_dir: Path, cache: Path, args: argparse.Namespace) -> dic
     stderr = proc.stderr.read() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"training failed ({proc.returncode}):\n{stderr[-2000:]}")
-    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": peak["VmRSS"] / 1024,
+    return {"seconds": round(time.perf_counter() - start, 1), "image_cache_mb": round(folder_mb(cache / "images"), 1),
+            "peak_rss_mb": peak["VmRSS"] / 1024,
             "peak_anon_mb": peak["RssAnon"] / 1024, "peak_file_mb": peak["RssFile"] / 1024}
 
 
@@ -82,22 +104,25 @@ def main() -> None:
     ap.add_argument("--large", type=int, default=10000)
     ap.add_argument("--arch", default="tf_efficientnet_lite0")
     ap.add_argument("--image-size", type=int, default=96, help="input side; small keeps the 10k run to minutes on 2 cores")
+    ap.add_argument("--kind", choices=("shapes", "garments"), default="shapes")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="headstart-memory-"))
-    results: dict = {"cores": len(os.sched_getaffinity(0)), "arch": args.arch, "image_size": args.image_size, "runs": {}}
+    results: dict = {"cores": len(os.sched_getaffinity(0)), "arch": args.arch, "image_size": args.image_size,
+                     "kind": args.kind, "runs": {}}
     for n in (args.small, args.large):
-        make_folder(work / f"data{n}", n)
+        (make_garments if args.kind == "garments" else make_folder)(work / f"data{n}", n)
         results["runs"][n] = run(work / f"data{n}", work / f"run{n}", work / f"cache{n}", args)
         r = results["runs"][n]
-        print(f"{n:>7} images: {r['seconds']:>7.1f}s  peak RSS {r['peak_rss_mb']:>7.0f} MB  "
+        print(f"{n:>7} images: {r['seconds']:>7.1f}s  image cache {r['image_cache_mb']:>8.1f} MB  peak RSS {r['peak_rss_mb']:>7.0f} MB  "
               f"(anon {r['peak_anon_mb']:.0f} MB, mapped files {r['peak_file_mb']:.0f} MB)", flush=True)
     small, large = (results["runs"][n] for n in (args.small, args.large))
     results["ratio_rss"] = large["peak_rss_mb"] / small["peak_rss_mb"]
     results["ratio_anon"] = large["peak_anon_mb"] / small["peak_anon_mb"]
     print(f"{args.large}/{args.small} images: peak RSS x{results['ratio_rss']:.2f}, peak anon x{results['ratio_anon']:.2f} "
           f"(+{large['peak_anon_mb'] - small['peak_anon_mb']:.0f} MB private memory for {args.large - args.small} more images)")
-    out = Path(__file__).resolve().parent / "results" / f"memory-{socket.gethostname() or 'cpu2'}.json"
+    tag = "" if args.kind == "shapes" else f"-{args.kind}"
+    out = Path(__file__).resolve().parent / "results" / f"memory{tag}-{socket.gethostname() or 'cpu2'}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from headstart.config import AugmentConfig
 from headstart.data.index import Sample
+from headstart.data.store import Squares
 from headstart.preprocess import Preprocess
 
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
@@ -123,7 +124,7 @@ class TrainAugment:
 
 
 class SquaresDataset(Dataset):
-    """Rows of a decoded (N, R, R, 3) array with their targets.
+    """Rows of the decoded images (the store's ``Squares``, or an (N, R, R, 3) array) with their targets.
 
     ``augment=None`` gives exactly the evaluation/prediction input (``Preprocess.normalize``);
     with an ``AugmentConfig`` items are uint8 crops and ``self.collate`` must be the
@@ -132,7 +133,7 @@ class SquaresDataset(Dataset):
 
     def __init__(
         self,
-        squares: np.ndarray,
+        squares: np.ndarray | Squares,
         rows: np.ndarray,
         targets: torch.Tensor,
         preprocess: Preprocess,

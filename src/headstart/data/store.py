@@ -241,8 +241,7 @@ def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: b
 
         def write(rows: list[np.ndarray]) -> None:
             _reserve(handle.fileno(), handle.tell(), sum(r.nbytes for r in rows))
-            for row in rows:
-                handle.write(row.tobytes())
+            handle.writelines(row.tobytes() for row in rows)
 
         decoded = _decode(paths, preprocess, show, write)
         total = handle.tell() - header

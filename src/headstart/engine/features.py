@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,12 +25,15 @@ from headstart.models.network import to_channels_last
 from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
 
+if TYPE_CHECKING:
+    from headstart.data.store import Squares
+
 FEATURES_VERSION = 2  # 2: keyed by the compact stored rows and the whole preprocessing
 
 
 def extract_features(
     backbone: nn.Module,
-    squares: np.ndarray,
+    squares: np.ndarray | Squares,
     rows: np.ndarray,
     preprocess: Preprocess,
     batch_size: int = 64,
@@ -77,7 +81,7 @@ def head_only(network: Network) -> Network:
 
 
 def _features_key(
-    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, augment: AugmentConfig | None, seed: int
+    backbone: nn.Module, squares: np.ndarray | Squares, rows: np.ndarray, preprocess: Preprocess, augment: AugmentConfig | None, seed: int
 ) -> str:
     digest = hashlib.sha256()
     spec = [FEATURES_VERSION, type(backbone).__name__, preprocess.to_dict()]
@@ -97,7 +101,7 @@ def _features_key(
 
 def cached_features(
     backbone: nn.Module,
-    squares: np.ndarray,
+    squares: np.ndarray | Squares,
     rows: np.ndarray,
     preprocess: Preprocess,
     cache: bool = True,
