@@ -113,3 +113,15 @@ def test_images_smaller_than_the_input_train_evaluate_predict_and_export_alike(t
     np.testing.assert_allclose(from_store, from_files, rtol=0, atol=1e-6)  # float32 batch-size noise only
     report = headstart.load(clf.run_dir).export("onnx").parity
     assert report.ok and report.top1_mismatches == 0
+
+
+def test_image_sizes_summarise_headers_and_suggest_the_input_side(tmp_path):
+    from headstart.data.index import ImageSizes, image_sizes
+
+    paths = garments(tmp_path / "fm", 6) + [str(tmp_path / "bad.png")]
+    Path(paths[-1]).write_bytes(b"not an image")
+    sizes = image_sizes(paths, limit=4)  # every 2nd file: 4 headers, the last one unreadable
+    assert sizes.examined == 4 and sizes.total == 7 and sizes.short == (28, 28, 28)
+    assert sizes.median == 28 and sizes.input_size(224) == 28 and sizes.input_size(224, multiple=16) == 32
+    assert ImageSizes(3, 3, (600, 480, 800)).input_size(224) == 224
+    assert ImageSizes(0, 0, ()).input_size(224) == 224 and ImageSizes(0, 0, ()).median is None
