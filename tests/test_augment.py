@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from headstart.config import AugmentConfig
-from headstart.data.datasets import SquaresDataset, TrainAugment
+from headstart.data.datasets import SquaresDataset, TrainAugment, border_colour
 from headstart.preprocess import Preprocess
 
 PRE = Preprocess(input_size=24, resize_size=32, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
@@ -48,16 +48,36 @@ def test_vertical_flips_only_when_asked(squares):
     assert {off.geometry(squares[1]).tobytes() for _ in range(10)} == {centre.tobytes()}
 
 
-def test_rotation_and_crop_fill_with_white_and_follow_the_seed():
+def test_rotation_and_crop_fill_with_the_border_colour_and_follow_the_seed():
     grey = np.full((32, 32, 3), 100, np.uint8)
     aug = TrainAugment(PRE, AugmentConfig(hflip=False, rotation=45.0, scale=(1.0, 1.0), color=0.0))
     torch.manual_seed(3)
     views = [aug.geometry(grey) for _ in range(8)]
     assert all(v.shape == (24, 24, 3) and v.dtype == np.uint8 for v in views)
-    assert any((v == 255).all(-1).any() for v in views)  # corners rotated in from outside: white
+    assert all((v == 100).all() for v in views)  # corners rotated in from outside: the border's grey, not white
     assert all((v[12, 12] == 100).all() for v in views)  # the centre stays the image
     torch.manual_seed(3)
     assert all(np.array_equal(a, aug.geometry(grey)) for a in views)
+
+
+@pytest.mark.parametrize("background, garment", [((0, 0, 0), (230, 230, 230)), ((255, 255, 255), (20, 40, 200))])
+def test_fill_takes_the_image_own_background_colour(background, garment):
+    """Fashion-MNIST is a light garment on black: rotated-in corners must be black, not white."""
+    image = np.empty((32, 32, 3), np.uint8)
+    image[:] = background
+    image[10:22, 10:22] = garment
+    aug = TrainAugment(PRE, AugmentConfig(hflip=False, rotation=45.0, scale=(0.5, 1.0), color=0.0))
+    torch.manual_seed(0)
+    views = [aug.geometry(image) for _ in range(12)]
+    corners = np.stack([v[[0, 0, -1, -1], [0, -1, 0, -1]] for v in views]).reshape(-1, 3)
+    assert (np.abs(corners.astype(int) - background).max(axis=1) <= 2).all()
+
+
+def test_border_colour_is_the_median_of_the_outer_ring():
+    image = np.zeros((8, 8, 3), np.uint8)
+    image[0, :3] = 255  # a few bright pixels on the edge do not change a black border
+    assert border_colour(image) == (0, 0, 0)
+    assert border_colour(np.full((8, 8, 3), (10, 20, 30), np.uint8)) == (10, 20, 30)
 
 
 def test_random_crops_zoom_in(squares):

@@ -76,6 +76,25 @@ def test_damaged_entry_is_recomputed_with_a_notice(squares, calls, capsys):
     torch.testing.assert_close(again, good, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "empty", "no_metadata"])
+def test_truncated_entry_is_announced_in_one_line_and_rebuilt(squares, calls, capsys, damage):
+    rows = np.arange(5)
+    good = cached_features(base(), squares, rows, PRE)
+    (npy,) = (cache_root() / "features").glob("*.npy")
+    if damage == "truncated":
+        npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+    elif damage == "empty":
+        npy.write_bytes(b"")
+    else:
+        npy.with_suffix(".json").unlink()
+    again = cached_features(base(), squares, rows, PRE)
+    err = capsys.readouterr().err
+    assert calls == [5, 5] and "damaged" in err and "recomputing" in err and len(err.strip().splitlines()) == 1
+    torch.testing.assert_close(again, good, rtol=0, atol=0)
+    cached_features(base(), squares, rows, PRE)  # and the rebuilt entry is good: read, quietly
+    assert calls == [5, 5] and capsys.readouterr().err == ""
+
+
 def test_cache_off_writes_nothing(squares, calls):
     cached_features(base(), squares, np.arange(4), PRE, cache=False)
     cached_features(base(), squares, np.arange(4), PRE, cache=False)

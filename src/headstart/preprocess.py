@@ -3,10 +3,15 @@ every export. It needs only Pillow and numpy, so a torch-free runtime reproduces
 
 Pipeline for every image, everywhere:
     decode (EXIF orientation applied, any mode -> RGB, transparency on white)
-    -> resize the shorter side to ``resize_size`` and keep the centred square
-       (this square is what the decoded-image store keeps)
+    -> ``stored``: the centred square at min(shorter side, ``resize_size``) px: a larger
+       image is resized (shorter side to ``resize_size``) then cropped, a smaller one is
+       cropped at its own size; one channel when the image is grey
+       (this is what the decoded-image store keeps: never larger than the image or than needed)
+    -> ``expand``: upscale that square to ``resize_size`` when smaller, grey -> RGB
     -> centre-crop ``input_size`` (evaluation) or random-crop/augment (training only)
     -> float32 in [0, 1] -> (x - mean) / std -> CHW
+``square`` is ``expand(stored(...))``, and the store's rows are expanded by the same
+function when read, so training, evaluation, prediction and exports see identical pixels.
 """
 
 from __future__ import annotations
@@ -90,9 +95,18 @@ class Preprocess:
         )
 
     # -- the pipeline -------------------------------------------------------------------
+    def stored(self, source: ImageSource) -> np.ndarray:
+        """Decode to the compact square the store keeps: (s, s, C) uint8, s = min(shorter
+        side, resize_size), C = 1 for a grey image (R = G = B everywhere), else 3."""
+        return compact_square(load_rgb(source, self.resize_size), self.resize_size, self.interpolation)
+
+    def expand(self, stored: np.ndarray) -> np.ndarray:
+        """A compact square (s, s, C) -> (resize_size, resize_size, 3) uint8, upscaled when s is smaller."""
+        return expand_square(stored, self.resize_size, self.interpolation)
+
     def square(self, source: ImageSource) -> np.ndarray:
-        """Decode and resize to the stored square: (resize_size, resize_size, 3) uint8."""
-        return resize_square(load_rgb(source, self.resize_size), self.resize_size, self.interpolation)
+        """Decode to the full square: (resize_size, resize_size, 3) uint8, ``expand(stored(source))``."""
+        return self.expand(self.stored(source))
 
     def normalize(self, square: np.ndarray) -> np.ndarray:
         """Centre-crop a stored square (or a batch of them) and normalize -> float32 CHW."""
@@ -164,6 +178,32 @@ def resize_square(image: Image.Image, side: int, interpolation: str = "bicubic")
     if new != (w, h):
         image = image.resize(new, _INTERPOLATION[interpolation])
     return center_crop(np.asarray(image, dtype=np.uint8), side)
+
+
+def compact_square(image: Image.Image, side: int, interpolation: str = "bicubic") -> np.ndarray:
+    """The centred square at min(shorter side, ``side``) px, one channel when grey: (s, s, 1 or 3) uint8."""
+    if min(image.size) >= side:
+        square = resize_square(image, side, interpolation)
+    else:  # never upscaled here: ``expand_square`` does it when the square is read
+        square = center_crop(np.asarray(image, dtype=np.uint8), min(image.size))
+    if (square[..., 0] == square[..., 1]).all() and (square[..., 1] == square[..., 2]).all():
+        return np.ascontiguousarray(square[..., :1])  # a third of the bytes, the same pixels
+    return np.ascontiguousarray(square)
+
+
+def expand_square(square: np.ndarray, side: int, interpolation: str = "bicubic") -> np.ndarray:
+    """(s, s, 1 or 3) uint8 -> (side, side, 3) uint8. Pillow resamples each channel alike,
+    so resizing the grey channel then repeating it equals resizing the RGB image."""
+    s, channels = square.shape[0], square.shape[-1]
+    if s != side:
+        mode = "L" if channels == 1 else "RGB"
+        image = Image.fromarray(square[..., 0] if channels == 1 else square, mode)
+        square = np.asarray(image.resize((side, side), _INTERPOLATION[interpolation]), dtype=np.uint8)
+        if channels == 1:
+            square = square[..., None]
+    if channels == 1:
+        return np.repeat(square, 3, axis=-1)
+    return square
 
 
 def center_crop(array: np.ndarray, side: int) -> np.ndarray:

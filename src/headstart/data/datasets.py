@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from headstart.config import AugmentConfig
 from headstart.data.index import Sample
+from headstart.data.store import Squares
 from headstart.preprocess import Preprocess
 
 _GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma, as Pillow's convert("L")
@@ -35,6 +36,14 @@ def encode_targets(samples: list[Sample], num_classes: int, task: str) -> torch.
     for row, sample in enumerate(samples):
         hot[row, list(sample.labels)] = 1.0
     return hot
+
+
+def border_colour(square: np.ndarray) -> tuple[int, int, int]:
+    """The per-channel median of the outermost ring of pixels of an (R, R, 3) square: what
+    rotation and crops fill with, so the fill matches the image's background (white around
+    product photos, black around Fashion-MNIST) instead of drawing a frame around it."""
+    ring = np.concatenate([square[0], square[-1], square[1:-1, 0], square[1:-1, -1]])  # (4R - 4, 3)
+    return tuple(int(v) for v in np.median(ring, axis=0).round())  # type: ignore[return-value]
 
 
 def _uniform(lo: float, hi: float) -> float:
@@ -86,8 +95,8 @@ class TrainAugment:
         a, b, d, e = cos * sx, -sin * sy, sin * sx, cos * sy
         matrix = (a, b, cx - (a + b) * s / 2, d, e, cy - (d + e) * s / 2)
         image = Image.fromarray(np.asarray(square)).transform(
-            (s, s), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR, fillcolor=(255, 255, 255)
-        )  # white outside the square, like composited transparency
+            (s, s), Image.Transform.AFFINE, matrix, resample=Image.Resampling.BILINEAR, fillcolor=border_colour(square)
+        )  # outside the square: the image's own background, e.g. black around Fashion-MNIST garments
         return np.array(image)  # writable: torch.from_numpy refuses read-only memory
 
     def batch(self, crops: torch.Tensor) -> torch.Tensor:
@@ -115,7 +124,7 @@ class TrainAugment:
 
 
 class SquaresDataset(Dataset):
-    """Rows of a decoded (N, R, R, 3) array with their targets.
+    """Rows of the decoded images (the store's ``Squares``, or an (N, R, R, 3) array) with their targets.
 
     ``augment=None`` gives exactly the evaluation/prediction input (``Preprocess.normalize``);
     with an ``AugmentConfig`` items are uint8 crops and ``self.collate`` must be the
@@ -124,7 +133,7 @@ class SquaresDataset(Dataset):
 
     def __init__(
         self,
-        squares: np.ndarray,
+        squares: np.ndarray | Squares,
         rows: np.ndarray,
         targets: torch.Tensor,
         preprocess: Preprocess,

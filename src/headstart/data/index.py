@@ -262,3 +262,72 @@ def scan(data: str | os.PathLike) -> DataIndex:
     root = root.resolve()
     dirs = _split_dirs(root)
     return scan_splits(root, dirs) if dirs else scan_folders(root)
+
+
+# Reading every header of a 100k-image folder takes minutes on a slow disk; a fixed-stride
+# sample of this many files describes the sizes just as well (as report/datainfo.py does).
+SIZE_SAMPLE = 2000
+
+
+@dataclass(frozen=True)
+class ImageSizes:
+    """Shorter sides of (a fixed-stride sample of) the files, from headers only.
+
+    A planner reads it to let the input size follow the images: a 28 px garment need not
+    become 224 px. ``short`` is empty when no header could be read.
+    """
+
+    examined: int  # headers read (the sample)
+    total: int  # files in the index
+    short: tuple[int, ...]  # shorter side of every readable sampled header, px
+
+    def quantile(self, q: float) -> int | None:
+        """The q-quantile (0..1) of the shorter sides, px; None without a readable header."""
+        if not self.short:
+            return None
+        ordered = sorted(self.short)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+    @property
+    def median(self) -> int | None:
+        return self.quantile(0.5)
+
+    def input_size(self, default: int, multiple: int = 1) -> int:
+        """The model input side for these images: ``default`` (the base's), or the median
+        shorter side when smaller (no upscaling of typical images), rounded up to ``multiple``.
+
+        Example:
+            >>> ImageSizes(3, 3, (28, 28, 28)).input_size(224)
+            28
+            >>> ImageSizes(3, 3, (600, 480, 800)).input_size(224)
+            224
+        """
+        median = self.median
+        if median is None or median >= default:
+            return default
+        return min(default, -(-median // multiple) * multiple)
+
+
+def image_sizes(paths: list[str], limit: int = SIZE_SAMPLE) -> ImageSizes:
+    """Shorter sides from the headers of at most ``limit`` files, every k-th of ``paths``.
+
+    Example:
+        >>> sizes = image_sizes([s.path for s in index.all_samples])   # doctest: +SKIP
+        >>> sizes.median, sizes.input_size(224)                        # (28, 28) on Fashion-MNIST
+    """
+    import warnings
+
+    from PIL import Image
+
+    step = max(1, -(-len(paths) // limit))
+    chosen = paths[::step]
+    short: list[int] = []
+    for path in chosen:
+        try:
+            with warnings.catch_warnings():  # huge images are sizes like any other here
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:  # the header only: no pixels decoded
+                    short.append(min(im.size))  # EXIF rotation swaps the sides, never changes the shorter one
+        except Exception:  # unreadable files are skipped and listed by the store
+            continue
+    return ImageSizes(len(chosen), len(paths), tuple(short))

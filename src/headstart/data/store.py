@@ -1,9 +1,13 @@
-"""Decode every image once into an (N, R, R, 3) uint8 array of centred squares.
+"""Decode every image once into compact centred squares (``Squares``), read as (R, R, 3).
 
-Decoding, orientation, mode conversion and resizing then cost nothing in later epochs,
+Each image is kept at min(its shorter side, R) px, grey ones in one channel, and only
+upscaled to R when read (a batch at a time), so the store is sized by the data, not by
+the model: a 28 px image is not stored as a 256 px square.
+Decoding, orientation, mode conversion and downscaling then cost nothing in later epochs,
 and an image that cannot be decoded is found before training starts (it is skipped and
-listed), so no epoch can crash on it. With the cache on, the array lives in a ``.npy``
-file under the cache folder, memory-mapped, keyed by (store version, square side,
+listed), so no epoch can crash on it. With the cache on, the rows live back to back in one
+(total,) uint8 ``.npy`` file under the cache folder, memory-mapped, their sides and
+channels in the JSON beside it, keyed by (store version, square side,
 interpolation, every file's path, size and modification time): a changed, added or
 removed file gives a new key. Files are written under a temporary name and renamed, so
 two runs sharing the cache never see a half-written store; the user's folder is only read.
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import json
 import os
 import sys
@@ -28,7 +33,11 @@ from rich.progress import Progress
 
 from headstart.preprocess import Preprocess
 
-STORE_VERSION = 2  # 2: per-row CRC-32 in the metadata
+STORE_VERSION = 3  # 3: compact rows (min(native, resize_size) px, grey in one channel); 2: per-row CRC-32
+
+# Images decoded per write: bounds the memory a decode holds (<= 256 x R x R x 3 bytes,
+# 50 MB at R = 256) whatever the number of files.
+_CHUNK = 256
 
 
 def cache_root() -> Path:
@@ -46,9 +55,82 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+class Squares:
+    """The decoded images, compact on disk and full-size when read.
+
+    Row i is stored as ``Preprocess.stored`` keeps it: the centred square at min(its
+    shorter side, R) px, one channel when grey, so 70,000 28-px greyscale images take
+    55 MB where (N, 256, 256, 3) squares took 13.8 GB. Indexing expands rows to the
+    (R, R, 3) uint8 squares that ``Preprocess.square`` gives for the same file, per
+    request: ``squares[i]`` -> (R, R, 3), ``squares[rows]`` -> (B, R, R, 3).
+
+    Example:
+        >>> images = decode_all(paths, preprocess)            # doctest: +SKIP
+        >>> images.array[[0, 5]].shape                        # (2, R, R, 3), R = preprocess.resize_size
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, data: np.ndarray, sides: np.ndarray, channels: np.ndarray, preprocess: Preprocess) -> None:
+        self.data = data  # (total,) uint8, rows back to back; memory-mapped when cached
+        self.sides = np.asarray(sides, dtype=np.int64)  # (N,) stored side per row; 0 for a failed row
+        self.channels = np.asarray(channels, dtype=np.int64)  # (N,) 1 (grey) or 3
+        self.offsets = np.concatenate([[0], np.cumsum(self.sides**2 * self.channels)]).astype(np.int64)
+        self.preprocess = preprocess
+        self.side = preprocess.resize_size
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.sides), self.side, self.side, 3)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes stored (not the expanded size)."""
+        return int(self.offsets[-1])
+
+    def __len__(self) -> int:
+        return len(self.sides)
+
+    def stored(self, i: int) -> np.ndarray:
+        """Row i as stored: (s, s, 1 or 3) uint8, a read-only view."""
+        s, c = int(self.sides[i]), int(self.channels[i])
+        return self.data[self.offsets[i] : self.offsets[i + 1]].reshape(s, s, c)
+
+    def _expand(self, i: int, out: np.ndarray) -> None:
+        if self.sides[i] == 0:
+            out[...] = 0  # an undecodable file: dropped from every split, never read for training
+        else:
+            out[...] = self.preprocess.expand(self.stored(i))
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        if isinstance(key, tuple):  # squares[i, y, x] and the like: rows first, then the rest
+            head = self[key[0]]
+            return head[key[1:]] if np.ndim(head) == 3 else head[(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (len(self) if key < 0 else 0)
+            if not 0 <= i < len(self):
+                raise IndexError(f"row {key} out of range for {len(self)} images")
+            out = np.empty((self.side, self.side, 3), np.uint8)
+            self._expand(i, out)
+            return out
+        rows = np.arange(len(self))[key]  # slices, lists, integer and boolean arrays, as numpy reads them
+        out = np.empty((len(rows), self.side, self.side, 3), np.uint8)
+        for j, i in enumerate(rows):
+            self._expand(int(i), out[j])
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+        full = self[:]
+        return full if dtype is None else full.astype(dtype)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass
 class DecodedImages:
-    array: np.ndarray  # (N, R, R, 3) uint8, row i = paths[i]
+    array: Squares  # row i = paths[i]; indexing gives (R, R, 3) uint8 squares
     failed: dict[int, str]  # row -> reason the file could not be decoded
     cached: bool  # True when read back from the cache without decoding
 
@@ -65,36 +147,36 @@ def _key(paths: list[str], preprocess: Preprocess) -> str:
     return digest.hexdigest()[:32]
 
 
-def _load_cached(npy: Path, meta: Path, shape: tuple[int, ...]) -> DecodedImages | None:
+def _load_cached(npy: Path, meta: Path, count: int, preprocess: Preprocess) -> DecodedImages | None:
     try:
         info = json.loads(meta.read_text())
-        array = np.load(npy, mmap_mode="r")
-        if info.get("version") != STORE_VERSION or tuple(array.shape) != shape or array.dtype != np.uint8:
+        if info.get("version") != STORE_VERSION or info["count"] != count or len(info["sides"]) != count:
             return None
-        if info["crc32"] != _row_crcs(array):
+        data = np.load(npy, mmap_mode="r")
+        squares = Squares(data, np.asarray(info["sides"]), np.asarray(info["channels"]), preprocess)
+        if data.ndim != 1 or data.dtype != np.uint8 or data.shape[0] != squares.nbytes:
+            return None
+        if info["crc32"] != _row_crcs(squares):
             return None  # bytes changed after the store was written: a damaged disk or file
-        return DecodedImages(array, {int(k): str(v) for k, v in info["failed"].items()}, cached=True)
+        return DecodedImages(squares, {int(k): str(v) for k, v in info["failed"].items()}, cached=True)
     except (OSError, ValueError, EOFError, KeyError, TypeError, AttributeError):
         return None  # unreadable, truncated, or another version's entry: rebuilt by the caller
 
 
-def _row_crcs(array: np.ndarray) -> list[int]:
-    return [zlib.crc32(row) for row in array]
+def _row_crcs(squares: Squares) -> list[int]:
+    return [zlib.crc32(squares.stored(i)) for i in range(len(squares))]
 
 
-def _reserve(path: Path, nbytes: int) -> None:
-    """Allocate the store's blocks now: writing into a memory map on a full disk would
-    kill the process with SIGBUS mid-decode; this raises ENOSPC before anything starts."""
-    if not hasattr(os, "posix_fallocate"):
+def _reserve(fd: int, offset: int, nbytes: int) -> None:
+    """Allocate the next chunk's blocks before writing it, so a full disk raises ENOSPC
+    here, cleanly, rather than part-way through a row."""
+    if not hasattr(os, "posix_fallocate") or nbytes == 0:
         return
-    fd = os.open(path, os.O_RDWR)
     try:
-        os.posix_fallocate(fd, 0, nbytes)
+        os.posix_fallocate(fd, offset, nbytes)
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP):  # file systems without fallocate
             raise
-    finally:
-        os.close(fd)
 
 
 def _sweep_orphans(folder: Path) -> None:
@@ -111,66 +193,106 @@ def _sweep_orphans(folder: Path) -> None:
             continue  # alive under another user, or not ours to judge
 
 
-def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool) -> dict[int, str]:
-    failed: dict[int, str] = {}
+@dataclass
+class _Decoded:
+    sides: list[int]
+    channels: list[int]
+    failed: dict[int, str]
 
-    def work(i: int) -> None:
+
+def _decode(paths: list[str], preprocess: Preprocess, show: bool, write) -> _Decoded:  # type: ignore[no-untyped-def]
+    """Decode ``paths`` to compact rows, handing them to ``write`` in order, a chunk at a time."""
+    out = _Decoded([], [], {})
+
+    def work(i: int) -> np.ndarray | str:
         try:
-            array[i] = preprocess.square(paths[i])
+            return preprocess.stored(paths[i])
         except Exception as exc:  # any decoder failure: skip this file, never the run
-            failed[i] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
-            array[i] = 0
+            return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core.
-    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, Progress(
-        transient=True, disable=not show
-    ) as progress:
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, Progress(transient=True, disable=not show) as progress:
         task = progress.add_task(f"Decoding {len(paths)} images", total=len(paths))
-        for _ in pool.map(work, range(len(paths))):
-            progress.advance(task)
-    return failed
+        for start in range(0, len(paths), _CHUNK):
+            rows = list(pool.map(work, range(start, min(len(paths), start + _CHUNK))))
+            for i, row in enumerate(rows, start):
+                if isinstance(row, str):
+                    out.failed[i] = row
+                out.sides.append(0 if isinstance(row, str) else row.shape[0])
+                out.channels.append(3 if isinstance(row, str) else row.shape[-1])
+            write([row for row in rows if not isinstance(row, str)])
+            progress.advance(task, len(rows))
+    return out
+
+
+def _npy_header(length: int) -> bytes:
+    """The .npy header of a (length,) uint8 array; numpy pads it to the same size for any length."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "|u1", "fortran_order": False, "shape": (length,)})
+    return buffer.getvalue()
+
+
+def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool) -> _Decoded:
+    """Write the store as a (total,) uint8 .npy: a placeholder header, the rows appended
+    chunk by chunk (memory bounded by a chunk), then the real header once the length is known."""
+    header = len(_npy_header(0))
+    with open(tmp, "wb") as handle:
+        handle.write(b"\0" * header)
+
+        def write(rows: list[np.ndarray]) -> None:
+            _reserve(handle.fileno(), handle.tell(), sum(r.nbytes for r in rows))
+            handle.writelines(row.tobytes() for row in rows)
+
+        decoded = _decode(paths, preprocess, show, write)
+        total = handle.tell() - header
+        final = _npy_header(total)
+        if len(final) != header:
+            raise OSError(errno.EIO, f"unexpected .npy header size {len(final)} != {header}")
+        handle.seek(0)
+        handle.write(final)
+    return decoded
 
 
 def decode_all(
     paths: list[str], preprocess: Preprocess, cache: bool = True, show: bool | None = None
 ) -> DecodedImages:
-    """Decode ``paths`` to squares of ``preprocess.resize_size``, through the cache if on.
+    """Decode ``paths`` once to compact squares (``Preprocess.stored``), through the cache if on.
 
     Example:
         >>> images = decode_all(["a.jpg", "b.png"], preprocess)   # doctest: +SKIP
-        >>> images.array.shape                                    # (2, 256, 256, 3)
+        >>> images.array.shape                                    # (2, 256, 256, 3) when read
+        >>> images.array.nbytes                                   # bytes actually stored
     """
-    side = preprocess.resize_size
-    shape = (len(paths), side, side, 3)
     show = sys.stderr.isatty() if show is None else show
-    if not cache:
-        array = np.empty(shape, np.uint8)
-        return DecodedImages(array, _decode_into(array, paths, preprocess, show), cached=False)
+    if not cache or not paths:
+        chunks: list[np.ndarray] = []
+        decoded = _decode(paths, preprocess, show, lambda rows: chunks.extend(r.reshape(-1) for r in rows))
+        data = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
+        return DecodedImages(Squares(data, np.array(decoded.sides), np.array(decoded.channels), preprocess), decoded.failed, cached=False)
 
     folder = cache_root() / "images"
     key = _key(paths, preprocess)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
     if npy.exists() and meta.exists():
-        found = _load_cached(npy, meta, shape)
+        found = _load_cached(npy, meta, len(paths), preprocess)
         if found is not None:
             return found
         print(f"headstart: cache entry {npy} is unreadable or stale; rebuilding it.", file=sys.stderr)
     tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
+    meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _sweep_orphans(folder)
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-        _reserve(tmp, array.offset + array.nbytes)
-        failed = _decode_into(array, paths, preprocess, show)
-        array.flush()
-        crcs = _row_crcs(array)
-        del array
-        meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
-        meta_tmp.write_text(json.dumps({"version": STORE_VERSION, "failed": failed, "count": len(paths), "crc32": crcs}))
+        decoded = _decode_to_file(tmp, paths, preprocess, show)
+        written = Squares(np.load(tmp, mmap_mode="r"), np.array(decoded.sides), np.array(decoded.channels), preprocess)
+        info = {"version": STORE_VERSION, "failed": decoded.failed, "count": len(paths), "sides": decoded.sides,
+                "channels": decoded.channels, "crc32": _row_crcs(written)}
+        del written
+        meta_tmp.write_text(json.dumps(info))
         os.replace(tmp, npy)
         os.replace(meta_tmp, meta)
     except OSError as exc:
-        for leftover in (tmp, meta.with_suffix(f".{os.getpid()}.tmp")):
+        for leftover in (tmp, meta_tmp):
             try:
                 leftover.unlink(missing_ok=True)
             except OSError:
@@ -181,7 +303,7 @@ def decode_all(
             file=sys.stderr,
         )
         return decode_all(paths, preprocess, cache=False, show=show)
-    found = _load_cached(npy, meta, shape)
+    found = _load_cached(npy, meta, len(paths), preprocess)
     if found is None:  # replaced by a concurrent run between our rename and this read
         return decode_all(paths, preprocess, cache=False, show=show)
     return DecodedImages(found.array, found.failed, cached=False)

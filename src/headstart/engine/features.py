@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,12 +25,15 @@ from headstart.models.network import to_channels_last
 from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
 
-FEATURES_VERSION = 1
+if TYPE_CHECKING:
+    from headstart.data.store import Squares
+
+FEATURES_VERSION = 2  # 2: keyed by the compact stored rows and the whole preprocessing
 
 
 def extract_features(
     backbone: nn.Module,
-    squares: np.ndarray,
+    squares: np.ndarray | Squares,
     rows: np.ndarray,
     preprocess: Preprocess,
     batch_size: int = 64,
@@ -38,24 +42,32 @@ def extract_features(
     seed: int = 0,
 ) -> torch.Tensor:
     """(len(rows), F) pooled features of the evaluation view of each stored square, or of
-    one random training view each (``augment``, drawn from ``seed``, same every call)."""
+    one random training view each (``augment``, drawn from ``seed``, same every call).
+
+    Memory is one batch of model inputs at a time: ``squares`` may be the compact store
+    (``Squares``), whose rows are expanded to full squares per batch here.
+    """
+    augmenter = None
     if augment is not None:
         from headstart.data.datasets import TrainAugment
 
         augmenter = TrainAugment(preprocess, augment)
-        with torch.random.fork_rng():  # the caller's random state is left as it was
-            torch.manual_seed(seed)
-            crops = [torch.from_numpy(augmenter.geometry(squares[r])) for r in rows]
-            views = [augmenter.batch(torch.stack(crops[i : i + batch_size])) for i in range(0, len(crops), batch_size)]
     was_training = backbone.training
     backbone.eval().to(memory_format=torch.channels_last)
     device = next(backbone.parameters()).device
     out: list[torch.Tensor] = []
-    with torch.inference_mode(), Progress(transient=True, disable=not show) as progress:
+    # The views are drawn from a private seed, batch by batch in row order, so they are the
+    # same every call; the caller's random state is left as it was.
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(), Progress(transient=True, disable=not show) as progress:
+        torch.manual_seed(seed)
         task = progress.add_task("Computing frozen-base features", total=len(rows))
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            x = views[start // batch_size] if augment is not None else torch.from_numpy(preprocess.normalize(squares[chunk]))
+            batch = squares[chunk]  # (B, R, R, 3) uint8
+            if augmenter is not None:
+                x = augmenter.batch(torch.stack([torch.from_numpy(augmenter.geometry(sq)) for sq in batch]))
+            else:
+                x = torch.from_numpy(preprocess.normalize(batch))
             x = to_channels_last(x.to(device))
             out.append(backbone(x).float().cpu())
             progress.advance(task, len(chunk))
@@ -69,24 +81,27 @@ def head_only(network: Network) -> Network:
 
 
 def _features_key(
-    backbone: nn.Module, squares: np.ndarray, rows: np.ndarray, preprocess: Preprocess, augment: AugmentConfig | None, seed: int
+    backbone: nn.Module, squares: np.ndarray | Squares, rows: np.ndarray, preprocess: Preprocess, augment: AugmentConfig | None, seed: int
 ) -> str:
     digest = hashlib.sha256()
-    spec = [FEATURES_VERSION, type(backbone).__name__, preprocess.input_size, list(preprocess.mean), list(preprocess.std)]
+    spec = [FEATURES_VERSION, type(backbone).__name__, preprocess.to_dict()]
     if augment is not None:
         spec += [augment.to_dict(), seed]
     digest.update(json.dumps(spec).encode())
     for name, tensor in backbone.state_dict().items():  # the weights themselves, not a name for them
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    stored = getattr(squares, "stored", None)  # the compact store: hash what is stored, not its expansion
     for row in rows:
-        digest.update(np.ascontiguousarray(squares[row]).data)
+        pixels = np.ascontiguousarray(stored(int(row)) if stored is not None else squares[row])
+        digest.update(str(pixels.shape).encode())
+        digest.update(pixels.data)
     return digest.hexdigest()[:32]
 
 
 def cached_features(
     backbone: nn.Module,
-    squares: np.ndarray,
+    squares: np.ndarray | Squares,
     rows: np.ndarray,
     preprocess: Preprocess,
     cache: bool = True,
@@ -107,13 +122,15 @@ def cached_features(
     folder = cache_root() / "features"
     key = _features_key(backbone, squares, rows, preprocess, augment, seed)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    try:
-        array = np.load(npy)
-        if json.loads(meta.read_text())["crc32"] == zlib.crc32(array) and array.shape[0] == len(rows):
-            return torch.from_numpy(array)
-        print(f"headstart: feature cache entry {npy} is damaged; recomputing it.", file=sys.stderr)
-    except (OSError, ValueError, EOFError, KeyError, TypeError):
-        pass  # absent (the usual case), truncated or unreadable: computed below
+    if npy.exists() or meta.exists():
+        try:
+            array = np.load(npy)
+            if json.loads(meta.read_text())["crc32"] == zlib.crc32(array) and array.shape[0] == len(rows):
+                return torch.from_numpy(array)
+            problem = "damaged"
+        except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:  # truncated, half-written or unreadable
+            problem = f"damaged ({type(exc).__name__})"
+        print(f"headstart: feature cache entry {npy} is {problem}; recomputing it.", file=sys.stderr)
     features = extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
     array = features.numpy()
     tmp, meta_tmp = folder / f"{key}.{os.getpid()}.tmp.npy", folder / f"{key}.{os.getpid()}.tmp.json"
