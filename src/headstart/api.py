@@ -200,7 +200,7 @@ class Classifier:
 
         if (split, view) not in memo:
             memo[(split, view)] = cached_features(
-                network.backbone, prepared.images.array, prepared.rows[split], preprocess, self.cache, show=self.console.is_terminal,
+                network.backbone, prepared.images.array, prepared.rows[split], preprocess, self.cache, show=not self.console.quiet,
                 augment=self.train.augment if view else None, seed=self.train.seed + view,
             )
         return memo[(split, view)]

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.progress import Progress
 
 from headstart.preprocess import Preprocess
+from headstart.progress import track
 
 STORE_VERSION = 2  # 2: per-row CRC-32 in the metadata
 
@@ -111,7 +111,7 @@ def _sweep_orphans(folder: Path) -> None:
             continue  # alive under another user, or not ours to judge
 
 
-def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool) -> dict[int, str]:
+def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, show: bool | None) -> dict[int, str]:
     failed: dict[int, str] = {}
 
     def work(i: int) -> None:
@@ -122,12 +122,9 @@ def _decode_into(array: np.ndarray, paths: list[str], preprocess: Preprocess, sh
             array[i] = 0
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core.
-    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, Progress(
-        transient=True, disable=not show
-    ) as progress:
-        task = progress.add_task(f"Decoding {len(paths)} images", total=len(paths))
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, track(len(paths), f"Decoding {len(paths)} images", show=show) as advance:
         for _ in pool.map(work, range(len(paths))):
-            progress.advance(task)
+            advance()
     return failed
 
 
@@ -142,7 +139,6 @@ def decode_all(
     """
     side = preprocess.resize_size
     shape = (len(paths), side, side, 3)
-    show = sys.stderr.isatty() if show is None else show
     if not cache:
         array = np.empty(shape, np.uint8)
         return DecodedImages(array, _decode_into(array, paths, preprocess, show), cached=False)

@@ -16,13 +16,13 @@ import zlib
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
+from headstart.progress import track
 
 FEATURES_VERSION = 1
 
@@ -51,14 +51,13 @@ def extract_features(
     backbone.eval().to(memory_format=torch.channels_last)
     device = next(backbone.parameters()).device
     out: list[torch.Tensor] = []
-    with torch.inference_mode(), Progress(transient=True, disable=not show) as progress:
-        task = progress.add_task("Computing frozen-base features", total=len(rows))
+    with torch.inference_mode(), track(len(rows), f"Computing frozen-base features of {len(rows)} images", show=show) as advance:
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             x = views[start // batch_size] if augment is not None else torch.from_numpy(preprocess.normalize(squares[chunk]))
             x = to_channels_last(x.to(device))
             out.append(backbone(x).float().cpu())
-            progress.advance(task, len(chunk))
+            advance(len(chunk))
     backbone.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
