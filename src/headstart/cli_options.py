@@ -163,8 +163,23 @@ def _parameter(cls: type, name: str, help: str | None = None) -> inspect.Paramet
     names = [spec.name] if spec.name else []
     if spec.flag_only:
         names = [option_name(cls, name)]
-    option = typer.Option(default, *names, help=help or spec.help, show_default=not spec.flag_only)
+    option = typer.Option(
+        default, *names, help=help or spec.help, show_default=not spec.flag_only, callback=_checked(spec.to_field) if spec.to_field else None
+    )
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
+
+
+def _checked(to_field: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A click callback: a value the field cannot take is a usage error while parsing."""
+
+    def check(value: Any) -> Any:
+        try:
+            to_field(value)
+        except ConfigError as exc:
+            raise typer.BadParameter(str(exc).rstrip(".")) from None
+        return value
+
+    return check
 
 
 def with_config_options(fields: list[tuple[type, str]], help: dict[str, str] | None = None) -> Callable:
