@@ -229,7 +229,7 @@ def export(
 def serve(
     run: Path = typer.Argument(..., help="A run folder, or an exported model.onnx."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
     max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
@@ -254,8 +254,11 @@ def demo(
     Classifier, default_run_dir = api.Classifier, api.default_run_dir
 
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
+    if out_dir is not None:
+        refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
+    out_dir = out_dir or default_outside(default_run_dir("demo"), data)
     err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
-    clf = Classifier(console=err).fit(data, out_dir or default_run_dir("demo"))  # every default
+    clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
     held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]  # type: ignore[operator]
