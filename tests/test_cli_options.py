@@ -143,3 +143,26 @@ def test_the_default_output_never_lands_inside_data(tmp_path, make_images, monke
     line = one_error_line(err)
     assert code == 2 and "inside the data folder" in line and str(tmp_path / "runs") in line
     assert not (data / "runs").exists()
+
+
+def test_demo_never_writes_into_its_bundled_data(monkeypatch, capsys):
+    from importlib import resources
+
+    inside = resources.files("headstart") / "demo_data" / "openclipart" / "run"
+    monkeypatch.setattr(api.Classifier, "fit", lambda *a, **k: pytest.fail("trained"))
+    code, err = run_main(monkeypatch, capsys, ["demo", "--out", str(inside)])
+    assert code == 2 and "inside the data folder" in one_error_line(err)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["train", "x", "--lr", "fast"], "--lr"),
+    (["train", "x", "--hidden", "5,x"], "--hidden"),
+    (["train", "x", "--batch-size", "many"], "--batch-size"),
+    (["serve", "x", "--port", "-1"], "--port"),
+    (["evaluate"], "run"),
+    (["no-such-command"], "no-such-command"),
+])
+def test_usage_errors_are_one_line_naming_the_help(monkeypatch, capsys, args, named):
+    code, err = run_main(monkeypatch, capsys, args)
+    line = one_error_line(err)
+    assert code == 2 and named in line and "--help" in line

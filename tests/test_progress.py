@@ -64,3 +64,49 @@ def test_decoding_reports_to_a_log(tmp_path, make_images, monkeypatch, capsys):
     images = store.decode_all(paths, pre, cache=False)
     assert np.asarray(images.array).shape[0] == 6
     assert "Decoding 6 images: 6/6 done" in capsys.readouterr().err
+
+
+def _fit_tiny(console: Console, epochs: int = 2) -> None:
+    import lightning as L
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from headstart.engine.progress import EpochProgress
+
+    class Tiny(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            return self.layer(batch[0]).pow(2).mean()
+
+        def validation_step(self, batch, _):
+            self.log("val_loss", self.layer(batch[0]).pow(2).mean())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)
+    trainer = L.Trainer(max_epochs=epochs, callbacks=[EpochProgress(1, console, every=0)], logger=False,
+                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer.fit(Tiny(), data, data)
+
+
+def test_epochs_in_a_log_are_plain_lines_and_lightnings_bar_is_gone(capsys):
+    console, buffer = _log()
+    _fit_tiny(console)
+    lines = buffer.getvalue().splitlines()
+    assert lines[0].startswith("phase 1 epoch 1/2 batches: 1/4")  # validation batches join the total when it starts
+    assert any(l.startswith("phase 1 epoch 1/2 batches: 8/8 (100%)") for l in lines)
+    assert any(l.startswith("phase 1 epoch 2/2 batches: 8/8 (100%)") for l in lines)
+    assert not any("done" in l for l in lines)  # the epoch's own line (EpochLog) closes it
+    assert "Epoch 0" not in capsys.readouterr().err + buffer.getvalue()  # no Lightning bar
+
+
+def test_epoch_bar_on_a_terminal_is_erased_when_training_ends(capsys):
+    buffer = io.StringIO()
+    _fit_tiny(Console(file=buffer, force_terminal=True, width=100))
+    screen = buffer.getvalue()
+    assert "phase 1 epoch 2/2" in screen and screen.rstrip().endswith("\x1b[2K")  # the last thing drawn erases the bar
+    assert "Epoch 1" not in capsys.readouterr().err
