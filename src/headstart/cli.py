@@ -111,7 +111,7 @@ def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> No
             f"--resume {run} continues with the run's own data and options, so {', '.join(refused)} cannot be given; "
             f"allowed with --resume: {allowed}."
         )
-    placement = {n: build_config(TrainConfig, ctx.params).to_dict()[n] for n in given if n in RESUME_ALLOWED and n != "report"}
+    placement = {n: ctx.params[n] for n in given if n in RESUME_ALLOWED and n != "report"}  # TrainConfig fields, as typed
     if placement or "report" in given:
         shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (["--report" if report else "--no-report"] if "report" in given else [])
         err.print(f"Resuming {run} with " + ", ".join(shown), highlight=False)
