@@ -62,3 +62,16 @@ def test_tta_is_given_at_construction(exported_run):
     assert flipped.tta == ("hflip",) and plain.tta == () and clf.predictor() is plain  # nothing mutated
     want = {p.source: "  ".join(f"{c} {v:.3f}" for c, v in p.top) for p in flipped.predict(files, top_k=3)}
     assert printed([run, *files, "--tta-views", "hflip"]) == want
+
+
+def test_out_inside_an_input_folder_is_refused_before_any_work(tmp_path, make_images):
+    from typer.testing import CliRunner
+
+    from headstart.cli import app
+
+    data = make_images(tmp_path / "imgs")
+    before = sorted(p.relative_to(data) for p in data.rglob("*"))
+    result = CliRunner().invoke(app, ["predict", str(tmp_path / "no-such-run"), str(data), "--out", str(data / "preds.csv")])
+    assert result.exit_code != 0
+    assert "inside the data folder" in str(result.exception) or "inside the data folder" in result.output
+    assert sorted(p.relative_to(data) for p in data.rglob("*")) == before

@@ -9,18 +9,23 @@ Only predict (with an exported ONNX model) and serve run without the training st
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import sys
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from headstart.errors import HeadstartError, MissingExtraError
+from headstart.cli_options import build_config, config_fields, with_config_options
+from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+from headstart.errors import ConfigError, HeadstartError, MissingExtraError
+from headstart.paths import default_outside, refuse_inside_data
 from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
@@ -28,27 +33,6 @@ cache_app = typer.Typer(help="The decoded-image cache.", no_args_is_help=True)
 app.add_typer(cache_app, name="cache")
 out = Console(soft_wrap=True)  # results: one line per image, never wrapped
 err = Console(stderr=True, soft_wrap=True)
-
-
-class Head(str, Enum):
-    linear = "linear"
-    bottleneck = "bottleneck"
-    mlp = "mlp"
-
-
-class TaskName(str, Enum):
-    multiclass = "multiclass"
-    binary = "binary"
-    multilabel = "multilabel"
-
-
-def _lr(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise typer.BadParameter(f"--lr {text!r}: give a number such as 3e-3, or auto") from None
 
 
 _TRAINING_STACK = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "safetensors", "matplotlib", "jinja2", "onnx")
@@ -67,87 +51,71 @@ def _training_api():  # type: ignore[no-untyped-def]
     return api
 
 
-def _widths(text: Optional[str]) -> tuple[int, ...]:
-    if not text:
-        return ()
-    try:
-        return tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"--hidden {text!r}: give comma-separated integers such as 512,256") from None
+RESUME_ALLOWED = ("devices", "num_nodes", "strategy", "accelerator", "dist_timeout", "report")
+TRAIN_FIELDS = [
+    *config_fields(ModelConfig), *config_fields(TrainConfig), *config_fields(AugmentConfig),
+]
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """The parameters the user typed (or set through the environment), not defaults."""
+    typed = ("COMMANDLINE", "ENVIRONMENT")  # by name: typer may bring its own click
+    return [name for name in ctx.params if getattr(ctx.get_parameter_source(name), "name", None) in typed]
+
+
+def _spelling(ctx: typer.Context, name: str) -> str:
+    param = next(p for p in ctx.command.params if p.name == name)
+    return (param.name or "").upper() if param.param_type_name == "argument" else param.opts[0]
 
 
 @app.command()
+@with_config_options(TRAIN_FIELDS)
 def train(
-    data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val[/test]) or CSV (path,label | path,labels)."),
+    ctx: typer.Context,
+    data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val/test) or CSV (path,label | path,labels)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/<data name>, never overwriting."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run folder from its last checkpoint."),
-    arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm architecture, or convnet_tiny / convnet_small."),
-    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (.safetensors/.pth/.bin)."),
-    pretrained: bool = typer.Option(True, help="Start from pretrained weights (--no-pretrained: random init)."),
-    head: Head = typer.Option(Head.linear, help="Head on the pooled features."),
-    hidden: Optional[str] = typer.Option(None, help="Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp)."),
-    dropout: float = typer.Option(0.0, help="Dropout in the head."),
-    task: Optional[TaskName] = typer.Option(None, help="Default: follows the data."),
-    threshold: float = typer.Option(0.5, help="Decision threshold for binary and multi-label."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
-    frozen_epochs: Optional[int] = typer.Option(None, help="Phase 1: epochs training the head on the frozen base. Default: 30 on cached features, else 5."),
-    finetune_epochs: Optional[int] = typer.Option(None, help="Phase 2: epochs fine-tuning the base (0: skip). Default: 3 on a GPU, 0 on a CPU."),
-    lr: str = typer.Option("3e-3", help="Head learning rate, or 'auto': run lr-find first and use its suggestion."),
-    finetune_lr: Optional[float] = typer.Option(None, help="Phase 2 head learning rate. Default: lr / 10."),
-    base_lr_ratio: float = typer.Option(0.3, help="Phase 2: base learning rate = finetune-lr * this."),
-    unfreeze: int = typer.Option(0, help="Phase 2: unfreeze the last N stages (0: all)."),
-    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
-    weight_decay: float = typer.Option(0.01),
-    schedule: str = typer.Option("cosine", help="cosine, constant, or plateau (reduce LR on plateau)."),
-    batch_size: int = typer.Option(32),
-    val_fraction: float = typer.Option(0.2, help="Validation share when DATA has no val split."),
-    seed: int = typer.Option(0),
-    monitor: str = typer.Option("val_loss", help="Best-checkpoint and early-stopping metric: val_loss, val_acc or val_f1."),
-    patience: int = typer.Option(3, help="Early stopping patience in epochs (0: off)."),
-    class_weights: Optional[str] = typer.Option(None, "--class-weights", help="'balanced': loss weights inverse to class frequency."),
-    oversample: bool = typer.Option(False, "--oversample", help="Sample rare classes more often."),
     augment: bool = typer.Option(True, help="Training augmentation (flip, rotation, crop, colour)."),
-    rotation: float = typer.Option(10.0, help="Augmentation: max rotation in degrees."),
-    vflip: bool = typer.Option(False, help="Augmentation: vertical flips too."),
-    feature_cache: bool = typer.Option(True, help="Phase 1 on base features computed once."),
-    feature_views: int = typer.Option(1, help="Phase 1 on cached features: 1 + this many minus 1 random training views per image."),
     cache: bool = typer.Option(True, help="Keep decoded images in the on-disk cache."),
-    workers: Optional[int] = typer.Option(None, help="Data loader workers. Default: sized to the machine."),
-    accelerator: str = typer.Option("auto", help="Lightning accelerator: auto, cpu, gpu, mps."),
-    precision: Optional[str] = typer.Option(None, help="Lightning precision, e.g. bf16-mixed."),
-    devices: str = typer.Option("1", help="Devices (processes) per machine: a count, 'auto', -1 (all) or ids such as 0,1."),
-    num_nodes: int = typer.Option(1, "--num-nodes", help="Machines (launch with torchrun or SLURM; see README)."),
-    strategy: Optional[str] = typer.Option(None, help="Lightning strategy: ddp (default with several devices), fsdp, auto."),
-    dist_timeout: float = typer.Option(1800.0, help="Seconds a process waits in a collective for a silent one before the run fails."),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the base for fine-tuning (slow first steps)."),
-    logger: str = typer.Option("auto", help="Besides epochs.csv: auto (TensorBoard if installed), csv, tensorboard or mlflow."),
     report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
+    **options: Any,
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
-    Classifier = _training_api().Classifier
-    from headstart.config import AugmentConfig, ModelConfig, TrainConfig
-
-    if resume is not None:  # same options as the run, except where it runs, when given
-        given = {"devices": devices, "num_nodes": num_nodes, "strategy": strategy, "accelerator": accelerator, "dist_timeout": dist_timeout}
-        defaults = {"devices": "1", "num_nodes": 1, "strategy": None, "accelerator": "auto", "dist_timeout": 1800.0}
-        Classifier.resume(resume, console=err, report=report, placement={k: v for k, v in given.items() if v != defaults[k]})
+    given = _given(ctx)
+    if resume is not None:  # the run's own data and options; only where it runs may change
+        _resume(ctx, resume, given, report)
         return
     if data is None:
         raise typer.BadParameter("give DATA (a folder or CSV), or --resume RUN")
-    model = ModelConfig(
-        arch=arch, pretrained=pretrained, weights=str(weights) if weights else None, head=head.value,
-        hidden=_widths(hidden), dropout=dropout, task=task.value if task else None, threshold=threshold,
-    )
-    aug = AugmentConfig(rotation=rotation, vflip=vflip) if augment else AugmentConfig.none()
-    cfg = TrainConfig(
-        frozen_epochs=frozen_epochs, finetune_epochs=finetune_epochs, lr=_lr(lr), finetune_lr=finetune_lr, base_lr_ratio=base_lr_ratio,
-        unfreeze=unfreeze, optimizer=optimizer, weight_decay=weight_decay, schedule=schedule, batch_size=batch_size,
-        val_fraction=val_fraction, seed=seed, monitor=monitor, patience=patience,
-        class_weights=class_weights, oversample=oversample, augment=aug,
-        feature_cache=feature_cache, feature_views=feature_views, num_workers=workers, accelerator=accelerator, precision=precision, compile=compile,
-        logger=logger, devices=devices, num_nodes=num_nodes, strategy=strategy, dist_timeout=dist_timeout,
-    )
-    Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
+    if not augment and {"rotation", "vflip"} & set(given):
+        raise ConfigError("--rotation and --vflip set the augmentation that --no-augment turns off; drop one or the other.")
+    api = _training_api()
+    if out_dir is not None:
+        refuse_inside_data(out_dir, data, default=api.default_run_dir(data))
+    else:  # only checked: ranks > 0 of a multi-process run find rank 0's folder themselves
+        default_outside(api.default_run_dir(data), data)
+    model = build_config(ModelConfig, options)
+    aug = build_config(AugmentConfig, options) if augment else AugmentConfig.none()
+    cfg = build_config(TrainConfig, options, augment=aug)
+    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
+
+
+def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> None:
+    """--resume RUN: refuse DATA and training options (the run keeps its own); apply and
+    print the placement options and --report."""
+    refused = [_spelling(ctx, n) for n in given if n not in (*RESUME_ALLOWED, "resume")]
+    if refused:
+        allowed = ", ".join(_spelling(ctx, n) for n in RESUME_ALLOWED)
+        raise ConfigError(
+            f"--resume {run} continues with the run's own data and options, so {', '.join(refused)} cannot be given; "
+            f"allowed with --resume: {allowed}."
+        )
+    placement = {n: ctx.params[n] for n in given if n in RESUME_ALLOWED and n != "report"}  # TrainConfig fields, as typed
+    if placement or "report" in given:
+        shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (["--report" if report else "--no-report"] if "report" in given else [])
+        err.print(f"Resuming {run} with " + ", ".join(shown), highlight=False)
+    _training_api().Classifier.resume(run, console=err, report=report, placement=placement)
 
 
 @app.command()
@@ -161,6 +129,10 @@ def evaluate(
     report: bool = typer.Option(True, help="Write report.html beside the metrics."),
 ) -> None:
     """Accuracy, per-class precision/recall/F1 and the confusion matrix on DATA."""
+    if out_dir is not None:
+        for folder in [data, _trained_on(run)]:
+            if folder is not None:
+                refuse_inside_data(out_dir, folder, default=run / f"eval-{Path(folder).stem}")
     Classifier = _training_api().Classifier
 
     clf = Classifier.load(run)
@@ -168,6 +140,15 @@ def evaluate(
     clf.console = err
     clf.report = report
     clf.evaluate(data, out_dir, tta=tta_views or tta)
+
+
+def _trained_on(run: Path) -> Optional[Path]:
+    """The data folder a run was trained on, as its config.json records it (None: unknown)."""
+    try:
+        data = json.loads((run / "config.json").read_text(encoding="utf-8"))["meta"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(data) if isinstance(data, str) else None
 
 
 @app.command()
@@ -194,6 +175,12 @@ def predict(
         raise ConfigError(f"--shard {shard!r}: give K/N with 0 <= K < N, e.g. 0/4 ... 3/4.")
     if resume and out_csv is None:
         raise ConfigError("--resume continues an --out file: give --out PREDICTIONS.csv (the file to continue).")
+    if out_csv is not None:
+        from headstart.paths import refuse_inside_data
+
+        for source in inputs:
+            if source.is_dir():
+                refuse_inside_data(out_csv, source, default=Path(f"predictions-{source.resolve().name}.csv"))
     views = resolve_views(tta_views or tta)  # a bad view name fails before the model loads
     predictor = _predictor(run, views)
 
@@ -250,7 +237,7 @@ def export(
 def serve(
     run: Path = typer.Argument(..., help="A run folder, or an exported model.onnx."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
     max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
@@ -275,8 +262,11 @@ def demo(
     Classifier, default_run_dir = api.Classifier, api.default_run_dir
 
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
+    if out_dir is not None:
+        refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
+    out_dir = out_dir or default_outside(default_run_dir("demo"), data)
     err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
-    clf = Classifier(console=err).fit(data, out_dir or default_run_dir("demo"))  # every default
+    clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
     held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]  # type: ignore[operator]
@@ -287,27 +277,30 @@ def demo(
     err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
 
 
+LR_FIND_FIELDS = [
+    (ModelConfig, "arch"), (ModelConfig, "weights"), (ModelConfig, "head"), (ModelConfig, "hidden"),
+    (TrainConfig, "optimizer"), (TrainConfig, "batch_size"), (TrainConfig, "val_fraction"), (TrainConfig, "seed"),
+    (TrainConfig, "class_weights"),
+]
+
+
 @app.command("lr-find")
+@with_config_options(LR_FIND_FIELDS, help={"val_fraction": "Validation share when DATA has no val split (kept out of the sweep)."})
 def lr_find(
     data: Path = typer.Argument(..., help="Folder or CSV, as for 'train'."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where lr_find.png/.json go. Default: ./lr-find-<data name>."),
-    arch: str = typer.Option("tf_efficientnet_lite0", help="Any timm architecture, or convnet_tiny / convnet_small."),
-    weights: Optional[Path] = typer.Option(None, help="Backbone weights file (.safetensors/.pth/.bin)."),
-    head: Head = typer.Option(Head.linear, help="Head on the pooled features."),
-    hidden: Optional[str] = typer.Option(None, help="Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp)."),
     image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
-    optimizer: str = typer.Option("adamw", help="adamw, adam or sgd."),
-    batch_size: int = typer.Option(32),
-    val_fraction: float = typer.Option(0.2, help="Validation share when DATA has no val split (kept out of the sweep)."),
-    seed: int = typer.Option(0),
     cache: bool = typer.Option(True, help="Use the decoded-image cache."),
+    **options: Any,
 ) -> None:
     """Learning-rate range test of the head on the frozen base: a plot and a suggested --lr."""
+    default = Path("lr-find-" + (re.sub(r"[^\w.-]+", "_", data.resolve().stem) or "data"))
+    if out_dir is not None:
+        refuse_inside_data(out_dir, data, default=default)
+    else:
+        out_dir = default_outside(default, data)
     Classifier = _training_api().Classifier
-    from headstart.config import ModelConfig, TrainConfig
-
-    model = ModelConfig(arch=arch, weights=str(weights) if weights else None, head=head.value, hidden=_widths(hidden))
-    cfg = TrainConfig(optimizer=optimizer, batch_size=batch_size, val_fraction=val_fraction, seed=seed)
+    model, cfg = build_config(ModelConfig, options), build_config(TrainConfig, options)
     finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
     out.print(f"{finding.suggestion:.3g}")
     err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
@@ -326,6 +319,7 @@ def doctor(
     from headstart.doctor.run import check_out, default_out
 
     target = out_dir or default_out(data)
+    refuse_inside_data(target, data, default=default_out(data))
     check_out(target, data)  # before reading 100k files, not after
     diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal)
     folder = write_outputs(diagnosis, target)
@@ -381,10 +375,12 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
     except typer.TyperException as exc:  # click's usage errors (bad option, missing argument...)
-        show = getattr(exc, "show", None)
-        if show is None:
+        message = getattr(exc, "format_message", None)
+        if message is None:
             raise
-        show()
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        err.print(f"[red]error:[/] {escape(message())}{escape(where)}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
 
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from rich.progress import Progress
 
 from headstart.preprocess import Preprocess
+from headstart.progress import track
 
 STORE_VERSION = 3  # 3: compact rows (min(native, resize_size) px, grey in one channel); 2: per-row CRC-32
 
@@ -200,7 +200,7 @@ class _Decoded:
     failed: dict[int, str]
 
 
-def _decode(paths: list[str], preprocess: Preprocess, show: bool, write) -> _Decoded:  # type: ignore[no-untyped-def]
+def _decode(paths: list[str], preprocess: Preprocess, show: bool | None, write) -> _Decoded:  # type: ignore[no-untyped-def]
     """Decode ``paths`` to compact rows, handing them to ``write`` in order, a chunk at a time."""
     out = _Decoded([], [], {})
 
@@ -211,8 +211,7 @@ def _decode(paths: list[str], preprocess: Preprocess, show: bool, write) -> _Dec
             return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
     # Pillow releases the GIL while decoding and resizing, so threads use every core.
-    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, Progress(transient=True, disable=not show) as progress:
-        task = progress.add_task(f"Decoding {len(paths)} images", total=len(paths))
+    with ThreadPoolExecutor(max_workers=cpu_count()) as pool, track(len(paths), f"Decoding {len(paths)} images", show=show) as advance:
         for start in range(0, len(paths), _CHUNK):
             rows = list(pool.map(work, range(start, min(len(paths), start + _CHUNK))))
             for i, row in enumerate(rows, start):
@@ -221,7 +220,7 @@ def _decode(paths: list[str], preprocess: Preprocess, show: bool, write) -> _Dec
                 out.sides.append(0 if isinstance(row, str) else row.shape[0])
                 out.channels.append(3 if isinstance(row, str) else row.shape[-1])
             write([row for row in rows if not isinstance(row, str)])
-            progress.advance(task, len(rows))
+            advance(len(rows))
     return out
 
 
@@ -232,7 +231,7 @@ def _npy_header(length: int) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool) -> _Decoded:
+def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool | None) -> _Decoded:
     """Write the store as a (total,) uint8 .npy: a placeholder header, the rows appended
     chunk by chunk (memory bounded by a chunk), then the real header once the length is known."""
     header = len(_npy_header(0))
@@ -263,7 +262,6 @@ def decode_all(
         >>> images.array.shape                                    # (2, 256, 256, 3) when read
         >>> images.array.nbytes                                   # bytes actually stored
     """
-    show = sys.stderr.isatty() if show is None else show
     if not cache or not paths:
         chunks: list[np.ndarray] = []
         decoded = _decode(paths, preprocess, show, lambda rows: chunks.extend(r.reshape(-1) for r in rows))

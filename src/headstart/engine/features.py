@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from rich.progress import Progress
 from torch import nn
 
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
+from headstart.progress import track
 
 if TYPE_CHECKING:
     from headstart.data.store import Squares
@@ -58,9 +58,9 @@ def extract_features(
     out: list[torch.Tensor] = []
     # The views are drawn from a private seed, batch by batch in row order, so they are the
     # same every call; the caller's random state is left as it was.
-    with torch.random.fork_rng(devices=[]), torch.inference_mode(), Progress(transient=True, disable=not show) as progress:
+    what = f"Computing frozen-base features of {len(rows)} images"
+    with torch.random.fork_rng(devices=[]), torch.inference_mode(), track(len(rows), what, show=show) as advance:
         torch.manual_seed(seed)
-        task = progress.add_task("Computing frozen-base features", total=len(rows))
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             batch = squares[chunk]  # (B, R, R, 3) uint8
@@ -70,7 +70,7 @@ def extract_features(
                 x = torch.from_numpy(preprocess.normalize(batch))
             x = to_channels_last(x.to(device))
             out.append(backbone(x).float().cpu())
-            progress.advance(task, len(chunk))
+            advance(len(chunk))
     backbone.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 

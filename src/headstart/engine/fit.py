@@ -30,6 +30,7 @@ from headstart.engine.callbacks import EpochLog
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
+from headstart.engine.progress import EpochProgress
 from headstart.errors import ArtifactError
 from headstart.models import Network
 
@@ -233,7 +234,7 @@ def two_phase_fit(
             dirpath=folder, filename="best", monitor=config.monitor, mode=mode,
             save_top_k=1, save_last=True, enable_version_counter=False,
         )
-        extra: list[L.Callback] = [best, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console)]
+        extra: list[L.Callback] = [best, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console), EpochProgress(phase.number, console)]
         if config.patience:
             extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
         logger = make_logger(config.logger, run_dir, phase.number)

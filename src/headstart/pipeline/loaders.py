@@ -45,7 +45,7 @@ class FrozenFeatures:
         if (split, view) not in self._memo:
             self._memo[(split, view)] = cached_features(
                 self.network.backbone, self.prepared.images.array, self.prepared.rows[split], self.preprocess, self.cache,
-                show=self.console.is_terminal, augment=self.config.augment if view else None, seed=self.config.seed + view,
+                show=not self.console.quiet, augment=self.config.augment if view else None, seed=self.config.seed + view,
             )
         return self._memo[(split, view)]
 
