@@ -72,11 +72,11 @@ def test_compile_wraps_only_the_fine_tuning_forward(convnet_weights):
 
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), num_outputs=3)
     names = set(net.state_dict())
-    on = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
+    on = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
     assert len(on._train_forward) == 1 and isinstance(on._train_forward[0], torch._dynamo.eval_frame.OptimizedModule)
     assert {k.removeprefix("network.") for k in on.state_dict() if k.startswith("network.")} == names  # no _orig_mod
-    frozen = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
-    off = ClassifierModule(net, "multiclass", 3, TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
+    frozen = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
+    off = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
     assert frozen._train_forward == [] and off._train_forward == []
 
 

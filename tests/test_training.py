@@ -109,7 +109,7 @@ def test_frozen_and_partial_unfreeze_parameter_counts(convnet_weights):
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=True, weights=convnet_weights), 3)
     counts = {}
     for phase, unfreeze in ((1, 0), (2, 1), (2, 0)):
-        ClassifierModule(net, "multiclass", 3, TrainConfig(unfreeze=unfreeze), phase, 1e-3, 1e-4)
+        ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(unfreeze=unfreeze), phase=phase, head_lr=1e-3, base_lr=1e-4)
         counts[(phase, unfreeze)] = sum(p.numel() for p in net.parameters() if p.requires_grad)
     head = sum(p.numel() for p in net.head.parameters())
     total = sum(p.numel() for p in net.parameters())
