@@ -238,3 +238,71 @@ def test_oversampling_draws_the_rare_classes_more_often(tmp_path, make_images, c
     natural = sum(s.labels[0] in rare for s in train) * epochs  # a plain shuffle draws each image once an epoch
     drawn = sum(label in rare for label in capture.labels)
     assert drawn >= 1.5 * natural  # balanced: each class about a third of the draws
+
+
+# -- recipe mechanisms: one-cycle schedule, label smoothing ----------------------------------------
+
+
+def _module(config: TrainConfig, phase: int = 2, head_lr: float = 1e-3, base_lr: float = 3e-4):
+    from headstart.engine.module import ClassifierModule
+
+    network = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
+    module = ClassifierModule(network, task="multiclass", num_classes=3, config=config, phase=phase,
+                              head_lr=head_lr, base_lr=base_lr)
+
+    class Trainer:  # what configure_optimizers reads
+        estimated_stepping_batches = 20
+
+    module.trainer = Trainer()  # type: ignore[assignment]
+    return module
+
+
+@pytest.mark.parametrize("anneal", ["cos", "linear"])
+def test_onecycle_warms_each_group_up_to_its_own_rate_then_decays(anneal):
+    configured = _module(TrainConfig(schedule="onecycle", warmup_fraction=0.25, anneal=anneal)).configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert configured["lr_scheduler"]["interval"] == "step"
+    lrs = {"head": [], "base": []}
+    for _ in range(20):
+        for g in optimizer.param_groups:
+            lrs[g["name"]].append(g["lr"])
+        optimizer.step()
+        scheduler.step()
+    for name, peak in (("head", 1e-3), ("base", 3e-4)):  # discriminative: each group peaks at its own rate
+        seen = lrs[name]
+        top = seen.index(max(seen))
+        assert max(seen) == pytest.approx(peak, rel=1e-3)
+        assert top in (4, 5)  # a quarter of the 20 steps warming up
+        assert seen[0] < peak / 10 and seen[-1] < peak / 10
+        assert all(a <= b for a, b in zip(seen[:top], seen[1 : top + 1]))  # rising, then falling
+        assert all(a >= b for a, b in zip(seen[top:], seen[top + 1 :]))
+
+
+def test_label_smoothing_reaches_the_loss():
+    logits, y = torch.randn(6, 3), torch.arange(6) % 3
+    smooth = _module(TrainConfig(label_smoothing=0.1)).loss_fn(logits, y)
+    assert smooth == pytest.approx(nn.functional.cross_entropy(logits, y, label_smoothing=0.1).item(), rel=1e-6)
+    assert _module(TrainConfig()).loss_fn(logits, y) == pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-6)
+    assert smooth != pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("bad", [{"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"warmup_fraction": 0.0},
+                                 {"anneal": "cosine"}, {"schedule": "one-cycle"}])
+def test_recipe_options_are_checked(bad):
+    from headstart.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        TrainConfig(**bad)
+
+
+def test_a_onecycle_run_records_its_finished_phases(tmp_path, convnet_weights):
+    """The one-cycle scheduler's state goes into the phase checkpoints like any other."""
+    from headstart.engine.fit import finished_phases
+
+    epochs = Epochs()
+    _, result = fit(tmp_path, options(frozen_epochs=2, finetune_epochs=1, schedule="onecycle"), callbacks=[epochs],
+                    weights=convnet_weights)
+    assert [phase for phase, _ in epochs.seen] == [1, 1, 2]
+    records = finished_phases(tmp_path / "run")
+    assert set(records) == {1, 2} and records[result.best_phase].best_score == pytest.approx(result.best_score)
+    assert all((tmp_path / "run" / "checkpoints" / f"phase{n}" / r.weights).is_file() for n, r in records.items())

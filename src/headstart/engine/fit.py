@@ -271,7 +271,8 @@ def two_phase_fit(
         # The finished phase's last.ckpt, written again with its record marked finished: the
         # weights file is written first, so a record that says finished always has them.
         # Every rank calls this (rank 0 writes; Lightning waits for all of them).
-        record.finish(float(best.best_model_score), full.name)
+        score = best.best_model_score
+        record.finish(float(score) if score is not None else math.nan, full.name)
         trainer.save_checkpoint(last)
         records[phase.number] = record
         trainer.strategy.barrier("headstart-phase-saved")  # ranks > 0 read these files at the end

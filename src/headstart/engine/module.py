@@ -67,7 +67,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps:
     if config.schedule == "onecycle":
         onecycle = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, steps),
-            pct_start=config.warmup_fraction, anneal_strategy=config.anneal,
+            pct_start=config.warmup_fraction, anneal_strategy="linear" if config.anneal == "linear" else "cos",
         )
         return {"scheduler": onecycle, "interval": "step"}
     return None
