@@ -150,7 +150,7 @@ def test_phase_1_trains_the_head_phase_2_the_chosen_groups(arch):
     groups = net.base_groups()
 
     def count(phase: int, unfreeze: int = 0) -> int:
-        ClassifierModule(net, "multiclass", 3, TrainConfig(unfreeze=unfreeze), phase, 1e-3, 1e-4)
+        ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(unfreeze=unfreeze), phase=phase, head_lr=1e-3, base_lr=1e-4)
         return trainable(net)
 
     assert count(1) == head
@@ -166,7 +166,7 @@ def test_phase_1_trains_the_head_phase_2_the_chosen_groups(arch):
 
 def test_unfreeze_picks_the_last_stages_of_the_convnet():
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
-    ClassifierModule(net, "multiclass", 3, TrainConfig(unfreeze=1), 2, 1e-3, 1e-4)
+    ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(unfreeze=1), phase=2, head_lr=1e-3, base_lr=1e-4)
     on = {n for n, p in net.backbone.named_parameters() if p.requires_grad}
     assert on and all(n.startswith("stages.2.") for n in on)
     assert all(p.requires_grad for n, p in net.backbone.named_parameters() if n.startswith("stages.2."))
@@ -179,7 +179,7 @@ def test_optimizer_groups_follow_the_phase():
         estimated_stepping_batches = 10
 
     for phase, names in ((1, ["head"]), (2, ["head", "base"])):
-        module = ClassifierModule(net, "multiclass", 3, TrainConfig(schedule="constant"), phase, 1e-3, 3e-4)
+        module = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(schedule="constant"), phase=phase, head_lr=1e-3, base_lr=3e-4)
         module.trainer = FakeTrainer()  # type: ignore[assignment]
         optimizer = module.configure_optimizers()
         assert [g["name"] for g in optimizer.param_groups] == names
@@ -191,7 +191,7 @@ def test_optimizer_groups_follow_the_phase():
 
 def test_frozen_phase_keeps_batch_norm_statistics():
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
-    module = ClassifierModule(net, "multiclass", 3, TrainConfig(), 1, 1e-3, 0.0)
+    module = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(), phase=1, head_lr=1e-3, base_lr=0.0)
     module.train()
     module.on_train_batch_start(None, 0)
     bn = [m for m in net.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -214,9 +214,9 @@ def test_head_only_shares_the_head():
 def test_compile_wraps_only_the_fine_tuning_forward():
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), num_outputs=3)
     names = set(net.state_dict())
-    on = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
+    on = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(compile=True), phase=2, head_lr=1e-3, base_lr=1e-4)
     assert len(on._train_forward) == 1 and isinstance(on._train_forward[0], torch._dynamo.eval_frame.OptimizedModule)
     assert {k.removeprefix("network.") for k in on.state_dict() if k.startswith("network.")} == names  # no _orig_mod
-    frozen = ClassifierModule(net, "multiclass", 3, TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
-    off = ClassifierModule(net, "multiclass", 3, TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
+    frozen = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(compile=True), phase=1, head_lr=1e-3, base_lr=0.0)
+    off = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(), phase=2, head_lr=1e-3, base_lr=1e-4)
     assert frozen._train_forward == [] and off._train_forward == []

@@ -212,6 +212,7 @@ def test_loss_and_sample_weights():
 @pytest.mark.parametrize("options", [
     {"optimizer": "sgd", "schedule": "plateau", "monitor": "val_acc"},
     {"optimizer": "adam", "schedule": "constant", "monitor": "val_f1", "feature_cache": False, "unfreeze": 1},
+    {"optimizer": "adamw", "schedule": "onecycle", "monitor": "val_loss", "label_smoothing": 0.1},
 ])
 def test_other_optimizers_schedules_and_monitors_run(tmp_path, make_images, tiny, options):
     data = make_images(tmp_path / "data", per_class=5)

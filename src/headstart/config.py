@@ -19,7 +19,8 @@ Task = Literal["multiclass", "binary", "multilabel"]
 TASKS: tuple[str, ...] = ("multiclass", "binary", "multilabel")
 HEADS: tuple[str, ...] = ("linear", "bottleneck", "mlp")
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "sgd")
-SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau")
+SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau", "onecycle")
+ANNEALS: tuple[str, ...] = ("cos", "linear")  # the decay after a one-cycle warm-up
 MONITORS: tuple[str, ...] = ("val_acc", "val_loss", "val_f1")
 STRATEGIES: tuple[str, ...] = ("auto", "ddp", "fsdp")
 LOGGERS: tuple[str, ...] = ("auto", "csv", "tensorboard", "mlflow")  # see engine/loggers.py
@@ -125,7 +126,12 @@ class TrainConfig(_Serializable):
     unfreeze: int = 0  # phase 2: 0 = whole base, N = last N parameter groups (stages)
     optimizer: str = "adamw"
     weight_decay: float = 0.01
+    # Per phase: cosine decay per step, constant, plateau (x0.3 after 2 epochs without
+    # improvement), or onecycle (warm-up then decay per step, each group to its own peak).
     schedule: str = "cosine"
+    warmup_fraction: float = 0.25  # onecycle: the share of the phase's steps spent warming up
+    anneal: str = "cos"  # onecycle: "cos" or "linear" decay after the warm-up
+    label_smoothing: float = 0.0  # multiclass cross-entropy only: target mass spread over all classes
     batch_size: int = 32
     val_fraction: float = 0.2
     seed: int = 0
@@ -178,6 +184,11 @@ class TrainConfig(_Serializable):
             raise ConfigError(f"val_fraction={self.val_fraction} must be in (0, 1).")
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
+        _choice("anneal", self.anneal, ANNEALS)
+        if not 0 < self.warmup_fraction < 1:
+            raise ConfigError(f"warmup_fraction={self.warmup_fraction!r} must be in (0, 1).")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing={self.label_smoothing!r} must be in [0, 1).")
         _choice("monitor", self.monitor, MONITORS)
         if self.class_weights is not None:
             _choice("class_weights", self.class_weights, ("balanced",))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 from rich.console import Console
@@ -68,3 +69,52 @@ def read_epochs(path: Path) -> list[dict[str, str]]:
         return []
     with path.open(newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+class PhaseRecord(L.Callback):
+    """Which phase a ``Trainer.fit`` trains and, once it has ended, its result.
+
+    Lightning stores this ``state_dict`` in every checkpoint of the phase (best.ckpt,
+    last.ckpt) and gives it back on resume. When the phase ends, ``finish`` records its best
+    score and the file of its best whole-network weights, and the phase's last.ckpt is
+    written once more: a finished phase is recognised from its own last.ckpt (``read``),
+    with no side file to keep in step with the checkpoints.
+    """
+
+    def __init__(self, phase: int) -> None:
+        self.phase = phase
+        self.finished = False
+        self.best_score: float | None = None
+        self.weights: str | None = None  # file name in the phase's checkpoint folder
+
+    @property
+    def state_key(self) -> str:
+        return "PhaseRecord"
+
+    def finish(self, best_score: float, weights: str) -> None:
+        self.finished, self.best_score, self.weights = True, best_score, weights
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"phase": self.phase, "finished": self.finished, "best_score": self.best_score, "weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("phase", self.phase) != self.phase:
+            raise ValueError(f"A checkpoint of phase {state_dict['phase']} cannot resume phase {self.phase}.")
+        self.finished = bool(state_dict.get("finished", False))
+        self.best_score = state_dict.get("best_score")
+        self.weights = state_dict.get("weights")
+
+    @classmethod
+    def read(cls, checkpoint: Path) -> "PhaseRecord | None":
+        """The record saved in a Lightning checkpoint file, or None (absent, or none saved)."""
+        import torch
+
+        if not checkpoint.is_file():
+            return None
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        state = saved.get("callbacks", {}).get(cls.__name__)
+        if state is None:
+            return None
+        record = cls(int(state["phase"]))
+        record.load_state_dict(state)
+        return record

@@ -3,12 +3,21 @@
 Each phase is one ``Trainer.fit`` with its own checkpoint folder
 (``checkpoints/phase{1,2}/{best,last}.ckpt``) so ``--resume`` restarts the phase that was
 interrupted, from its last epoch, with the optimizer, scheduler and callback state intact.
-These checkpoints are internal resume files; the artifact a user loads is safetensors.
+A ``PhaseRecord`` callback keeps each phase's state in those checkpoints: a phase whose
+last.ckpt says it finished is skipped on resume, its best weights (``best.safetensors``,
+the whole network) restored. These checkpoints are internal resume files; the artifact a
+user loads is safetensors.
+
+Why separate fits rather than Lightning's ``BaseFinetuning`` (one fit that unfreezes the
+base at an epoch): phase 1 usually trains the head alone on cached base features (a
+TensorDataset, a head-only module, no augmentation), phase 2 the network on images. The
+data, the module, the epoch count, the schedule's length, early stopping and the best
+checkpoint all differ per phase, and the best phase is chosen at the end; one fit holds
+one of each.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -26,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from headstart.config import TrainConfig
 from headstart.allocator import keep_freed_memory
-from headstart.engine.callbacks import EpochLog
+from headstart.engine.callbacks import EpochLog, PhaseRecord
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
@@ -151,21 +160,14 @@ def load_weights_from_checkpoint(network: Network, path: str | Path) -> None:
     target.load_state_dict({k.removeprefix("head."): v for k, v in weights.items()} if head_only else weights)
 
 
-class Progress:
-    """``checkpoints/progress.json``: which phases finished, with their best score."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, dict] = json.loads(path.read_text()) if path.exists() else {}
-
-    def done(self, phase: int) -> dict | None:
-        return self.data.get(str(phase))
-
-    def mark(self, phase: int, score: float, best: str) -> None:
-        self.data[str(phase)] = {"score": score, "best": best}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+def finished_phases(run_dir: Path) -> dict[int, PhaseRecord]:
+    """The phases of a run that finished, read from their own last.ckpt: number -> record."""
+    records = {}
+    for folder in sorted((Path(run_dir) / "checkpoints").glob("phase*")):
+        record = PhaseRecord.read(folder / "last.ckpt")
+        if record is not None and record.finished:
+            records[record.phase] = record
+    return records
 
 
 def quiet_lightning() -> None:
@@ -205,7 +207,7 @@ def two_phase_fit(
     ckpt_root = run_dir / "checkpoints"
     if rank == 0:
         ckpt_root.mkdir(parents=True, exist_ok=True)
-    progress = Progress(ckpt_root / "progress.json")
+    records: dict[int, PhaseRecord] = {}
     mode = _mode(config.monitor)
     start = time.perf_counter()
     on_gpu = accelerated(config.accelerator)
@@ -216,25 +218,32 @@ def two_phase_fit(
         )
     for phase in plan_phases(config, pretrained, on_gpu):
         folder = ckpt_root / f"phase{phase.number}"
-        finished = progress.done(phase.number)
-        if finished:
-            network.load_state_dict(load_file(finished["best"]))
+        last = folder / "last.ckpt"
+        done = PhaseRecord.read(last)
+        if done is not None and done.finished and done.weights:
+            network.load_state_dict(load_file(folder / done.weights))
+            records[phase.number] = done
             continue
         train_loader, val_loader, on_features = loaders(phase.number)
         network.train()  # the module sets the frozen parts' modes per batch
         if on_features:
             network.backbone.requires_grad_(False)
-        last = folder / "last.ckpt"
         ckpt_path = str(last) if resume and last.exists() else None
         module = ClassifierModule(
-            head_only(network) if on_features else network, task, num_classes, config, phase.number, phase.head_lr, phase.base_lr, threshold, loss_weights
+            head_only(network) if on_features else network, task=task, num_classes=num_classes, config=config,
+            phase=phase.number, head_lr=phase.head_lr, base_lr=phase.base_lr, threshold=threshold,
+            loss_weights=loss_weights, pretrained=pretrained,
         )
         _print_parameters(console, network, phase.number)
         best = ModelCheckpoint(
             dirpath=folder, filename="best", monitor=config.monitor, mode=mode,
             save_top_k=1, save_last=True, enable_version_counter=False,
         )
-        extra: list[L.Callback] = [best, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console), EpochProgress(phase.number, console)]
+        record = PhaseRecord(phase.number)
+        extra: list[L.Callback] = [
+            best, record, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console),
+            EpochProgress(phase.number, console),
+        ]
         if config.patience:
             extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
         logger = make_logger(config.logger, run_dir, phase.number)
@@ -263,14 +272,18 @@ def two_phase_fit(
         full = folder / "best.safetensors"
         if rank == 0:
             save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(full))
-            progress.mark(phase.number, float(best.best_model_score), str(full))
-        else:
-            progress.data[str(phase.number)] = {"score": float(best.best_model_score), "best": str(full)}
+        # The finished phase's last.ckpt, written again with its record marked finished: the
+        # weights file is written first, so a record that says finished always has them.
+        # Every rank calls this (rank 0 writes; Lightning waits for all of them).
+        score = best.best_model_score
+        record.finish(float(score) if score is not None else math.nan, full.name)
+        trainer.save_checkpoint(last)
+        records[phase.number] = record
         trainer.strategy.barrier("headstart-phase-saved")  # ranks > 0 read these files at the end
 
-    scores = {int(k): v["score"] for k, v in progress.data.items()}
+    scores = {n: float(r.best_score) for n, r in records.items()}  # type: ignore[arg-type]
     pick = (min if mode == "min" else max)(scores, key=lambda k: (scores[k] if not math.isnan(scores[k]) else -math.inf, k))
-    network.load_state_dict(load_file(progress.data[str(pick)]["best"]))
+    network.load_state_dict(load_file(ckpt_root / f"phase{pick}" / str(records[pick].weights)))
     return FitResult(pick, scores[pick], config.monitor, time.perf_counter() - start)
 
 

@@ -13,10 +13,11 @@ from headstart.models import Network
 from headstart.models.network import to_channels_last
 
 
-def make_loss(task: str, weights: torch.Tensor | None) -> nn.Module:
-    """multiclass: cross-entropy (class weights); binary/multilabel: BCE (positive weights)."""
+def make_loss(task: str, weights: torch.Tensor | None, label_smoothing: float = 0.0) -> nn.Module:
+    """multiclass: cross-entropy (class weights, label smoothing); binary/multilabel: BCE
+    (positive weights; label smoothing does not apply to independent yes/no outputs)."""
     if task == "multiclass":
-        return nn.CrossEntropyLoss(weight=weights)
+        return nn.CrossEntropyLoss(weight=weights, label_smoothing=label_smoothing)
     return nn.BCEWithLogitsLoss(pos_weight=weights)
 
 
@@ -38,12 +39,52 @@ def _freeze_norm_stats(module: nn.Module, all_norms: bool) -> None:
             m.eval()
 
 
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int) -> dict | None:
+    """The configured learning-rate schedule as Lightning's ``lr_scheduler`` entry (None: constant).
+
+    ``steps``: optimizer steps in the whole phase. "onecycle" warms each parameter group up
+    to its own rate (the group's "lr" is its peak: discriminative rates survive) over the first
+    ``warmup_fraction`` of the steps, then anneals it ("cos" or "linear") towards zero.
+    """
+    if config.schedule == "plateau":
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=_mode(config.monitor), factor=0.3, patience=1)
+        return {"scheduler": plateau, "monitor": config.monitor}
+    if config.schedule == "cosine":
+        cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps), eta_min=0.0)
+        return {"scheduler": cosine, "interval": "step"}
+    if config.schedule == "onecycle":
+        onecycle = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, steps),
+            pct_start=config.warmup_fraction, anneal_strategy="linear" if config.anneal == "linear" else "cos",
+        )
+        return {"scheduler": onecycle, "interval": "step"}
+    return None
+
+
 class ClassifierModule(L.LightningModule):
-    """Phase 1 trains the head on a frozen base; phase 2 fine-tunes (part of) the base too."""
+    """Phase 1 trains the head on a frozen base; phase 2 fine-tunes (part of) the base too.
+
+    Args:
+        network: the network to train (in place).
+        task: "multiclass", "binary" or "multilabel".
+        num_classes: classes (labels) the metrics count.
+        config: the training options (optimizer, schedule, unfreeze, label smoothing ...).
+        phase: 1 (frozen base, head only) or 2 (the chosen base stages and the head).
+        head_lr, base_lr: the learning rates of the "head" and "base" parameter groups.
+        threshold: binary and multi-label decision threshold for the metrics.
+        loss_weights: class weights (multiclass) or positive weights, None for none.
+        pretrained: whether the base starts from learned weights. Then phase 2 keeps its
+            batch-norm statistics (a fine-tuning choice); from scratch they must be learned.
+
+    Example:
+        >>> module = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(),
+        ...                           phase=2, head_lr=3e-4, base_lr=1e-4)  # doctest: +SKIP
+    """
 
     def __init__(
         self,
         network: Network,
+        *,
         task: str,
         num_classes: int,
         config: TrainConfig,
@@ -52,7 +93,7 @@ class ClassifierModule(L.LightningModule):
         base_lr: float,
         threshold: float = 0.5,
         loss_weights: torch.Tensor | None = None,
-        keep_norm_stats: bool = True,
+        pretrained: bool = True,
     ) -> None:
         super().__init__()
         self.network = network
@@ -60,8 +101,8 @@ class ClassifierModule(L.LightningModule):
         self.config = config
         self.phase = phase
         self.head_lr, self.base_lr = head_lr, base_lr
-        self.keep_norm_stats = keep_norm_stats
-        self.loss_fn = make_loss(task, loss_weights)
+        self.pretrained = pretrained
+        self.loss_fn = make_loss(task, loss_weights, config.label_smoothing)
         metrics = make_metrics(task, num_classes, threshold)
         self.train_metrics = metrics.clone(prefix="train_")
         self.val_metrics = metrics.clone(prefix="val_")
@@ -96,10 +137,12 @@ class ClassifierModule(L.LightningModule):
                 self.network.backbone.eval()  # frozen base: fixed BN stats, no dropout
             else:
                 self.network.backbone.train()  # phase 1 may have left it in eval mode
-                # Batch-norm statistics stay those of pretraining while fine-tuning (their
+                # Fine-tuning a pretrained base keeps its batch-norm statistics (their
                 # scale/shift still learn): small batches of a new domain would otherwise
-                # shift them and undo what phase 1 learned on top of them.
-                _freeze_norm_stats(self.network.backbone, all_norms=self.keep_norm_stats)
+                # shift them and undo what phase 1 learned on top of them. From scratch the
+                # statistics are part of what is learned (frozen at mean 0 / variance 1 they
+                # normalise nothing); layers of frozen stages keep theirs either way.
+                _freeze_norm_stats(self.network.backbone, all_norms=self.pretrained)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)
@@ -138,14 +181,9 @@ class ClassifierModule(L.LightningModule):
         if base:
             groups.append({"params": base, "lr": self.base_lr, "name": "base"})
         optimizer = make_optimizer(groups, cfg)
-        if cfg.schedule == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=_mode(cfg.monitor), factor=0.3, patience=1)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": cfg.monitor}}
-        if cfg.schedule == "cosine":
-            steps = max(1, int(self.trainer.estimated_stepping_batches))
-            cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.0)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
-        return optimizer
+        steps = int(self.trainer.estimated_stepping_batches) if cfg.schedule in ("cosine", "onecycle") else 0
+        scheduler = make_scheduler(optimizer, cfg, steps)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler} if scheduler else optimizer
 
 
 def _mode(monitor: str) -> str:

@@ -34,7 +34,7 @@ class ReportInputs:
     prepared: Prepared
     metrics: dict[str, Metrics]
     probs: dict[str, np.ndarray]
-    run_dir: Path | None = None  # the training run: epochs.csv, checkpoints/progress.json
+    run_dir: Path | None = None  # the training run: epochs.csv (per-phase best scores too)
     data: str | None = None  # the data source, as the user named it
     tta: tuple[str, ...] = ()
     without_tta: dict[str, tuple[Metrics, np.ndarray]] = field(default_factory=dict)

@@ -6,7 +6,6 @@ The results section, which needs the model, lives in ``results.py``.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 import sys
@@ -96,6 +95,13 @@ def _best_epoch(rows: list[dict[str, str]], result: dict[str, Any]) -> int | Non
     return min(candidates)[1] + 1 if candidates else None
 
 
+def _phase_best(rows: list[dict[str, str]], monitor: str) -> float | None:
+    """A phase's best monitored value over its epochs: the score its best checkpoint kept."""
+    values = [float(r[monitor]) for r in rows if r.get(monitor)]
+    values = [v for v in values if v == v]  # NaN never wins
+    return (min if monitor.endswith("loss") else max)(values) if values else None
+
+
 def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | None:
     if inp.run_dir is None or not (inp.run_dir / "epochs.csv").exists():
         return None
@@ -105,8 +111,6 @@ def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | 
     meta = inp.artifact.meta
     result = meta.get("result", {})
     monitor = result.get("monitor") or meta.get("train", {}).get("monitor", "val_loss")
-    progress_path = inp.run_dir / "checkpoints" / "progress.json"
-    progress = json.loads(progress_path.read_text()) if progress_path.exists() else {}
     phases = []
     for number in sorted({int(r["phase"]) for r in rows}):
         mine = [r for r in rows if int(r["phase"]) == number]
@@ -119,7 +123,7 @@ def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | 
             "lr_head": f"{max(lr_head):.2g} → {min(lr_head):.2g}" if lr_head else "",
             "lr_base": f"{max(lr_base):.2g} → {min(lr_base):.2g}" if lr_base else "—",
             "seconds": sum(float(r["seconds"] or 0) for r in mine),
-            "best": progress.get(str(number), {}).get("score"),
+            "best": _phase_best(mine, monitor),
             "kept": result.get("best_phase") == number,
         })
     best = _best_epoch(rows, result)
