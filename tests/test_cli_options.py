@@ -11,6 +11,7 @@ import pytest
 import typer
 
 from headstart import api, cli
+from headstart.pipeline import train as train_pipeline
 from headstart.cli_options import NOT_ON_CLI, build_config, field_default, option_name, spec_of
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 
@@ -126,7 +127,7 @@ def test_no_augment_with_augmentation_options_is_refused(tmp_path, monkeypatch, 
 def test_out_inside_data_is_refused_before_any_work(tmp_path, make_images, monkeypatch, capsys, command):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=2)
     monkeypatch.setattr(api.Classifier, "load", lambda *a, **k: pytest.fail("loaded a run"))
-    monkeypatch.setattr(api, "scan", lambda *a, **k: pytest.fail("read the data"))
+    monkeypatch.setattr(train_pipeline, "scan", lambda *a, **k: pytest.fail("read the data"))
     args = [{"DATA": data, "RUN": tmp_path / "run"}.get(a, a) for a in command]
     code, err = run_main(monkeypatch, capsys, [*args, "--out", data / "red" / "out"])
     line = one_error_line(err)
@@ -138,7 +139,7 @@ def test_out_inside_data_is_refused_before_any_work(tmp_path, make_images, monke
 def test_the_default_output_never_lands_inside_data(tmp_path, make_images, monkeypatch, capsys, command):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=2)
     monkeypatch.chdir(data)
-    monkeypatch.setattr(api, "scan", lambda *a, **k: pytest.fail("read the data"))
+    monkeypatch.setattr(train_pipeline, "scan", lambda *a, **k: pytest.fail("read the data"))
     code, err = run_main(monkeypatch, capsys, command)
     line = one_error_line(err)
     assert code == 2 and "inside the data folder" in line and str(tmp_path / "runs") in line
