@@ -62,12 +62,18 @@ def one_cycle(step: int, total: int, warm: float = 0.2) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, size: int, mean, std, batch: int = 500) -> float:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, size: int, mean, std, batch: int = 500,
+             flip_tta: bool = False) -> float:
+    """Test accuracy; ``flip_tta`` averages the logits of each image and its mirror (airbench)."""
     model.eval()
     correct = 0
     for i in range(0, len(x), batch):
         idx = np.arange(i, min(i + batch, len(x)))
-        correct += (model(as_batch(x, idx, size, mean, std)).argmax(1).numpy() == y[idx]).sum()
+        xb = as_batch(x, idx, size, mean, std)
+        logits = model(xb)
+        if flip_tta:
+            logits = logits + model(xb.flip(3))
+        correct += (logits.argmax(1).numpy() == y[idx]).sum()
     return float(correct / len(x))
 
 
@@ -109,11 +115,13 @@ def fit(model, groups, xtr, ytr, xte, yte, *, epochs, size, mean, std, batch, op
             row["acc"] = evaluate(model, xte, yte, size, mean, std)
             if averaged is not None:
                 row["ema_acc"] = evaluate(averaged.module, xte, yte, size, mean, std)
+            if flip and epoch == epochs - 1:
+                row["tta_acc"] = evaluate(model, xte, yte, size, mean, std, flip_tta=True)
         history.append(row)
         print(f"  {log} {row}", flush=True)
     final = history[-1]
     best = max(final["acc"], final.get("ema_acc", 0.0))
-    return {"acc": best, "last_acc": final["acc"], "seconds": time.perf_counter() - start, "history": history}
+    return {"acc": best, "last_acc": final["acc"], "tta_acc": final.get("tta_acc"), "seconds": time.perf_counter() - start, "history": history}
 
 
 class Tutorial(nn.Sequential):
