@@ -102,3 +102,28 @@ def test_colour_jitter_changes_batches_within_the_valid_range(squares):
     assert jittered[:, 0].min() >= lo - 1e-5 and jittered[:, 0].max() <= hi + 1e-5
     per_image = (jittered - plain).abs().mean((1, 2, 3))
     assert per_image.std() > 0  # each image draws its own factors
+
+
+def test_translation_shifts_by_whole_pixels_and_fills_with_the_border():
+    """flip_shift (the small-image recipe): a bright square on black moves by at most
+    1/14 of the side, the uncovered strip takes the black border, nothing blurs."""
+    import numpy as np
+    import torch
+
+    from headstart.config import AugmentConfig
+    from headstart.data.datasets import TrainAugment
+    from headstart.preprocess import Preprocess
+
+    square = np.zeros((28, 28, 3), np.uint8)
+    square[10:18, 10:18] = 200
+    aug = TrainAugment(Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"), AugmentConfig.flip_shift())
+    torch.manual_seed(0)
+    shifts = set()
+    for _ in range(40):
+        out = aug.geometry(square)
+        assert out.shape == (28, 28, 3)
+        assert set(np.unique(out)) <= {0, 200}  # whole-pixel shifts: no interpolated greys
+        ys, xs = np.nonzero(out[..., 0])
+        assert len(ys) == 64  # the square stays whole (a shift of at most 2 px keeps it inside)
+        shifts.add((int(ys.min()) - 10, int(xs.min()) - 10))
+    assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) <= 2 and len(shifts) > 3

@@ -64,6 +64,25 @@ class Spec:
     to_cli: Callable[[Any], Any] | None = None  # field default -> CLI default
 
 
+def parse_duration(text: str) -> float:
+    """'10m' -> 600.0; '90s', '1h30m', '2h', or plain seconds ('600').
+
+    Example:
+        >>> parse_duration("1h30m")
+        5400.0
+    """
+    import re
+
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text.lower())
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise typer.BadParameter(f"--time {text!r}: give a duration such as 10m, 90s or 1h30m")
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise typer.BadParameter(f"--time {text!r}: the budget must be more than 0 seconds")
+    return seconds
+
+
 def _default_epochs_help() -> tuple[str, str]:
     """The "Default:" of the two epoch options, read off TrainConfig itself."""
     cached, uncached = TrainConfig().phase1_epochs, TrainConfig(feature_cache=False).phase1_epochs
@@ -102,6 +121,14 @@ SPECS: dict[tuple[type, str], Spec] = {
     (TrainConfig, "optimizer"): Spec("adamw, adam or sgd."),
     (TrainConfig, "weight_decay"): Spec("Optimizer weight decay."),
     (TrainConfig, "schedule"): Spec("cosine, constant, plateau (reduce LR on plateau) or onecycle (warm-up, then decay)."),
+    (TrainConfig, "recipe"): Spec(
+        "auto: plan base, input size, phases and epochs from the data and this machine when no recipe option is set; "
+        "fixed: the options as given."
+    ),
+    (TrainConfig, "time_budget"): Spec(
+        "Time budget for the whole run, e.g. 10m, 90s or 1h30m: the plan fits it and training stops cleanly at it.",
+        name="--time", cli_type=Optional[str], to_field=lambda v: parse_duration(v) if v else None,
+    ),
     (TrainConfig, "warmup_fraction"): Spec("onecycle: share of a phase's steps spent warming up."),
     (TrainConfig, "anneal"): Spec("onecycle: decay after the warm-up, cos or linear."),
     (TrainConfig, "label_smoothing"): Spec("Multiclass loss: target probability mass spread over all classes (0: off)."),
@@ -133,6 +160,7 @@ NOT_ON_CLI: dict[tuple[type, str], str] = {
     (AugmentConfig, "hflip"): "always on with --augment, off with --no-augment",
     (AugmentConfig, "scale"): "a (min, max) pair: the Python API only",
     (AugmentConfig, "color"): "the Python API only",
+    (AugmentConfig, "translate"): "set by the small-image recipe (AugmentConfig.flip_shift); the Python API otherwise",
 }
 
 

@@ -23,6 +23,7 @@ SCHEDULES: tuple[str, ...] = ("cosine", "constant", "plateau", "onecycle")
 ANNEALS: tuple[str, ...] = ("cos", "linear")  # the decay after a one-cycle warm-up
 MONITORS: tuple[str, ...] = ("val_acc", "val_loss", "val_f1")
 STRATEGIES: tuple[str, ...] = ("auto", "ddp", "fsdp")
+RECIPES: tuple[str, ...] = ("auto", "fixed")  # see pipeline/recipe.py
 LOGGERS: tuple[str, ...] = ("auto", "csv", "tensorboard", "mlflow")  # see engine/loggers.py
 
 
@@ -71,6 +72,7 @@ class AugmentConfig(_Serializable):
     rotation: float = 10.0  # degrees, uniform in [-rotation, rotation]
     scale: tuple[float, float] = (0.6, 1.0)  # area fraction kept by the random crop
     color: float = 0.2  # brightness/contrast/saturation jitter strength
+    translate: float = 0.0  # random shift of up to this fraction of the side, each axis
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -78,10 +80,18 @@ class AugmentConfig(_Serializable):
             raise ConfigError(f"augment scale={self.scale} must satisfy 0 < min <= max <= 1.")
         _positive("augment rotation", self.rotation, allow_zero=True)
         _positive("augment color", self.color, allow_zero=True)
+        if not 0 <= self.translate < 0.5:
+            raise ConfigError(f"augment translate={self.translate!r} must be in [0, 0.5).")
 
     @classmethod
     def none(cls) -> "AugmentConfig":
-        return cls(hflip=False, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0)
+        return cls(hflip=False, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0, translate=0.0)
+
+    @classmethod
+    def flip_shift(cls) -> "AugmentConfig":
+        """Horizontal flips and shifts of up to 1/14 of the side: the small-image recipe
+        (2 px on 28 px garments), no crop zoom, rotation or colour."""
+        return cls(hflip=True, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0, translate=1 / 14)
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,10 @@ class TrainConfig(_Serializable):
     dist_timeout: float = 1800.0  # seconds a collective waits for a silent rank before failing
     compile: bool = False  # torch.compile the base for the phase that runs it on images
     logger: str = "auto"  # epochs.csv always; plus auto | csv | tensorboard | mlflow (engine/loggers.py)
+    # "auto": when no recipe option is set, headstart plans base, input size, phases and
+    # epochs from the data and this machine (pipeline/recipe.py); "fixed": the options as given.
+    recipe: str = "auto"
+    time_budget: float | None = None  # seconds for the whole run; training stops cleanly at it
 
     def __post_init__(self) -> None:
         for name in ("patience", "unfreeze"):
@@ -202,6 +216,9 @@ class TrainConfig(_Serializable):
                 f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1."
             )
         _choice("logger", self.logger, LOGGERS)
+        _choice("recipe", self.recipe, RECIPES)
+        if self.time_budget is not None:
+            _positive("time_budget", self.time_budget)
 
 
     def planned_processes(self) -> int:

@@ -66,7 +66,15 @@ class TrainAugment:
         self.std = torch.tensor(preprocess.std, dtype=torch.float32).view(1, 3, 1, 1)
 
     def _crop_box(self, side: int) -> tuple[float, float, float, float]:
-        """(centre x, centre y, width, height) in input pixels, as RandomResizedCrop draws it."""
+        """(centre x, centre y, width, height) in input pixels, as RandomResizedCrop draws it,
+        then shifted by up to ``translate`` of the side on each axis."""
+        cx, cy, w, h = self._zoom_box(side)
+        t = self.augment.translate * side
+        if t:
+            cx, cy = cx + round(_uniform(-t, t)), cy + round(_uniform(-t, t))  # whole pixels: no blur
+        return cx, cy, w, h
+
+    def _zoom_box(self, side: int) -> tuple[float, float, float, float]:
         lo, hi = self.augment.scale
         if (lo, hi) == (1.0, 1.0):  # no crop augmentation: evaluation's centre crop
             return side / 2, side / 2, float(self.size), float(self.size)
@@ -86,9 +94,10 @@ class TrainAugment:
         angle = math.radians(_uniform(-aug.rotation, aug.rotation)) if aug.rotation else 0.0
         fx = -1.0 if aug.hflip and float(torch.rand(())) < 0.5 else 1.0
         fy = -1.0 if aug.vflip and float(torch.rand(())) < 0.5 else 1.0
-        if angle == 0.0 and fx == fy == 1.0 and w == h == s:  # a plain crop: no resampling at all
-            x0, y0 = round(cx - s / 2), round(cy - s / 2)
-            return np.array(square[y0 : y0 + s, x0 : x0 + s])  # a writable copy
+        x0, y0 = round(cx - s / 2), round(cy - s / 2)
+        inside = 0 <= x0 <= square.shape[1] - s and 0 <= y0 <= square.shape[0] - s
+        if angle == 0.0 and fx == fy == 1.0 and w == h == s and inside:
+            return np.array(square[y0 : y0 + s, x0 : x0 + s])  # a plain crop: no resampling, a writable copy
         # Pillow maps each output pixel (u, v) to the input: in = centre + R(angle) @ diag(sx, sy) @ (out - s/2)
         sx, sy = fx * w / s, fy * h / s
         cos, sin = math.cos(angle), math.sin(angle)

@@ -118,3 +118,30 @@ class PhaseRecord(L.Callback):
         record = cls(int(state["phase"]))
         record.load_state_dict(state)
         return record
+
+
+class Deadline(L.Callback):
+    """Stops training cleanly before a wall-clock ``deadline`` (``time.time()`` seconds).
+
+    After each epoch (its validation included, so the best checkpoint is up to date) it
+    stops when another epoch of the same length would end past the deadline. The phase then
+    ends as if its epochs were done: best checkpoint kept, nothing half-written.
+    """
+
+    def __init__(self, deadline: float, console: Console | None = None) -> None:
+        self.deadline, self.console = deadline, console
+        self._epoch_started = time.time()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._epoch_started = time.time()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        now = time.time()
+        if now + (now - self._epoch_started) > self.deadline and not trainer.should_stop:
+            trainer.should_stop = True
+            if self.console is not None and trainer.is_global_zero:
+                self.console.print(f"Time budget: stopping after epoch {trainer.current_epoch + 1} "
+                                   f"(another would end {now + (now - self._epoch_started) - self.deadline:.0f} s past it).",
+                                   highlight=False)

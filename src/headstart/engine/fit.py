@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from headstart.config import TrainConfig
 from headstart.allocator import keep_freed_memory
-from headstart.engine.callbacks import EpochLog, PhaseRecord
+from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
@@ -194,12 +194,15 @@ def two_phase_fit(
     callbacks: list[L.Callback] | None = None,
     console: Console | None = None,
     rank: int = 0,
+    deadline: float | None = None,
 ) -> FitResult:
     """Train ``network`` in place; on return it holds the best weights of all phases.
 
     ``loaders(phase)`` gives (train, val, on_features): when ``on_features`` the batches are
     cached base features and only the head runs. Only ``rank`` 0 writes files; every rank
-    returns with the best weights loaded.
+    returns with the best weights loaded. ``deadline`` (``time.time()`` seconds): each phase
+    stops after the last epoch that ends before it, and a phase that would start after it
+    is skipped once an earlier one has finished.
     """
     console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
@@ -224,6 +227,9 @@ def two_phase_fit(
             network.load_state_dict(load_file(folder / done.weights))
             records[phase.number] = done
             continue
+        if deadline is not None and records and time.time() >= deadline:
+            console.print(f"Time budget spent: phase {phase.number} skipped; the best of the finished phases is kept.", highlight=False)
+            break
         train_loader, val_loader, on_features = loaders(phase.number)
         network.train()  # the module sets the frozen parts' modes per batch
         if on_features:
@@ -234,7 +240,7 @@ def two_phase_fit(
             phase=phase.number, head_lr=phase.head_lr, base_lr=phase.base_lr, threshold=threshold,
             loss_weights=loss_weights, pretrained=pretrained,
         )
-        _print_parameters(console, network, phase.number)
+        _print_parameters(console, network, phase.number, pretrained)
         best = ModelCheckpoint(
             dirpath=folder, filename="best", monitor=config.monitor, mode=mode,
             save_top_k=1, save_last=True, enable_version_counter=False,
@@ -244,6 +250,8 @@ def two_phase_fit(
             best, record, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console),
             EpochProgress(phase.number, console),
         ]
+        if deadline is not None:
+            extra.append(Deadline(deadline, console))
         if config.patience:
             extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
         logger = make_logger(config.logger, run_dir, phase.number)
@@ -287,8 +295,8 @@ def two_phase_fit(
     return FitResult(pick, scores[pick], config.monitor, time.perf_counter() - start)
 
 
-def _print_parameters(console: Console, network: Network, phase: int) -> None:
+def _print_parameters(console: Console, network: Network, phase: int, pretrained: bool) -> None:
     total = sum(p.numel() for p in network.parameters())
     trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
-    label = "frozen base, training the head" if phase == 1 else "fine-tuning"
+    label = "frozen base, training the head" if phase == 1 else ("fine-tuning" if pretrained else "from scratch, all layers")
     console.print(f"[bold]Phase {phase}[/] ({label}): {trainable:,} of {total:,} parameters trainable")

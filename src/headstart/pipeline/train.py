@@ -11,6 +11,7 @@ and leave evaluation and every file to rank 0.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -101,9 +102,12 @@ class Training:
                  console: Console, report: bool) -> None:
         self.model, self.train, self.image_size = model, train, image_size
         self.cache, self.console, self.report = cache, console, report
+        self.plan: dict[str, Any] | None = None  # the planned recipe (pipeline/recipe.py), when one was
+        self.started = time.time()  # the time budget counts from here
 
     # -- entry points ----------------------------------------------------------------------
     def fit(self, data: str | os.PathLike, out: str | os.PathLike | None, callbacks: list["L.Callback"] | None) -> TrainedRun:
+        self.started = time.time()
         rank = global_rank()
         run_dir = self._run_dir_for(data, out, rank)
         if rank > 0:  # rank 0 indexes and splits; this process trains on rank 0's split
@@ -119,11 +123,23 @@ class Training:
         task = resolve_task(self.model.task, index)
         meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
         spec = RunSpec(index.classes, task, self._splits(index), index.skipped, meta)
+        self._choose_recipe(spec)
         return self._run(run_dir, spec, resume=False, callbacks=callbacks)
+
+    def _choose_recipe(self, spec: RunSpec) -> None:
+        from headstart.engine.fit import accelerated
+        from headstart.pipeline.recipe import choose_recipe
+
+        recipe = choose_recipe(self.model, self.train, self.image_size, spec, self.console,
+                               accelerated=accelerated(self.train.accelerator), spent_s=time.time() - self.started)
+        self.model, self.train, self.image_size = recipe.model, recipe.train, recipe.image_size
+        # as JSON holds it, so the artifact and a resumed run see the same plan
+        self.plan = json.loads(json.dumps(recipe.plan.to_dict())) if recipe.plan is not None else None
 
     def resume(self, run_dir: Path, saved: dict[str, Any], callbacks: list["L.Callback"] | None) -> TrainedRun:
         """Continue the run saved in ``run_dir`` (``saved``: its config.json, from which this
         Training was built; see ``Training.from_saved``)."""
+        self.plan = saved.get("plan")
         return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
 
     @classmethod
@@ -156,6 +172,9 @@ class Training:
         from headstart.engine.fit import two_phase_fit
 
         started = time.time()
+        budget = self.train.time_budget
+        # Training ends early enough to leave evaluation, the artifact and the report in the budget.
+        deadline = self.started + budget - min(60.0, 0.1 * budget) if budget else None
         cfg = self.train
         rank, several = global_rank(), cfg.planned_processes() > 1
         if rank > 0:
@@ -188,7 +207,7 @@ class Training:
             network, task=task, num_classes=k, threshold=self.model.threshold, config=cfg,
             pretrained=self.model.pretrained, loaders=loaders, run_dir=run_dir,
             loss_weights=loss_weights(prepared.samples["train"], k, task) if cfg.class_weights else None,
-            resume=resume, callbacks=callbacks, console=self.console, rank=rank,
+            resume=resume, callbacks=callbacks, console=self.console, rank=rank, deadline=deadline,
         )
         if rank > 0:
             return TrainedRun(run_dir, cfg)  # rank 0 evaluates and writes the artifact
@@ -210,6 +229,8 @@ class Training:
         }
         if finding is not None:
             artifact.meta["lr_find"] = finding.summary()
+        if self.plan is not None:
+            artifact.meta["plan"] = self.plan
         outputs.write_metrics(run_dir, metrics, self.console, monitor=cfg.monitor)
         save_artifact(run_dir, artifact)
         outputs.print_summary(self.console, run_dir, metrics)
@@ -225,7 +246,9 @@ class Training:
         """Ranks > 0 of a fresh run: wait for rank 0's split, then train on it."""
         wait_for_rank0(run_dir, rank)
         saved = outputs.read_config(run_dir)
-        self.train = TrainConfig.from_dict(saved["train"])  # with the learning rate rank 0 found for --lr auto
+        # rank 0's options as it trains them: the planned recipe, the learning rate --lr auto found
+        self.model, self.train = ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict(saved["train"])
+        self.image_size, self.plan = saved["image_size"], saved.get("plan")
         return self._run(run_dir, RunSpec.read(run_dir, saved), resume=False, callbacks=callbacks)
 
     def _write_run_start(self, run_dir: Path, spec: RunSpec, prepared: Prepared, resume: bool,
@@ -241,6 +264,8 @@ class Training:
             }
             if finding is not None:
                 saved["lr_find"] = finding.summary()
+            if self.plan is not None:
+                saved["plan"] = self.plan
             write_split(run_dir / "split.csv", DataIndex(Path("."), "", spec.classes, spec.task == "multilabel", spec.splits))
             outputs.write_config(run_dir, saved)
         write_skipped(run_dir / "skipped.csv", prepared.skipped)
