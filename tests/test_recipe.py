@@ -106,3 +106,23 @@ def test_the_time_budget_stops_training_cleanly(tmp_path, make_images, tiny):
     assert [r.split(",")[0] for r in rows] == ["1"]  # one epoch of phase 1, phase 2 skipped
     assert (tmp_path / "run" / "model.safetensors").is_file()
     assert Deadline(time.time() + 3600).deadline > time.time()
+
+
+def test_the_report_shows_the_plan_and_its_reasons():
+    from types import SimpleNamespace
+
+    from headstart.report.sections import facts_section
+
+    plan = {"arch": "convnet_res", "input_size": 28, "estimated_seconds": 412.0, "budget_seconds": 600.0,
+            "reasons": ["48,000 images of ~28 px greyscale: from scratch", "15 epochs fit 600 s"]}
+    network = __import__("headstart.models", fromlist=["build_network"]).build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
+    from headstart.preprocess import Preprocess
+
+    art = SimpleNamespace(meta={"plan": plan, "train": {"seed": 0}}, model=ModelConfig(arch="convnet_tiny", pretrained=False),
+                          network=network, preprocess=Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"),
+                          task="multiclass", classes=["a", "b", "c"], threshold=0.5)
+    inp = SimpleNamespace(artifact=art, tta=(), kind="train", data="DATA", seconds=None)
+    rows = dict(facts_section(inp, {}, None)["run"])  # type: ignore[arg-type]
+    assert "convnet_res at 28 px" in rows["recipe"] and "600 s budget" in rows["recipe"]
+    run = facts_section(inp, {}, None)["run"]  # type: ignore[arg-type]
+    assert [v for k, v in run if k == "why"] == plan["reasons"]

@@ -184,6 +184,14 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
         run_rows.append(("phases", "; ".join(
             f"{p['number']}: {p['what']}, {p['epochs']} epochs in {p['seconds']:.1f} s" for p in training["phases"]
         )))
+    plan = meta.get("plan")
+    if isinstance(plan, dict):
+        budget = f" of a {plan['budget_seconds']:.0f} s budget" if plan.get("budget_seconds") else ""
+        run_rows.append(("recipe", f"planned from the data and this machine: {plan.get('arch')} at {plan.get('input_size')} px, "
+                                   f"estimated {plan.get('estimated_seconds', 0):.0f} s{budget}"))
+        run_rows.extend(("why", str(reason)) for reason in plan.get("reasons", []))
+    elif train:
+        run_rows.append(("recipe", "the options as given (see Training options)"))
     if train:
         run_rows.append(("seed", str(train.get("seed"))))
     if meta.get("seconds") is not None:
