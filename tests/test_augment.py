@@ -127,3 +127,78 @@ def test_translation_shifts_by_whole_pixels_and_fills_with_the_border():
         assert len(ys) == 64  # the square stays whole (a shift of at most 2 px keeps it inside)
         shifts.add((int(ys.min()) - 10, int(xs.min()) - 10))
     assert max(max(abs(dy), abs(dx)) for dy, dx in shifts) <= 2 and len(shifts) > 3
+
+
+def _grey_store(tmp_path, n=12, side=28):
+    """A compact store of n grey side-px images, as decode_all keeps Fashion-MNIST."""
+    import numpy as np
+    from PIL import Image
+
+    from headstart.data.store import decode_all
+    from headstart.preprocess import Preprocess
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (side, side), dtype=np.uint8), "L").save(p)
+        paths.append(str(p))
+    pre = Preprocess(side, side, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear")
+    return decode_all(paths, pre, cache=True, show=False).array, pre, paths
+
+
+def test_whole_batches_from_a_uniform_store_equal_the_item_by_item_path(tmp_path):
+    """Evaluation batches gathered from the store's uniform view are exactly what
+    Preprocess gives each file (the prediction and export contract)."""
+    import numpy as np
+    import torch
+
+    from headstart.data.datasets import SquaresDataset
+
+    squares, pre, paths = _grey_store(tmp_path)
+    assert squares.uniform() is not None and squares.uniform().shape == (12, 28, 28, 1)
+    ds = SquaresDataset(squares, np.arange(12)[::-1].copy(), torch.arange(12), pre, None)
+    x, y = ds.collate(ds.__getitems__([0, 3, 5]))
+    expected = torch.stack([torch.from_numpy(pre(paths[11 - i])) for i in (0, 3, 5)])
+    assert torch.equal(x, expected) and y.tolist() == [0, 3, 5]
+    loader = torch.utils.data.DataLoader(ds, batch_size=5, collate_fn=ds.collate)
+    assert torch.equal(torch.cat([b for b, _ in loader]), torch.stack([torch.from_numpy(pre(p)) for p in paths[::-1]]))
+
+
+def test_batch_flips_and_shifts_match_the_per_image_geometry(tmp_path):
+    """geometry_batch (the small-image recipe's augmentation for a whole batch): every output
+    is the input flipped or not and shifted by whole pixels within 1/14 of the side, the
+    uncovered strip filled with that image's border colour."""
+    import numpy as np
+    import torch
+
+    from headstart.config import AugmentConfig
+    from headstart.data.datasets import TrainAugment, border_colour
+    from headstart.preprocess import Preprocess
+
+    rng = np.random.default_rng(1)
+    batch = np.zeros((16, 28, 28, 3), np.uint8)
+    batch[:, :, :] = rng.integers(0, 40, (16, 1, 1, 3))  # a plain background per image
+    batch[:, 9:19, 6:20] = rng.integers(100, 255, (16, 10, 14, 3))  # an off-centre object
+    aug = TrainAugment(Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"), AugmentConfig.flip_shift())
+    assert aug.batch_geometry
+    torch.manual_seed(0)
+    out = aug.geometry_batch(torch.from_numpy(batch)).numpy()
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    flipped = 0
+    for src, got in zip(batch, out):
+        fill = border_colour(src)
+        matches = []
+        for flip in (False, True):
+            img = src[:, ::-1] if flip else src
+            for dy in range(-2, 3):
+                for dx in range(-2, 3):
+                    canvas = np.empty_like(img)
+                    canvas[:] = fill
+                    ys, xs = slice(max(0, dy), 28 + min(0, dy)), slice(max(0, dx), 28 + min(0, dx))
+                    canvas[ys, xs] = img[max(0, -dy) : 28 - max(0, dy), max(0, -dx) : 28 - max(0, dx)]
+                    if np.array_equal(canvas, got):
+                        matches.append(flip)
+        assert matches, "not a flip plus a whole-pixel shift of the input"
+        flipped += matches[0]
+    assert 0 < flipped < 16  # each image flips on its own coin

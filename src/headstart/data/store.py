@@ -120,6 +120,15 @@ class Squares:
             self._expand(int(i), out[j])
         return out
 
+    def uniform(self) -> np.ndarray | None:
+        """All rows as one (N, R, R, C) view of the stored bytes when every row is stored at
+        the full side R with the same channels (28-px Fashion-MNIST at a 28-px input); else
+        None. No copy: batches are gathered from it directly, with no per-image resize."""
+        n = len(self.sides)
+        if n == 0 or not (self.sides == self.side).all() or not (self.channels == self.channels[0]).all():
+            return None
+        return self.data[: self.offsets[-1]].reshape(n, self.side, self.side, int(self.channels[0]))
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:  # type: ignore[no-untyped-def]
         full = self[:]
         return full if dtype is None else full.astype(dtype)

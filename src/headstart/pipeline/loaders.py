@@ -114,5 +114,5 @@ class PhaseLoaders:
             pin_memory=pin, worker_init_fn=init,
         )
         val = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=workers, persistent_workers=workers > 0,
-                         pin_memory=pin, worker_init_fn=init)
+                         pin_memory=pin, worker_init_fn=init, collate_fn=getattr(val_ds, "collate", None))
         return train, val

@@ -48,6 +48,7 @@ class Recipe:
     train: TrainConfig
     image_size: int | None
     plan: Plan | None = None
+    note: str | None = None  # why the options are used as given, printed once the model is built
 
 
 def pinned_options(model: ModelConfig, train: TrainConfig, image_size: int | None) -> list[str]:
@@ -97,9 +98,9 @@ def choose_recipe(
         return given
     pins = pinned_options(model, train, image_size)
     if pins:
-        console.print(f"Recipe: your options as given ({', '.join(pins)} set); without them headstart plans the recipe "
-                      "from the data and this machine.", highlight=False)
-        return given
+        note = (f"Recipe: your options as given ({', '.join(pins)} set); without them headstart plans the recipe "
+                "from the data and this machine.")
+        return replace(given, note=note)
     if accelerated:
         # Throughput is measured on the CPU; a GPU run keeps the GPU defaults (frozen, then
         # 3 fine-tuning epochs) until the planner measures accelerators too.

@@ -103,6 +103,7 @@ class Training:
         self.model, self.train, self.image_size = model, train, image_size
         self.cache, self.console, self.report = cache, console, report
         self.plan: dict[str, Any] | None = None  # the planned recipe (pipeline/recipe.py), when one was
+        self.recipe_note: str | None = None
         self.started = time.time()  # the time budget counts from here
 
     # -- entry points ----------------------------------------------------------------------
@@ -135,6 +136,7 @@ class Training:
         self.model, self.train, self.image_size = recipe.model, recipe.train, recipe.image_size
         # as JSON holds it, so the artifact and a resumed run see the same plan
         self.plan = json.loads(json.dumps(recipe.plan.to_dict())) if recipe.plan is not None else None
+        self.recipe_note = recipe.note
 
     def resume(self, run_dir: Path, saved: dict[str, Any], callbacks: list["L.Callback"] | None) -> TrainedRun:
         """Continue the run saved in ``run_dir`` (``saved``: its config.json, from which this
@@ -186,6 +188,8 @@ class Training:
         preprocess = Preprocess.from_timm_config(data_config(network.backbone), self.image_size)
         outputs.print_model(self.console, self.model.arch, self.model.pretrained, self.model.head, network,
                             preprocess.input_size, preprocess.mean, preprocess.std, task)
+        if self.recipe_note:
+            self.console.print(self.recipe_note, highlight=False)
 
         prepared = prepare(spec.splits, preprocess, self.cache, spec.skipped)
         check_prepared(prepared, spec.classes)
