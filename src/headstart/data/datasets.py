@@ -155,7 +155,7 @@ class SquaresDataset(Dataset):
         self.augmenter = TrainAugment(preprocess, augment) if augment is not None else None
 
     @property
-    def collate(self):  # type: ignore[no-untyped-def]
+    def collate(self):
         return self.augmenter.collate if self.augmenter is not None else None
 
     def __len__(self) -> int:
