@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import lightning as L
 import torch
@@ -42,6 +42,9 @@ from headstart.engine.module import ClassifierModule
 from headstart.engine.progress import EpochProgress
 from headstart.errors import ArtifactError, ConfigError
 from headstart.models import Network
+
+if TYPE_CHECKING:
+    from lightning.pytorch.strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,7 @@ class _Loaders(L.LightningDataModule):
         )
 
 
-def make_strategy(config: TrainConfig) -> object:
+def make_strategy(config: TrainConfig) -> str | Strategy:
     """The Lightning strategy: ddp by default with several processes, with a timeout on the
     process group so a rank that stops answering fails the run instead of hanging it."""
     from datetime import timedelta
@@ -266,8 +269,8 @@ def two_phase_fit(
             accelerator=config.accelerator,
             devices=config.lightning_devices(),
             num_nodes=config.num_nodes,
-            strategy=make_strategy(config),  # type: ignore[arg-type]
-            precision=config.precision,  # type: ignore[arg-type]
+            strategy=make_strategy(config),
+            precision=config.precision,  # type: ignore[arg-type]  # Lightning types it as a Literal of names; it checks the string itself
             callbacks=extra + list(callbacks or []),
             logger=logger,
             enable_model_summary=False,
