@@ -7,7 +7,7 @@ expected JSON type and range. Anything else is an ArtifactError naming the field
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeGuard
 
 from headstart.errors import ArtifactError
 from headstart.preprocess import Preprocess
@@ -22,7 +22,7 @@ _MODEL_FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-def is_number(x: object) -> bool:
+def is_number(x: object) -> TypeGuard[int | float]:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 

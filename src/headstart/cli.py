@@ -38,7 +38,7 @@ err = Console(stderr=True, soft_wrap=True)
 _TRAINING_STACK = ("torch", "torchvision", "timm", "lightning", "torchmetrics", "safetensors", "matplotlib", "jinja2", "onnx")
 
 
-def _training_api():  # type: ignore[no-untyped-def]
+def _training_api():
     """headstart.api, or one clear line when the training stack is not installed."""
     try:
         from headstart import api
@@ -189,14 +189,14 @@ def predict(
         err.print(f"{new + old} predictions in {out_csv}")
         return
     sources = shard_of(iter_sources([str(p) for p in inputs]), (k, n))
-    for pred in predictor.iter_predict(sources, top_k=top_k):  # type: ignore[arg-type]
+    for pred in predictor.iter_predict(sources, top_k=top_k):
         if pred.error:
             typer.echo(f"{pred.source}\tunreadable: {pred.error}")
         else:
             typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
 
 
-def _predictor(run: Path, tta: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+def _predictor(run: Path, tta: tuple[str, ...] = ()):
     """The ONNX runtime for a .onnx file, or when torch is absent; else the run's eager model."""
     from headstart.predict.runtime import RuntimePredictor, find_onnx
 
@@ -269,7 +269,7 @@ def demo(
     clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
-    held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]  # type: ignore[operator]
+    held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]
     err.print("Some validation images (not trained on):")
     for pred in clf.predict([s.path for s in held_out], top_k=2):
         truth = Path(pred.source).parent.name

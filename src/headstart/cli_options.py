@@ -178,7 +178,7 @@ def spec_of(cls: type, name: str) -> Spec:
 
 def field_default(cls: type, name: str) -> Any:
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def option_name(cls: type, name: str) -> str:

@@ -111,7 +111,7 @@ class Preprocess:
     def normalize(self, square: np.ndarray) -> np.ndarray:
         """Centre-crop a stored square (or a batch of them) and normalize -> float32 CHW."""
         crop = center_crop(square, self.input_size)
-        x = crop.astype(np.float32) * (1.0 / 255.0)
+        x: np.ndarray = crop.astype(np.float32) * (1.0 / 255.0)
         x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
         return np.ascontiguousarray(np.moveaxis(x, -1, -3))
 

@@ -43,7 +43,8 @@ def border_colour(square: np.ndarray) -> tuple[int, int, int]:
     rotation and crops fill with, so the fill matches the image's background (white around
     product photos, black around Fashion-MNIST) instead of drawing a frame around it."""
     ring = np.concatenate([square[0], square[-1], square[1:-1, 0], square[1:-1, -1]])  # (4R - 4, 3)
-    return tuple(int(v) for v in np.median(ring, axis=0).round())  # type: ignore[return-value]
+    r, g, b = (int(v) for v in np.median(ring, axis=0).round())
+    return r, g, b
 
 
 def _uniform(lo: float, hi: float) -> float:

@@ -103,10 +103,10 @@ class Squares:
         else:
             out[...] = self.preprocess.expand(self.stored(i))
 
-    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+    def __getitem__(self, key):
         if isinstance(key, tuple):  # squares[i, y, x] and the like: rows first, then the rest
             head = self[key[0]]
-            return head[key[1:]] if np.ndim(head) == 3 else head[(slice(None), *key[1:])]
+            return head[key[1:]] if np.ndim(head) == 3 else head[(slice(None),) + key[1:]]
         if isinstance(key, (int, np.integer)):
             i = int(key) + (len(self) if key < 0 else 0)
             if not 0 <= i < len(self):
@@ -129,11 +129,11 @@ class Squares:
             return None
         return self.data[: self.offsets[-1]].reshape(n, self.side, self.side, int(self.channels[0]))
 
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
         full = self[:]
         return full if dtype is None else full.astype(dtype)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self):
         return (self[i] for i in range(len(self)))
 
 
@@ -173,7 +173,7 @@ def _load_cached(npy: Path, meta: Path, count: int, preprocess: Preprocess) -> D
 
 
 def _row_crcs(squares: Squares) -> list[int]:
-    return [zlib.crc32(squares.stored(i)) for i in range(len(squares))]
+    return [zlib.crc32(squares.stored(i).data) for i in range(len(squares))]
 
 
 def _reserve(fd: int, offset: int, nbytes: int) -> None:
@@ -209,7 +209,7 @@ class _Decoded:
     failed: dict[int, str]
 
 
-def _decode(paths: list[str], preprocess: Preprocess, show: bool | None, write) -> _Decoded:  # type: ignore[no-untyped-def]
+def _decode(paths: list[str], preprocess: Preprocess, show: bool | None, write) -> _Decoded:
     """Decode ``paths`` to compact rows, handing them to ``write`` in order, a chunk at a time."""
     out = _Decoded([], [], {})
 

@@ -31,7 +31,7 @@ class Finding:
     check: str  # stable identifier, e.g. "leakage", "unreadable"
     severity: str  # error | warning | info
     message: str  # one line for the summary
-    items: list = field(default_factory=list)  # paths, or groups of {path, split, labels}
+    items: list | dict = field(default_factory=list)  # paths, groups of {path, split, labels}, or counts by name
 
 
 def entries_of(index: DataIndex) -> list[Entry]:

@@ -9,6 +9,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -76,7 +77,7 @@ def inspect_file(path: str, max_pixels: int) -> FileFacts:
             data = handle.read()
     except OSError as exc:
         return FileFacts(path, 0, "", "unknown", error=f"cannot read: {exc.strerror or exc}")
-    facts = dict(path=path, bytes=len(data), sha=hashlib.blake2b(data, digest_size=16).hexdigest(), sniffed=sniff(data[:32]))
+    facts: dict[str, Any] = dict(path=path, bytes=len(data), sha=hashlib.blake2b(data, digest_size=16).hexdigest(), sniffed=sniff(data[:32]))
     if not data:
         return FileFacts(**facts, error="empty file")
     try:

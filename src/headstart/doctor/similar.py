@@ -52,8 +52,8 @@ def near_groups(hashes: np.ndarray, threshold: int, min_bits: int = 24, chunk: i
     unique, inverse = np.unique(hashes, axis=0, return_inverse=True)
     inverse = np.asarray(inverse).ravel()
     members: dict[int, list[int]] = defaultdict(list)  # unique row -> input rows
-    for i, u in enumerate(inverse):
-        members[int(u)].append(i)
+    for i, k in enumerate(inverse):
+        members[int(k)].append(i)
     ones = _popcount(unique).sum(-1, dtype=np.int32)  # (u,) bits set: how much structure
     plain = ones < min_bits
     # Shuffle the bit positions (fixed seed, same for every hash) before banding: a band of

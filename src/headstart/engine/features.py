@@ -137,7 +137,7 @@ def cached_features(
     try:
         folder.mkdir(parents=True, exist_ok=True)
         np.save(tmp, array)
-        meta_tmp.write_text(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array)}))
+        meta_tmp.write_text(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array.data)}))
         os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata
         os.replace(meta_tmp, meta)
     except OSError as exc:

@@ -24,7 +24,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import lightning as L
 import torch
@@ -40,8 +40,11 @@ from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
 from headstart.engine.progress import EpochProgress
-from headstart.errors import ArtifactError
+from headstart.errors import ArtifactError, ConfigError
 from headstart.models import Network
+
+if TYPE_CHECKING:
+    from lightning.pytorch.strategies import Strategy
 
 
 @dataclass(frozen=True)
@@ -73,13 +76,16 @@ def accelerated(accelerator: str) -> bool:
 def plan_phases(config: TrainConfig, pretrained: bool, on_gpu: bool = False) -> list[Phase]:
     """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
     so every epoch trains the whole network at the full learning rate."""
+    lr = config.lr
+    if isinstance(lr, str):
+        raise ConfigError("lr='auto' has not been resolved yet: fit() runs the range test first.")
     if not pretrained:
         extra = config.finetune_epochs if config.finetune_epochs is not None else 3
-        return [Phase(2, config.phase1_epochs + extra, config.lr, config.lr)]
+        return [Phase(2, config.phase1_epochs + extra, lr, lr)]
     # Fine-tuning starts from a trained head: a tenth of its learning rate, and less for
     # the pretrained base, so the first steps do not undo what phase 1 learned.
     phases = [
-        Phase(1, config.phase1_epochs, config.lr, 0.0),
+        Phase(1, config.phase1_epochs, lr, 0.0),
         Phase(2, config.phase2_epochs(on_gpu), config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
     ]
     return [p for p in phases if p.epochs > 0]
@@ -113,12 +119,13 @@ class _Loaders(L.LightningDataModule):
         return self.train
 
     def val_dataloader(self) -> DataLoader:
-        world = self.trainer.world_size if self.trainer is not None else 1
-        if world <= 1 or len(self.val.dataset) < world:  # type: ignore[arg-type]
+        trainer = self.trainer
+        world = trainer.world_size if trainer is not None else 1
+        if trainer is None or world <= 1 or len(self.val.dataset) < world:  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
             return self.val  # fewer images than ranks: Lightning's padded sampler (an empty shard would hang)
         from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 
-        sampler = UnrepeatedDistributedSampler(self.val.dataset, num_replicas=world, rank=self.trainer.global_rank, shuffle=False)  # type: ignore[union-attr,arg-type]
+        sampler = UnrepeatedDistributedSampler(self.val.dataset, num_replicas=world, rank=trainer.global_rank, shuffle=False)
         v = self.val
         return DataLoader(
             v.dataset, batch_size=v.batch_size, sampler=sampler, num_workers=v.num_workers,
@@ -126,7 +133,7 @@ class _Loaders(L.LightningDataModule):
         )
 
 
-def make_strategy(config: TrainConfig) -> object:
+def make_strategy(config: TrainConfig) -> str | Strategy:
     """The Lightning strategy: ddp by default with several processes, with a timeout on the
     process group so a rank that stops answering fails the run instead of hanging it."""
     from datetime import timedelta
@@ -262,8 +269,8 @@ def two_phase_fit(
             accelerator=config.accelerator,
             devices=config.lightning_devices(),
             num_nodes=config.num_nodes,
-            strategy=make_strategy(config),  # type: ignore[arg-type]
-            precision=config.precision,  # type: ignore[arg-type]
+            strategy=make_strategy(config),
+            precision=config.precision,  # type: ignore[arg-type]  # Lightning types it as a Literal of names; it checks the string itself
             callbacks=extra + list(callbacks or []),
             logger=logger,
             enable_model_summary=False,

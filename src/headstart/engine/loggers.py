@@ -35,7 +35,7 @@ def resolve_logger(name: str) -> str:
     return name
 
 
-def make_logger(name: str, run_dir: Path, phase: int):  # type: ignore[no-untyped-def]
+def make_logger(name: str, run_dir: Path, phase: int):
     """A Lightning logger for one phase's Trainer, or False (epochs.csv only)."""
     kind = resolve_logger(name)
     if kind == "tensorboard":

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Literal
+
 import lightning as L
 import torch
 import torchmetrics
@@ -114,7 +117,7 @@ class ClassifierModule(L.LightningModule):
         # Training steps only, through a wrapper kept outside the module tree: parameter
         # names (checkpoints, the artifact) stay the plain module's, and validation and
         # prediction never wait for a recompilation. The first steps pay the compilation.
-        self._train_forward: list[nn.Module] = [torch.compile(self.network)] if config.compile and phase == 2 else []
+        self._train_forward: list[Callable[[torch.Tensor], torch.Tensor]] = [torch.compile(self.network)] if config.compile and phase == 2 else []
 
     def _set_trainable(self) -> None:
         self.network.backbone.requires_grad_(False)
@@ -174,7 +177,7 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics.update(*self._metric_inputs(logits, y))
         self.log_dict(self.val_metrics, on_epoch=True, prog_bar=True)
 
-    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+    def configure_optimizers(self):
         cfg = self.config
         groups = [{"params": list(self.network.head.parameters()), "lr": self.head_lr, "name": "head"}]
         base = [p for p in self.network.backbone.parameters() if p.requires_grad]
@@ -186,5 +189,5 @@ class ClassifierModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler} if scheduler else optimizer
 
 
-def _mode(monitor: str) -> str:
+def _mode(monitor: str) -> Literal["min", "max"]:
     return "min" if monitor.endswith("loss") else "max"

@@ -40,7 +40,7 @@ def external_launch_id() -> str | None:
     which starts ranks > 0 only once rank 0 reaches training (its files exist by then)."""
     env = os.environ
     if "TORCHELASTIC_RUN_ID" in env:
-        keys = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
+        keys: tuple[str, ...] = ("TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RESTART_COUNT")
     elif int(env.get("SLURM_NTASKS", "1")) > 1:
         keys = ("SLURM_JOB_ID", "SLURM_STEP_ID", "SLURM_RESTART_COUNT")
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Any, cast
 
 import timm
 import torch
@@ -73,13 +74,13 @@ def create_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module
 def data_config(backbone: nn.Module) -> dict:
     """The backbone's preprocessing (input size, mean/std, interpolation, crop)."""
     if not hasattr(backbone, "default_cfg") and hasattr(backbone, "pretrained_cfg"):
-        return dict(backbone.pretrained_cfg)
+        return dict(cast("dict[str, Any]", backbone.pretrained_cfg))  # nn.Module attributes type as Tensor | Module
     return resolve_model_data_config(backbone)
 
 
 def build_network(config: ModelConfig, num_outputs: int, load_weights: bool = True) -> Network:
     backbone = create_backbone(config, load_weights)
-    head = build_head(config.head, backbone.num_features, num_outputs, config.hidden, config.dropout)
+    head = build_head(config.head, cast(int, backbone.num_features), num_outputs, config.hidden, config.dropout)
     return Network(backbone, head)
 
 

@@ -101,10 +101,11 @@ class PhaseLoaders:
 
     def _make(self, train_ds: Dataset, val_ds: Dataset, workers: int) -> tuple[DataLoader, DataLoader]:
         cfg, train_s = self.config, self.prepared.samples["train"]
-        n = len(train_ds)  # type: ignore[arg-type]
+        n = len(train_ds)  # type: ignore[arg-type]  # torch's Dataset declares no __len__; ours have one
         views = n // max(1, len(train_s))  # phase 1 on K feature views: K rows per image
         weights = sample_weights(train_s, self.k).repeat(views)
-        sampler = WeightedRandomSampler(weights, len(weights), generator=self.generator) if cfg.oversample else None
+        # torch's stub asks for Sequence[float]; the sampler takes a tensor (torch.as_tensor)
+        sampler = WeightedRandomSampler(weights, len(weights), generator=self.generator) if cfg.oversample else None  # type: ignore[arg-type]
         pin = torch.cuda.is_available()
         init = _one_thread if workers else None
         train = DataLoader(

@@ -56,6 +56,7 @@ def _workers() -> int:
 class BatchPredictor:
     """Decode in background threads while the model runs; subclasses supply the model."""
 
+    backend: str  # which runtime answers: "torch", "onnxruntime"
     classes: list[str]
     task: str
     threshold: float
@@ -87,7 +88,7 @@ class BatchPredictor:
         start = 0
         with ThreadPoolExecutor(max_workers=_workers()) as pool:
 
-            def submit() -> tuple[list[ImageSource], list]:  # type: ignore[type-arg]
+            def submit() -> tuple[list[ImageSource], list]:
                 batch = list(itertools.islice(items, self.batch_size))
                 return batch, [pool.submit(self._decode, s) for s in batch]
 

@@ -99,7 +99,7 @@ def predict_to_file(
         if mode == "w" or handle.tell() == 0:
             writer.writerow(header(top_k))
             handle.flush()
-        predictions = predictor.iter_predict(sources, top_k)  # type: ignore[arg-type]
+        predictions = predictor.iter_predict(sources, top_k)
         while True:
             rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
             if not rows:

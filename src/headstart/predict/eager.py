@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 
@@ -10,6 +12,9 @@ from headstart.artifact import Artifact
 from headstart.models.network import probabilities, to_channels_last
 from headstart.predict.base import BatchPredictor
 from headstart.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from headstart.data.store import Squares
 
 
 class Predictor(BatchPredictor):
@@ -55,7 +60,7 @@ class Predictor(BatchPredictor):
             logits = self.network(to_channels_last(torch.from_numpy(batch).to(self.device)))
             return probabilities(logits.float(), self.artifact.task).cpu().numpy()
 
-    def probabilities_of_squares(self, squares: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def probabilities_of_squares(self, squares: Squares | np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Probabilities for rows of a decoded-square array (the store), in batches."""
         out = [self.probabilities_of_square_batch(squares[rows[i : i + self.batch_size]]) for i in range(0, len(rows), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.classes)), np.float32)

@@ -36,12 +36,13 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: memoryview):  # type: ignore[no-untyped-def]
+def _fields(buf: memoryview):
     """(field number, wire type, value) for one message; value is bytes for length-delimited."""
     pos = 0
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | memoryview | None
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
@@ -60,7 +61,7 @@ def _fields(buf: memoryview):  # type: ignore[no-untyped-def]
         yield number, wire, value
 
 
-def _sub(buf: memoryview, *numbers: int):  # type: ignore[no-untyped-def]
+def _sub(buf: memoryview, *numbers: int):
     for number, wire, value in _fields(buf):
         if number in numbers and wire == 2:
             yield number, value
@@ -79,7 +80,7 @@ def _sparse(buf: memoryview) -> list[str]:
     return [loc for _, t in _sub(buf, _SPARSE_VALUES, _SPARSE_INDICES) for loc in _tensor_locations(t)]
 
 
-def _nodes(nodes, depth: int) -> list[str]:  # type: ignore[no-untyped-def]
+def _nodes(nodes, depth: int) -> list[str]:
     out: list[str] = []
     for node in nodes:
         for _, attr in _sub(node, _NODE_ATTR):

@@ -37,7 +37,7 @@ def find_onnx(target: str | os.PathLike) -> Path | None:
     return None
 
 
-def _onnxruntime():  # type: ignore[no-untyped-def]
+def _onnxruntime():
     try:
         import onnxruntime
     except ModuleNotFoundError:

@@ -165,7 +165,7 @@ def confident_mistakes(probs: np.ndarray, truth: np.ndarray, classes: list[str],
     if task != "multilabel":
         pred = predict_labels(probs, task, threshold)
         truth_idx = truth.argmax(1)
-        wrong = np.flatnonzero(pred != truth_idx)
+        wrong: np.ndarray = np.flatnonzero(pred != truth_idx)
         conf = probs[wrong, pred[wrong]]
         for i in wrong[np.argsort(-conf, kind="stable")][:limit]:
             out.append(Mistake(int(i), true_names[i], [classes[pred[i]]], float(probs[i, pred[i]]), float(probs[i, truth_idx[i]]), int(pred[i])))

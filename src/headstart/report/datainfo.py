@@ -67,7 +67,7 @@ def image_stats(paths: list[str], limit: int = HEADER_SAMPLE) -> ImageStats:
     """Open each file lazily (header only, no pixel decoding)."""
     step = max(1, -(-len(paths) // limit))
     chosen = paths[::step]
-    widths, heights, modes, formats, bad = [], [], Counter(), Counter(), 0
+    widths, heights, modes, formats, bad = [], [], Counter[str](), Counter[str](), 0
     for path in chosen:
         try:
             with warnings.catch_warnings():  # huge images are counted in the summary, not warned about

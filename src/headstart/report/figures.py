@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -21,9 +22,12 @@ from PIL import Image  # noqa: E402
 from headstart.files import atomic_write  # noqa: E402
 from headstart.report.analysis import Calibration, Curve  # noqa: E402
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 100
 SPLIT_COLOURS = {"train": "#4C72B0", "val": "#DD8452", "test": "#55A868", "data": "#8172B3"}
-STYLE = {
+STYLE: dict[RcKeyType, Any] = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.grid": True,

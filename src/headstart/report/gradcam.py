@@ -14,11 +14,16 @@ ReLU(sum_c w_c * A_c), upsampled to the input crop and scaled to [0, 1].
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 import torch
 from torch import nn
 
 from headstart.errors import HeadstartError
+
+if TYPE_CHECKING:
+    from headstart.models.network import Network
 
 
 class GradCamUnsupported(HeadstartError):
@@ -40,8 +45,9 @@ class GradCam:
         >>> cam.maps([2, 0]).shape                                                 # (2, S, S)
     """
 
-    def __init__(self, network: nn.Module, x: torch.Tensor, task: str) -> None:
-        self.backbone, self.head = network.backbone, network.head  # type: ignore[union-attr]
+    def __init__(self, network: Network, x: torch.Tensor, task: str) -> None:
+        self.backbone = cast(Any, network.backbone)  # timm's forward_features/forward_head, checked below
+        self.head = network.head
         if not (hasattr(self.backbone, "forward_features") and hasattr(self.backbone, "forward_head")):
             raise GradCamUnsupported(f"{type(self.backbone).__name__} has no forward_features/forward_head.")
         self.network, self.task, self.size = network, task, tuple(x.shape[-2:])

@@ -12,7 +12,7 @@ import sys
 from importlib import metadata
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,7 +40,7 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
     root = inp.data if inp.data and Path(inp.data).is_dir() else (str(Path(inp.data).parent) if inp.data else None)
     counts = datainfo.class_counts(samples, len(classes))
     splits = list(counts)
-    total = sum(counts.values())
+    total = cast(np.ndarray, sum(counts.values()))  # (K,): there is always a split
     rows = [{"name": c, "counts": [int(counts[s][i]) for s in splits], "total": int(total[i])} for i, c in enumerate(classes)]
     basis = counts.get("train", total)
     has = basis[basis > 0]
@@ -162,7 +162,7 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
     model = art.model
     network = art.network
     total = sum(p.numel() for p in network.parameters())
-    head = sum(p.numel() for p in network.head.parameters())  # type: ignore[union-attr]
+    head = sum(p.numel() for p in network.head.parameters())
     pre = art.preprocess
     train = meta.get("train", {})
     model_rows = [

@@ -42,7 +42,7 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
     }}
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI):  # type: ignore[no-untyped-def]
+    async def lifespan(_: FastAPI):
         batcher.start()
         yield
         await batcher.stop()

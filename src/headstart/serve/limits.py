@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, MutableMapping
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -63,11 +63,15 @@ class _BodyTooLarge(Exception):
     pass
 
 
-ASGIApp = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
+# The ASGI callables, typed as Starlette types them (FastAPI is one of these apps).
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
 async def send_json(
-    send: Callable[[dict], Awaitable[None]], status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
 ) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
@@ -92,7 +96,7 @@ class LimitsMiddleware:
         self.timeout_s = timeout_s
         self.busy = busy
 
-    async def __call__(self, scope: dict, receive: Callable[[], Awaitable[dict]], send: Callable[[dict], Awaitable[None]]) -> None:
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -112,7 +116,7 @@ class LimitsMiddleware:
                 return
         state = {"received": 0, "over": False, "started": False, "body_done": False, "replaced": False}
 
-        async def limited_receive() -> dict:
+        async def limited_receive() -> Message:
             message = await receive()
             if message["type"] == "http.request":
                 state["received"] += len(message.get("body", b""))
@@ -122,7 +126,7 @@ class LimitsMiddleware:
                 state["body_done"] = not message.get("more_body", False)
             return message
 
-        async def guarded_send(message: dict) -> None:
+        async def guarded_send(message: Message) -> None:
             if state["replaced"]:
                 return
             if message["type"] == "http.response.start":
