@@ -12,6 +12,7 @@ ColorJitter on uint8 tensors cost ~27% of a fine-tuning step; this costs a few p
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -196,18 +197,18 @@ class SquaresDataset(Dataset):
         self._uniform = view if batchable else None
 
     @property
-    def collate(self):  # type: ignore[no-untyped-def]
+    def collate(self) -> Callable[[Any], tuple[torch.Tensor, torch.Tensor]]:
         """The DataLoader's ``collate_fn`` (for training and evaluation loaders alike)."""
         return self._collate
 
-    def _collate(self, items):  # type: ignore[no-untyped-def]
+    def _collate(self, items: Any) -> tuple[torch.Tensor, torch.Tensor]:
         if isinstance(items, _Batch):
             return (self.augmenter.batch(items.x) if self.augmenter is not None else items.x), items.y
         if self.augmenter is not None:
             return self.augmenter.collate(items)
         return torch.utils.data.default_collate(items)
 
-    def __getitems__(self, indices: list[int]):  # type: ignore[no-untyped-def]
+    def __getitems__(self, indices: list[int]) -> Any:
         """A batch at once (the DataLoader asks for this when it exists): gathered from the
         store's uniform view when there is one, else item by item."""
         if self._uniform is None:
