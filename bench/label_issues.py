@@ -40,7 +40,7 @@ from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample, scan, walk_images
 from headstart.data.prepare import prepare
 from headstart.label_issues import LabelSearch, find_in_data, find_issues, write_outputs
-from headstart.label_issues.oof import _fit_predict, principal_components
+from headstart.label_issues.oof import WEIGHT_DECAY, _fit_predict, principal_components
 from headstart.models import build_network
 from headstart.models.network import data_config
 from headstart.pipeline.loaders import FrozenFeatures
@@ -66,7 +66,7 @@ def linear_accuracy(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Te
     x = torch.cat([x_train, x_test])
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     x = principal_components(x, 256)
-    probs = _fit_predict(x[: len(x_train)], torch.as_tensor(y_train), x[len(x_train):], k, False, 1e-3)
+    probs = _fit_predict(x[: len(x_train)], torch.as_tensor(y_train), x[len(x_train):], k, False, WEIGHT_DECAY)
     return float((probs.argmax(1).numpy() == y_test).mean())
 
 

@@ -113,7 +113,7 @@ def test_multilabel_missing_and_spurious():
     classes = ["bright", "cold", "warm"]
     truth = [(2,), (0, 2), (0,), (1,)] * 15  # red: warm; yellow: bright+warm; white: bright; blue: cold
     colour = np.tile([0, 1, 2, 3], 15)
-    features = np.eye(4)[colour] * 3 + rng.normal(0, 0.3, (60, 4))
+    features = np.repeat(np.eye(4)[colour], 16, axis=1) * 3 + rng.normal(0, 1.0, (60, 64))  # (60, 64): 16 dims per colour
     given = list(truth)
     given[5] = (0,)  # yellow without "warm": missing
     given[8] = (1, 2)  # red with "cold": spurious
@@ -124,14 +124,19 @@ def test_multilabel_missing_and_spurious():
     assert found.issues[0].p_suggested > found.issues[0].p_given
 
 
-def test_confident_learning_thresholds_are_per_class():
-    # Class 1 is hard (low self-confidence): 0.45 for class 1 is above its bar, so the last
-    # image (labelled 0) confidently belongs to class 1 although 0.45 < 0.5.
-    p = np.array([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.55, 0.45], [0.5, 0.5], [0.55, 0.45]])
-    labels = np.array([0, 0, 1, 1, 1, 0])
-    assert np.allclose(class_thresholds(p, labels), [(0.9 + 0.8 + 0.55) / 3, (0.4 + 0.45 + 0.5) / 3])
-    assert [f.row for f in flag_multiclass(p, labels)] == [5]
-    assert flag_multilabel(np.array([[0.9], [0.8], [0.1], [0.2]]), np.array([[1], [1], [0], [0]])) == []
+def test_cut_off_and_per_class_thresholds():
+    # Class 1 is hard (low self-confidence): 0.46 for class 1 clears its bar (0.45), so the
+    # last image's suggestion is class 1 although class 2 is more probable (0.50 < its 0.9 bar).
+    p = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.5, 0.4], [0.3, 0.4, 0.3], [0.05, 0.05, 0.9], [0.04, 0.46, 0.50]])
+    labels = np.array([0, 0, 1, 1, 2, 0])
+    assert np.allclose(class_thresholds(p, labels), [(0.9 + 0.8 + 0.04) / 3, 0.45, 0.9])
+    flags = flag_multiclass(p, labels)
+    assert [(f.row, f.given, f.suggested, f.p_given) for f in flags] == [(5, 0, 1, 0.04)]
+    # A higher floor takes row 3 (0.40) next; no other class clears its bar: the most probable other one.
+    assert [(f.row, f.suggested) for f in flag_multiclass(p, labels, floor=0.45)] == [(5, 1), (3, 0)]
+    ml = flag_multilabel(np.array([[0.99], [0.8], [0.03], [0.2]]), np.array([[1], [0], [1], [0]]))
+    assert [(f.row, f.issue) for f in ml] == [(2, "spurious")]
+    assert flag_multilabel(np.array([[0.97]]), np.array([[0]]))[0].issue == "missing"
 
 
 def test_folds_are_stratified():

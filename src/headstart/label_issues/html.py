@@ -8,13 +8,14 @@ from markupsafe import Markup
 
 from headstart.label_issues.table import LabelIssues, relative
 
-SHOWN = 40  # findings with thumbnails; every one is in label_issues.csv
+SHOWN = 24  # findings with thumbnails (each with its neighbours: ~6 images); every one is in label_issues.csv
 
 SECTION = jinja2.Template("""\
 <div class="label-issues">
-<p>{{ n }} of {{ images }} images may be mislabelled: their given label is unlikely according to
-{{ folds }} heads trained on the other folds of the frozen-base features (out-of-fold; confident
-learning's per-class thresholds). Ranked by score = 1 &minus; p(given). Every finding, with
+<p>{{ n }} of {{ images }} images may be mislabelled: {{ folds }} heads, each trained on the other
+folds of the frozen-base features, give their given label under 5 % (out-of-fold); the suggested
+label is the one that clears its class's threshold (confident learning). Ranked by score = 1 &minus; p(given);
+beside each image, its nearest neighbours in feature space with their labels and cosine similarity. Every finding, with
 its neighbours, is in <code>label_issues.csv</code>: mark <code>exclude</code> false for the labels that
 are right, then <code>headstart train DATA --exclude label_issues.csv</code>. DATA itself is never changed.</p>
 {% for r in rows %}
