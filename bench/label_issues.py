@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample, scan, walk_images
@@ -45,7 +46,6 @@ from headstart.models import build_network
 from headstart.models.network import data_config
 from headstart.pipeline.loaders import FrozenFeatures
 from headstart.preprocess import Preprocess
-from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 CLIPART = Path("/usr/share/openclipart/png")

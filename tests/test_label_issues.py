@@ -8,18 +8,28 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_images
 from typer.testing import CliRunner
 
 from headstart.cli import app
 from headstart.data.index import Sample, scan
 from headstart.errors import DataError
 from headstart.label_issues import (
-    LabelIssue, LabelSearch, Neighbour, apply_exclude, find_in_data, find_issues, read_csv, to_csv,
+    LabelIssue,
+    LabelSearch,
+    Neighbour,
+    apply_exclude,
+    find_in_data,
+    find_issues,
+    read_csv,
+    to_csv,
 )
 from headstart.label_issues.oof import fold_of
-from headstart.label_issues.rank import class_thresholds, flag_multiclass, flag_multilabel
-
-from conftest import make_images
+from headstart.label_issues.rank import (
+    class_thresholds,
+    flag_multiclass,
+    flag_multilabel,
+)
 
 FLIPPED = {"images/red/red_3.png": "green", "images/green/green_5.png": "blue", "images/blue/blue_7.png": "yellow"}
 

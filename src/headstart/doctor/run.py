@@ -46,7 +46,7 @@ class Diagnosis:
     findings: list[Finding]
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
-    label_issues: "LabelIssues | None" = None  # with --labels (headstart.label_issues)
+    label_issues: LabelIssues | None = None  # with --labels (headstart.label_issues)
 
     @property
     def files_per_second(self) -> float:
@@ -112,7 +112,7 @@ def diagnose(
     max_pixels: int = MAX_PIXELS,
     workers: int | None = None,
     show: bool = False,
-    labels: "LabelSearch | None" = None,
+    labels: LabelSearch | None = None,
 ) -> Diagnosis:
     """Check a data set without changing it.
 

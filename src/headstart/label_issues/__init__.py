@@ -7,8 +7,24 @@ predictions of heads trained on k folds of the frozen-base features (confident l
 """
 
 from headstart.label_issues.exclude import apply_exclude
-from headstart.label_issues.find import CSV_NAME, JSON_NAME, LabelSearch, find_in_data, find_issues, for_run, print_top, write_outputs
-from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour, excluded_paths, read_csv, to_csv
+from headstart.label_issues.find import (
+    CSV_NAME,
+    JSON_NAME,
+    LabelSearch,
+    find_in_data,
+    find_issues,
+    for_run,
+    print_top,
+    write_outputs,
+)
+from headstart.label_issues.table import (
+    LabelIssue,
+    LabelIssues,
+    Neighbour,
+    excluded_paths,
+    read_csv,
+    to_csv,
+)
 
 __all__ = [
     "CSV_NAME", "JSON_NAME", "LabelIssue", "LabelIssues", "LabelSearch", "Neighbour", "apply_exclude", "excluded_paths",

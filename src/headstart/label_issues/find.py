@@ -60,7 +60,7 @@ class LabelSearch:
 def nearest(features: np.ndarray | torch.Tensor, rows: list[int], k: int, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """(len(rows), k) indices and cosine similarities of each row's k nearest other rows."""
     x = torch.nn.functional.normalize(torch.as_tensor(np.asarray(features, dtype=np.float32)), dim=1)  # (N, F)
-    k = min(k, len(x) - 1)
+    k = max(0, min(k, len(x) - 1))
     index, similarity = [], []
     for start in range(0, len(rows), chunk):
         query = torch.as_tensor(rows[start : start + chunk])
@@ -95,14 +95,12 @@ def find_issues(features: np.ndarray | torch.Tensor, samples: list[Sample], clas
     flags = flag_multilabel(probs, targets) if multilabel else flag_multiclass(probs, targets)
     names = [";".join(classes[j] for j in s.labels) for s in samples]
     unique_rows = sorted({f.row for f in flags})
-    near_index, near_sim = nearest(features, unique_rows, neighbours) if neighbours and unique_rows else (None, None)
+    near_index, near_sim = nearest(features, unique_rows, neighbours if unique_rows else 0)
     near_of = {r: i for i, r in enumerate(unique_rows)}
     issues = []
     for f in flags:
-        found = []
-        if near_index is not None:
-            i = near_of[f.row]
-            found = [Neighbour(samples[j].path, names[j], round(float(s), 3)) for j, s in zip(near_index[i], near_sim[i])]
+        i = near_of[f.row]
+        found = [Neighbour(samples[j].path, names[j], round(float(s), 3)) for j, s in zip(near_index[i], near_sim[i])]
         given, suggested = _label_texts(f, samples[f.row], classes, multilabel)
         issues.append(LabelIssue(samples[f.row].path, given, suggested, f.issue, round(f.p_given, 4), round(f.p_suggested, 4), tuple(found)))
     summary = _summary(probs, targets, classes, multilabel, folds, fitted - started, time.perf_counter() - fitted)
@@ -163,7 +161,7 @@ def find_in_data(data: str | os.PathLike, search: LabelSearch = LabelSearch(), c
     return found
 
 
-def for_run(features: "FrozenFeatures", prepared: "Prepared", classes: list[str], task: str, root: str | os.PathLike,
+def for_run(features: FrozenFeatures, prepared: Prepared, classes: list[str], task: str, root: str | os.PathLike,
             folder: Path, console: Console, seed: int = 0) -> LabelIssues | None:
     """Label issues of a training run's train + val images from the phase-1 features it
     already computed; written to ``folder``. Returns None (and costs nothing) when the run
@@ -172,10 +170,10 @@ def for_run(features: "FrozenFeatures", prepared: "Prepared", classes: list[str]
     from headstart.errors import describe
 
     try:
-        have = {s: features.ready(s) for s in ("train", "val")}
-        if any(v is None for v in have.values()):
+        train, val = features.ready("train"), features.ready("val")
+        if train is None or val is None:
             return None
-        found = find_issues(torch.cat([have["train"], have["val"]]), prepared.samples["train"] + prepared.samples["val"],
+        found = find_issues(torch.cat([train, val]), prepared.samples["train"] + prepared.samples["val"],
                             classes, task, root, seed=seed)
         write_outputs(found, folder)
         console.print(f"Possible label issues: {len(found.issues)} of {found.images} train/val images "

@@ -36,7 +36,7 @@ def principal_components(x: torch.Tensor, d: int, seed: int = 0) -> torch.Tensor
     q = torch.linalg.qr(scatter @ torch.randn(x.shape[1], d + 8, generator=generator)).Q
     for _ in range(3):
         q = torch.linalg.qr(scatter @ q).Q
-    values, vectors = torch.linalg.eigh(q.T @ scatter @ q)  # (d+8,) ascending
+    _, vectors = torch.linalg.eigh(q.T @ scatter @ q)  # eigenvalues ascending: the top d come last
     top = q @ vectors[:, -d:]  # (F, d)
     return x @ top
 

@@ -134,9 +134,12 @@ def read_csv(path: str | os.PathLike, root: str | os.PathLike) -> list[LabelIssu
     col = {name: i for i, name in enumerate(header)}
     k = sum(1 for name in header if name.startswith("neighbour_") and name.count("_") == 1)
     issues = []
-    for line, r in enumerate(rows, start=2):
-        r = r + [""] * (len(header) - len(r))
-        get = lambda name: r[col[name]] if name in col else ""  # noqa: E731
+    for line, raw in enumerate(rows, start=2):
+        r = raw + [""] * (len(header) - len(raw))
+
+        def get(name: str, r: list[str] = r) -> str:
+            return r[col[name]] if name in col else ""
+
         neighbours = tuple(
             Neighbour(resolve(get(f"neighbour_{n}"), root), get(f"neighbour_{n}_label"), float(get(f"neighbour_{n}_similarity")))
             for n in range(1, k + 1) if get(f"neighbour_{n}")
