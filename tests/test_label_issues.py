@@ -172,3 +172,18 @@ def test_csv_round_trips(tmp_path):
     header = text.splitlines()[0].split(",")
     assert header[:7] == ["path", "given", "suggested", "issue", "p_given", "p_suggested", "score"] and header[-1] == "exclude"
     assert text.splitlines()[1].startswith('"a/x, 1.png",cat,dog,mislabelled,0.0312,0.9123,0.9688,b/y.png,dog,0.912')
+
+
+def test_multilabel_csv_end_to_end(tmp_path, search):
+    """A multi-label CSV through the whole search: per-label rows, label sets in the CSV."""
+    listing = make_images(tmp_path / "data", "multilabel", classes={"red": "warm", "yellow": "bright;warm", "white": "bright", "blue": "cold"},
+                          per_class=10, size=24)
+    text = listing.read_text().replace("images/yellow/yellow_3.png,bright;warm", "images/yellow/yellow_3.png,bright")
+    listing.write_text(text)
+    found = find_in_data(listing, search)
+    assert found.task == "multilabel" and found.images == 40
+    assert {i.issue for i in found.issues} <= {"missing", "spurious"}
+    first = found.issues[0]
+    assert (Path(first.path).name, first.issue, first.given, first.suggested) == ("yellow_3.png", "missing", "bright", "bright;warm")
+    (tmp_path / "issues.csv").write_text(to_csv(found.issues, found.root))
+    assert read_csv(tmp_path / "issues.csv", found.root) == found.issues
