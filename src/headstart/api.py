@@ -88,10 +88,14 @@ class Classifier:
 
     # -- training ------------------------------------------------------------------------
     def fit(
-        self, data: str | os.PathLike, out: str | os.PathLike | None = None, callbacks: list["L.Callback"] | None = None
+        self, data: str | os.PathLike, out: str | os.PathLike | None = None, callbacks: list["L.Callback"] | None = None,
+        exclude: str | os.PathLike | None = None,
     ) -> "Classifier":
-        """Index ``data``, split it, train both phases, evaluate, and save the run folder."""
-        return self._keep(self._training().fit(data, out, callbacks))
+        """Index ``data``, split it, train both phases, evaluate, and save the run folder.
+
+        ``exclude``: a CSV of files to leave out (``label_issues.csv``: its rows marked
+        exclude = true; see ``headstart.label_issues``)."""
+        return self._keep(self._training().fit(data, out, callbacks, exclude))
 
     @classmethod
     def resume(

@@ -76,10 +76,11 @@ def train(
     data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val/test) or CSV (path,label | path,labels)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/<data name>, never overwriting."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run folder from its last checkpoint."),
-    image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: the architecture's."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: planned from the images (--recipe auto), else the architecture's."),
     augment: bool = typer.Option(True, help="Training augmentation (flip, rotation, crop, colour)."),
     cache: bool = typer.Option(True, help="Keep decoded images in the on-disk cache."),
     report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
+    exclude: Optional[Path] = typer.Option(None, help="Train without the files of this CSV (label_issues.csv: its rows with exclude = true; another CSV: every 'path')."),
     **options: Any,
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
@@ -99,7 +100,7 @@ def train(
     model = build_config(ModelConfig, options)
     aug = build_config(AugmentConfig, options) if augment else AugmentConfig.none()
     cfg = build_config(TrainConfig, options, augment=aug)
-    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir)
+    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir, exclude=exclude)
 
 
 def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> None:
@@ -314,17 +315,34 @@ def doctor(
     near: int = typer.Option(5, help="Near-duplicate threshold: differing bits of a 256-bit perceptual hash (-1: off)."),
     min_side: int = typer.Option(32, help="Report images with a side below this many pixels."),
     workers: Optional[int] = typer.Option(None, help="Reader threads. Default: 2 per core, at most 16."),
+    labels: bool = typer.Option(False, "--labels", help="Also find images whose label is probably wrong (out-of-fold heads on frozen-base features; label_issues.csv)."),
+    arch: str = typer.Option("tf_efficientnet_lite0", help="--labels: the frozen base, any timm architecture."),
+    weights: Optional[Path] = typer.Option(None, help="--labels: backbone weights file (.safetensors/.pth/.bin)."),
+    image_size: Optional[int] = typer.Option(None, help="--labels: input side in pixels. Default: the architecture's."),
+    folds: int = typer.Option(5, help="--labels: heads trained, each predicting the images it did not see."),
 ) -> None:
-    """Check a data set: unreadable files, wrong extensions, sizes, duplicates, leakage, label conflicts, imbalance."""
+    """Check a data set: unreadable files, wrong extensions, sizes, duplicates, leakage, label conflicts, imbalance
+    and, with --labels, probably wrong labels."""
     from headstart.doctor import diagnose, print_summary, write_outputs
     from headstart.doctor.run import check_out, default_out
 
     target = out_dir or default_out(data)
     refuse_inside_data(target, data, default=default_out(data))
     check_out(target, data)  # before reading 100k files, not after
-    diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal)
+    search = None
+    if labels:
+        _training_api()  # the training stack, or one clear line saying how to install it
+        from headstart.label_issues import LabelSearch
+
+        search = LabelSearch(arch=arch, weights=str(weights) if weights else None, image_size=image_size, folds=folds)
+    diagnosis = diagnose(data, near_threshold=near, min_side=min_side, workers=workers, show=err.is_terminal, labels=search)
     folder = write_outputs(diagnosis, target)
     print_summary(diagnosis, out)
+    if diagnosis.label_issues is not None:
+        from headstart.label_issues import CSV_NAME, print_top
+
+        print_top(diagnosis.label_issues, out)
+        out.print(f"Label issues to review: [bold]{folder / CSV_NAME}[/] (then: headstart train DATA --exclude {folder / CSV_NAME})")
     out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
 
 

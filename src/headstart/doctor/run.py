@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -24,6 +25,9 @@ from headstart.doctor.checks import SEVERITIES, Finding, class_name_clashes, dup
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name
+
+if TYPE_CHECKING:
+    from headstart.label_issues import LabelIssues, LabelSearch
 
 # Pillow's own warning limit: above it, Image.open warns of a decompression bomb.
 MAX_PIXELS = int(Image.MAX_IMAGE_PIXELS or 89_478_485)
@@ -42,6 +46,7 @@ class Diagnosis:
     findings: list[Finding]
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
+    label_issues: LabelIssues | None = None  # with --labels (headstart.label_issues)
 
     @property
     def files_per_second(self) -> float:
@@ -51,7 +56,11 @@ class Diagnosis:
         return sum(f.severity == severity for f in self.findings)
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "files_per_second": round(self.files_per_second, 1)}
+        out = {**dataclasses.asdict(dataclasses.replace(self, label_issues=None)), "files_per_second": round(self.files_per_second, 1)}
+        out.pop("label_issues")
+        if self.label_issues is not None:  # paths relative to the data's root, as in label_issues.csv
+            out["label_issues"] = self.label_issues.to_dict()
+        return out
 
 
 def default_out(data: str | os.PathLike) -> Path:
@@ -103,6 +112,7 @@ def diagnose(
     max_pixels: int = MAX_PIXELS,
     workers: int | None = None,
     show: bool = False,
+    labels: LabelSearch | None = None,
 ) -> Diagnosis:
     """Check a data set without changing it.
 
@@ -112,6 +122,8 @@ def diagnose(
             as near-duplicates; -1 skips the near-duplicate search.
         min_side: images with a side below this many pixels are reported as tiny.
         max_pixels: images above this (read from the header, never decoded) are reported.
+        labels: also look for images whose label is probably wrong (needs the training
+            stack; see ``headstart.label_issues``).
 
     Example:
         >>> d = diagnose("pets/")                      # doctest: +SKIP
@@ -133,12 +145,19 @@ def diagnose(
     )
     if index.skipped:
         findings.append(Finding("missing", "warning", f"{len(index.skipped)} files listed in the CSV do not exist.", [{"path": s.path, "reason": s.reason} for s in index.skipped]))
+    found = None
+    if labels is not None:
+        from headstart.label_issues import find_in_data
+
+        found = find_in_data(data, labels, Console(stderr=True) if show else None)
+        findings.append(Finding("labels", "warning" if found.issues else "info",
+                                f"{len(found.issues)} of {found.images} images may be mislabelled (label_issues.csv; see 'Possible label issues')."))
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     order = ("train", "val", "test", "all")
     counts = {split: dict(sorted(index.class_counts(split).items())) for split in sorted(index.samples, key=order.index)}
     return Diagnosis(
         str(Path(data).resolve()), index.layout, index.classes, counts, len(paths), index.ignored,
-        findings, _stats(facts), time.perf_counter() - start,
+        findings, _stats(facts), time.perf_counter() - start, found,
     )
 
 
@@ -165,7 +184,12 @@ def render_html(diagnosis: Diagnosis, max_groups: int = 30) -> str:
             if isinstance(group, list):
                 for member in group[:6]:
                     thumbs.setdefault(member["path"], _thumb(member["path"]))
-    return env.get_template("doctor.html").render(d=diagnosis, thumbs=thumbs, max_groups=max_groups)
+    labels = None
+    if diagnosis.label_issues is not None:
+        from headstart.label_issues.html import render_section
+
+        labels = render_section(diagnosis.label_issues)
+    return env.get_template("doctor.html").render(d=diagnosis, thumbs=thumbs, max_groups=max_groups, labels=labels)
 
 
 def write_outputs(diagnosis: Diagnosis, out: str | os.PathLike) -> Path:
@@ -175,6 +199,10 @@ def write_outputs(diagnosis: Diagnosis, out: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "doctor.json", json.dumps(diagnosis.to_dict(), indent=1, ensure_ascii=False))
     atomic_write(folder / "doctor.html", render_html(diagnosis))
+    if diagnosis.label_issues is not None:
+        from headstart.label_issues import write_outputs as write_label_issues
+
+        write_label_issues(diagnosis.label_issues, folder)
     return folder
 
 

@@ -49,6 +49,10 @@ class FrozenFeatures:
             )
         return self._memo[(split, view)]
 
+    def ready(self, split: str) -> torch.Tensor | None:
+        """The evaluation-view features of ``split`` if already computed; never computes them."""
+        return self._memo.get((split, 0))
+
     def phase1(self, shared: Path | None, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(train, val) features for phase 1. With several processes rank 0 computes them
         once into RUN/checkpoints/features.pt, kept for a resume until training ends; the

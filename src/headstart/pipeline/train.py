@@ -107,7 +107,8 @@ class Training:
         self.started = time.time()  # the time budget counts from here
 
     # -- entry points ----------------------------------------------------------------------
-    def fit(self, data: str | os.PathLike, out: str | os.PathLike | None, callbacks: list["L.Callback"] | None) -> TrainedRun:
+    def fit(self, data: str | os.PathLike, out: str | os.PathLike | None, callbacks: list["L.Callback"] | None,
+            exclude: str | os.PathLike | None = None) -> TrainedRun:
         self.started = time.time()
         rank = global_rank()
         run_dir = self._run_dir_for(data, out, rank)
@@ -116,13 +117,20 @@ class Training:
         if (run_dir / outputs.CONFIG).exists():
             raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
         index = scan(data)
+        if exclude is not None:  # the split is made without them, so --resume needs nothing more
+            from headstart.label_issues import apply_exclude
+
+            index, lines = apply_exclude(index, exclude)
+            for line in lines:
+                self.console.print(line, highlight=False)
         for note in index.notes:
             self.console.print(f"[yellow]note:[/] {note}")
         if index.ignored:
             self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
         self._quick_doctor(index)
         task = resolve_task(self.model.task, index)
-        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored}
+        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored,
+                **({"excluded_by": str(Path(exclude).resolve())} if exclude is not None else {})}
         spec = RunSpec(index.classes, task, self._splits(index), index.skipped, meta)
         self._choose_recipe(spec)
         return self._run(run_dir, spec, resume=False, callbacks=callbacks)
@@ -238,11 +246,14 @@ class Training:
         outputs.write_metrics(run_dir, metrics, self.console, monitor=cfg.monitor)
         save_artifact(run_dir, artifact)
         outputs.print_summary(self.console, run_dir, metrics)
+        from headstart.label_issues import for_run  # from the phase-1 features at hand; None without them
+
+        issues = for_run(features, prepared, spec.classes, task, _data_root(spec.meta.get("data")), run_dir, self.console, cfg.seed)
         if self.report:
             from headstart.report import ReportInputs
 
             inputs = ReportInputs(run_dir, "train", artifact, prepared, metrics, {s: p for s, (_, p) in scored.items()},
-                                  run_dir, spec.meta.get("data"))
+                                  run_dir, spec.meta.get("data"), label_issues=issues)
             outputs.write_report(inputs, self.console)
         return TrainedRun(run_dir, cfg, artifact, predictor, metrics)
 
@@ -313,6 +324,11 @@ class Training:
         if self.train.planned_processes() > 1 and (rank > 0 or "WORLD_SIZE" in os.environ):
             raise ConfigError("Runs started by torchrun or SLURM need --out RUN_DIR (the same for every process).")
         return outputs.default_run_dir(data)
+
+
+def _data_root(data: str | None) -> str:
+    """The folder that relative paths of the data are relative to (a CSV's folder)."""
+    return str(Path(data).parent) if data and Path(data).is_file() else (data or ".")
 
 
 def check_prepared(prepared: Prepared, classes: list[str]) -> None:

@@ -38,6 +38,7 @@ def render(inp: ReportInputs) -> str:
     data = problems.section("data", sections.data_section, inp, problems)
     training = problems.section("training", sections.training_section, inp, problems)
     splits = [problems.section(f"results ({s})", results.split_results, inp, s, problems) for s in inp.metrics]
+    labels = problems.section("label issues", sections.label_issues_section, inp) if inp.label_issues is not None else None
     facts = problems.section("run facts", sections.facts_section, inp, data if "error" not in data else {}, training)
     art = inp.artifact
     main = next((s for s in ("test", "data", "val") if s in inp.metrics), next(iter(inp.metrics), None))
@@ -56,6 +57,7 @@ def render(inp: ReportInputs) -> str:
         training=training,
         splits=splits,
         facts=facts,
+        labels=labels,
         tta=inp.tta,
         problems=problems.items,
         seconds=time.perf_counter() - started,

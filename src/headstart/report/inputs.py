@@ -39,6 +39,7 @@ class ReportInputs:
     tta: tuple[str, ...] = ()
     without_tta: dict[str, tuple[Metrics, np.ndarray]] = field(default_factory=dict)
     seconds: float | None = None  # how long the run or evaluation took
+    label_issues: Any = None  # headstart.label_issues.LabelIssues of a training run, when checked
 
 
 @dataclass

@@ -210,3 +210,10 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
         "options": _flatten(train) if train else [],
         "versions": version_rows,
     }
+
+
+def label_issues_section(inp: ReportInputs) -> dict[str, Any]:
+    """The run's possible label issues, each image beside its nearest neighbours."""
+    from headstart.label_issues.html import render_section
+
+    return {"html": render_section(inp.label_issues)}
