@@ -58,7 +58,7 @@ def _plain(value):
 
 def test_no_options_build_the_default_configs(tmp_path, make_images, monkeypatch, capsys):
     seen = {}
-    monkeypatch.setattr(api.Classifier, "fit", lambda self, data, out=None: seen.update(model=self.model, train=self.train))
+    monkeypatch.setattr(api.Classifier, "fit", lambda self, data, out=None, exclude=None: seen.update(model=self.model, train=self.train))
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=2)
     monkeypatch.chdir(tmp_path)
     assert run_main(monkeypatch, capsys, ["train", data])[0] == 0
