@@ -130,6 +130,7 @@ class _Loaders(L.LightningDataModule):
         return DataLoader(
             v.dataset, batch_size=v.batch_size, sampler=sampler, num_workers=v.num_workers,
             persistent_workers=v.persistent_workers, pin_memory=v.pin_memory, worker_init_fn=v.worker_init_fn,
+            collate_fn=v.collate_fn,  # whole batches from the store come through their own collate
         )
 
 
