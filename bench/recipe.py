@@ -11,8 +11,9 @@ contender in its own process (so peak RSS is its own), wall time including decod
     ``--budget`` seconds (default 600): data facts from the files, a few seconds of measured
     throughput, ``make_plan``, then the plan trained.
 OpenClipart (``--clip 5x80,9x60,demo``: the folders bench/train_vs_baseline.py builds, and
-the demo set), each: the linear probe (old default) vs the recipe planned with no budget
-(fine-tuning then bounded by 5x the probe's estimated time).
+the demo set), each: the linear probe (old default) vs the recipe planned with a budget of
+``--clip-factor`` (5) times the probe's measured seconds, the issue's bound (``0``: no
+budget, which on a CPU plans the probe itself).
 
 The recipe runs standalone (bench/recipes.py's loops on uint8 arrays in memory). Once the
 planner is wired into the engine this should call ``headstart train DATA --time 10m``
@@ -127,7 +128,9 @@ def one(name: str, args) -> dict:
         else:
             _, parts = clipdata.split(clipdata.folder(clip))
             facts = facts_of([p for p, _ in parts["train"]], len(xtr), k, len(xva))
-            plan, extra["plan_seconds"] = planned(facts, None)
+            # The budget covers the whole run; decoding is already spent.
+            budget = args.clip_budget - extra["decode_seconds"] if args.clip_budget else None
+            plan, extra["plan_seconds"] = planned(facts, budget)
             extra["plan"] = plan.to_dict()
             r = recipes.run_plan(plan, xtr, ytr, xva, yva, k)
         start -= extra["decode_seconds"]  # the decode was cached: count its cold seconds
@@ -146,6 +149,9 @@ def main() -> int:
     ap.add_argument("--no-fashion", action="store_true")
     ap.add_argument("--budget", type=float, default=600.0, help="seconds for the Fashion-MNIST recipe")
     ap.add_argument("--clip", default="5x80,9x60,demo", help="OpenClipart sets ('' for none)")
+    ap.add_argument("--clip-factor", type=float, default=5.0,
+                    help="OpenClipart recipe budget = this x the probe's measured seconds (0: no budget)")
+    ap.add_argument("--clip-budget", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -158,7 +164,12 @@ def main() -> int:
     results = []
     for name in names:
         print(f"== {name}", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", name, *flags], stdout=subprocess.PIPE, text=True)
+        extra = []
+        if name.endswith(":recipe") and name.startswith("clip:") and args.clip_factor:
+            probe_run = next((r for r in results if r["name"] == name.replace(":recipe", ":probe")), None)
+            if probe_run:
+                extra = [f"--clip-budget={args.clip_factor * probe_run['seconds']:.0f}"]
+        proc = subprocess.run([sys.executable, __file__, "--one", name, *flags, *extra], stdout=subprocess.PIPE, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         print("\n".join(l for l in proc.stdout.splitlines() if not l.startswith("RESULT ")), flush=True)
         if proc.returncode or not lines:
