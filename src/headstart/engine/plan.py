@@ -5,7 +5,9 @@ Interface (for ``headstart train --time 10m``; torch is imported only inside
 
     facts = DataFacts(images=48_000, classes=10, median_side=28, greyscale=True, pretrained=True)
     speed = measure_throughput(*sizes_to_measure(facts))    # ~5-10 s on 2 CPU cores
-    plan = make_plan(facts, speed, budget_s=600)             # budget_s=None: no time limit
+    plan = make_plan(facts, speed, budget_s=600 - spent)     # seconds left for training: the
+                                                             # --time budget less decoding and
+                                                             # measuring; None: no time limit
     print(plan.describe())                                   # the plan and its reasons
     meta["plan"] = plan.to_dict()                            # headstart.json and the report
 
