@@ -67,20 +67,7 @@ def decode_fashion(root: Path, quick: bool):
     return (*out, len(index.classes))
 
 
-def facts_of(paths: list[str], images: int, classes: int, val_images: int, pretrained: bool = True):
-    """DataFacts from file headers (a sample of up to 500; nothing decoded but the greyscale check)."""
-    from PIL import Image
-
-    from headstart.engine.plan import DataFacts
-
-    sample = paths[:: max(1, len(paths) // 500)]
-    sides, grey = [], True
-    for p in sample:
-        with Image.open(p) as image:
-            sides.append(min(image.size))
-            grey = grey and image.mode in ("L", "LA", "1", "I;16")
-    return DataFacts(images=images, classes=classes, median_side=int(np.median(sides)), greyscale=grey,
-                     pretrained=pretrained, val_images=val_images)
+from headstart.engine.plan import DataFacts  # noqa: E402  (no torch: cheap)
 
 
 def planned(facts, budget):
@@ -115,7 +102,7 @@ def one(name: str, args) -> dict:
             from headstart.data.index import scan
 
             paths = [s.path for s in scan(args.fashion).samples["train"]]
-            facts = facts_of(paths, len(xtr), k, len(xte))
+            facts = DataFacts.from_files(paths, k, len(xte))
             plan, extra["plan_seconds"] = planned(facts, args.budget)
             extra["plan"] = plan.to_dict()
             r = recipes.run_plan(plan, xtr, ytr, xte, yte, k)
@@ -129,7 +116,7 @@ def one(name: str, args) -> dict:
             r = recipes.probe(xtr, ytr, xva, yva, k, size=224)
         else:
             _, parts = clipdata.split(clipdata.folder(clip))
-            facts = facts_of([p for p, _ in parts["train"]], len(xtr), k, len(xva))
+            facts = DataFacts.from_files([p for p, _ in parts["train"]], k, len(xva))
             # The budget covers the whole run; decoding is already spent.
             budget = args.clip_budget - extra["decode_seconds"] if args.clip_budget else None
             plan, extra["plan_seconds"] = planned(facts, budget)

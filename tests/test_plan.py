@@ -150,3 +150,16 @@ def test_photo_sized_images_stay_pretrained_however_many():
     assert any("224 px -> 64 px" in r for r in plan.reasons)
     huge = make_plan(DataFacts(images=5_000_000, classes=100, median_side=400), CPU, 600)
     assert huge.input_size == 64 and any("stops at the budget" in r for r in huge.reasons)
+
+
+def test_facts_from_files_read_headers(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, (size, mode) in enumerate([((28, 28), "L"), ((30, 40), "L"), ((50, 28), "L")]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new(mode, size).save(paths[-1])
+    facts = DataFacts.from_files(paths, classes=2, val_images=1)
+    assert (facts.images, facts.median_side, facts.greyscale, facts.val_images) == (3, 28, True, 1)
+    Image.new("RGB", (64, 64)).save(tmp_path / "c.png")
+    assert not DataFacts.from_files([*paths, str(tmp_path / "c.png")], classes=2).greyscale

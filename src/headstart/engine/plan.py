@@ -3,7 +3,7 @@
 Interface (for ``headstart train --time 10m``; torch is imported only inside
 ``measure_throughput``, so planning itself is a pure, instant function):
 
-    facts = DataFacts(images=48_000, classes=10, median_side=28, greyscale=True, pretrained=True)
+    facts = DataFacts.from_files(train_paths, classes=10, val_images=12_000)   # headers only
     speed = measure_throughput(*sizes_to_measure(facts))    # ~5-10 s on 2 CPU cores
     plan = make_plan(facts, speed, budget_s=600 - spent)     # seconds left for training: the
                                                              # --time budget less decoding and
@@ -99,6 +99,25 @@ class DataFacts:
     def __post_init__(self) -> None:
         if self.images < 1 or self.classes < 2 or self.median_side < 1:
             raise ValueError(f"DataFacts needs images >= 1, classes >= 2, median_side >= 1; got {self}")
+
+    @classmethod
+    def from_files(cls, train: Sequence[str], classes: int, val_images: int = 0, pretrained: bool = True,
+                   sample: int = 500) -> "DataFacts":
+        """Facts from the training files' headers (up to ``sample`` of them; pixels not decoded).
+
+        Greyscale means every sampled file is stored as a grey mode (L, LA, 1, I;16).
+        """
+        from PIL import Image
+
+        picked = list(train)[:: max(1, len(train) // sample)]
+        sides, grey = [], True
+        for path in picked:
+            with Image.open(path) as image:
+                sides.append(min(image.size))
+                grey = grey and image.mode in ("L", "LA", "1", "I;16")
+        sides.sort()
+        return cls(images=len(train), classes=classes, median_side=sides[len(sides) // 2], greyscale=grey,
+                   pretrained=pretrained, val_images=val_images)
 
     @property
     def eval_images(self) -> int:
