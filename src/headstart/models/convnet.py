@@ -21,6 +21,7 @@ and reaches 0.928 test accuracy after 8 epochs (SGD-Nesterov, one-cycle, label s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -89,7 +90,7 @@ class ConvNet(nn.Module):
         torch.Size([2, 32])
     """
 
-    def __init__(self, stages: list[nn.Module], num_features: int, input_size: int = 128) -> None:
+    def __init__(self, stages: Sequence[nn.Module], num_features: int, input_size: int = 128) -> None:
         super().__init__()
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
