@@ -11,8 +11,9 @@ contender in its own process (so peak RSS is its own), wall time including decod
     ``--budget`` seconds (default 600): data facts from the files, a few seconds of measured
     throughput, ``make_plan``, then the plan trained.
 OpenClipart (``--clip 5x80,9x60,demo``: the folders bench/train_vs_baseline.py builds, and
-the demo set), each: the linear probe (old default) vs the recipe planned with no budget
-(fine-tuning then bounded by 5x the probe's estimated time).
+the demo set), each: the linear probe (old default) vs the recipe planned with a budget of
+``--clip-factor`` (5) times the probe's measured seconds, the issue's bound (``0``: no
+budget, which on a CPU plans the probe itself).
 
 The recipe runs standalone (bench/recipes.py's loops on uint8 arrays in memory). Once the
 planner is wired into the engine this should call ``headstart train DATA --time 10m``
@@ -54,30 +55,19 @@ def decode_fashion(root: Path, quick: bool):
     out = []
     for split in ("train", "test"):
         samples = index.samples[split]
-        if quick:
+        if quick:  # the first N of each class
             per = 600 if split == "train" else 100
-            seen: dict[int, int] = {}
-            samples = [s for s in samples if seen.setdefault(s.labels[0], 0) < per and not seen.update({s.labels[0]: seen[s.labels[0]] + 1})]
+            by_class: dict[int, list] = {}
+            for sample in samples:
+                by_class.setdefault(sample.labels[0], []).append(sample)
+            samples = [s for k in sorted(by_class) for s in by_class[k][:per]]
         with ProcessPoolExecutor(len(os.sched_getaffinity(0))) as pool:
             x = np.stack(list(pool.map(_read, [s.path for s in samples], [True] * len(samples), chunksize=256)))
         out += [x, np.array([s.labels[0] for s in samples], np.int64)]
     return (*out, len(index.classes))
 
 
-def facts_of(paths: list[str], images: int, classes: int, val_images: int, pretrained: bool = True):
-    """DataFacts from file headers (a sample of up to 500; nothing decoded but the greyscale check)."""
-    from PIL import Image
-
-    from headstart.engine.plan import DataFacts
-
-    sample = paths[:: max(1, len(paths) // 500)]
-    sides, grey = [], True
-    for p in sample:
-        with Image.open(p) as image:
-            sides.append(min(image.size))
-            grey = grey and image.mode in ("L", "LA", "1", "I;16")
-    return DataFacts(images=images, classes=classes, median_side=int(np.median(sides)), greyscale=grey,
-                     pretrained=pretrained, val_images=val_images)
+from headstart.engine.plan import DataFacts  # noqa: E402  (no torch: cheap)
 
 
 def planned(facts, budget):
@@ -112,7 +102,7 @@ def one(name: str, args) -> dict:
             from headstart.data.index import scan
 
             paths = [s.path for s in scan(args.fashion).samples["train"]]
-            facts = facts_of(paths, len(xtr), k, len(xte))
+            facts = DataFacts.from_files(paths, k, len(xte))
             plan, extra["plan_seconds"] = planned(facts, args.budget)
             extra["plan"] = plan.to_dict()
             r = recipes.run_plan(plan, xtr, ytr, xte, yte, k)
@@ -126,8 +116,10 @@ def one(name: str, args) -> dict:
             r = recipes.probe(xtr, ytr, xva, yva, k, size=224)
         else:
             _, parts = clipdata.split(clipdata.folder(clip))
-            facts = facts_of([p for p, _ in parts["train"]], len(xtr), k, len(xva))
-            plan, extra["plan_seconds"] = planned(facts, None)
+            facts = DataFacts.from_files([p for p, _ in parts["train"]], k, len(xva))
+            # The budget covers the whole run; decoding is already spent.
+            budget = args.clip_budget - extra["decode_seconds"] if args.clip_budget else None
+            plan, extra["plan_seconds"] = planned(facts, budget)
             extra["plan"] = plan.to_dict()
             r = recipes.run_plan(plan, xtr, ytr, xva, yva, k)
         start -= extra["decode_seconds"]  # the decode was cached: count its cold seconds
@@ -146,6 +138,9 @@ def main() -> int:
     ap.add_argument("--no-fashion", action="store_true")
     ap.add_argument("--budget", type=float, default=600.0, help="seconds for the Fashion-MNIST recipe")
     ap.add_argument("--clip", default="5x80,9x60,demo", help="OpenClipart sets ('' for none)")
+    ap.add_argument("--clip-factor", type=float, default=5.0,
+                    help="OpenClipart recipe budget = this x the probe's measured seconds (0: no budget)")
+    ap.add_argument("--clip-budget", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
@@ -158,7 +153,12 @@ def main() -> int:
     results = []
     for name in names:
         print(f"== {name}", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--one", name, *flags], stdout=subprocess.PIPE, text=True)
+        extra = []
+        if name.endswith(":recipe") and name.startswith("clip:") and args.clip_factor:
+            probe_run = next((r for r in results if r["name"] == name.replace(":recipe", ":probe")), None)
+            if probe_run:
+                extra = [f"--clip-budget={args.clip_factor * probe_run['seconds']:.0f}"]
+        proc = subprocess.run([sys.executable, __file__, "--one", name, *flags, *extra], stdout=subprocess.PIPE, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
         print("\n".join(l for l in proc.stdout.splitlines() if not l.startswith("RESULT ")), flush=True)
         if proc.returncode or not lines:

@@ -61,6 +61,7 @@ def main() -> None:
     ap.add_argument("--shift", type=int)
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--ema", type=float, default=0.0)
+    ap.add_argument("--freeze-bn", action="store_true", help="fine-tune: keep batch-norm statistics")
     ap.add_argument("--opt", default=None)
     ap.add_argument("--train", type=int, help="training subset size (Fashion-MNIST)")
     ap.add_argument("--clip", default="5x80")
@@ -92,7 +93,7 @@ def main() -> None:
         r = recipes.probe(*data, size=a.size or 224)
     else:
         r = recipes.finetune(*data, size=a.size or 224, epochs=a.epochs, lr=a.lr or 2e-3, base_lr_ratio=a.base_lr_ratio,
-                             frozen_epochs=a.frozen_epochs, batch=a.batch or 32, **kw)
+                             frozen_epochs=a.frozen_epochs, batch=a.batch or 32, freeze_bn=a.freeze_bn, **kw)
     r.update(cpu_seconds=round(time.process_time() - cpu0, 1), experiment=a.experiment, data=dname, args=vars(a), load_start=load0, load_end=os.getloadavg(),
              peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, when=time.strftime("%H:%M"))
     print(f"RESULT {a.experiment} {dname} {a.tag}: acc {r['acc']:.4f} in {r['seconds']:.1f}s, cpu {r['cpu_seconds']}s "

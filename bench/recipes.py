@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import types
 
 import numpy as np
 import torch
@@ -217,7 +218,8 @@ def probe(xtr, ytr, xte, yte, classes: int, size: int = 224, epochs: int = 30, l
 
 
 def finetune(xtr, ytr, xte, yte, classes: int, size: int, epochs: int, lr: float = 2e-3, base_lr_ratio: float = 0.3,
-             frozen_epochs: int = 1, batch: int = 32, seed: int = 0, opt: str = "adamw", wd: float = 0.01, **kw) -> dict:
+             frozen_epochs: int = 1, batch: int = 32, seed: int = 0, opt: str = "adamw", wd: float = 0.01,
+             freeze_bn: bool = False, **kw) -> dict:
     """fastai's fine_tune shape: ``frozen_epochs`` of head-only training on the frozen base
     (batch-norm statistics kept), then ``epochs`` of all layers with discriminative LRs, one-cycle."""
     torch.manual_seed(seed)
@@ -251,6 +253,10 @@ def finetune(xtr, ytr, xte, yte, classes: int, size: int, epochs: int, lr: float
         print(f"  finetune {size}px frozen {out['frozen']}", flush=True)
         for p in base.parameters():
             p.requires_grad = True
+    if freeze_bn:  # headstart's phase 2: batch-norm layers stay in eval mode (pretrained statistics)
+        for m in base.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), m)
     groups = [{"params": list(base.parameters()), "lr": lr * base_lr_ratio}, {"params": head_params, "lr": lr}]
     if epochs:
         res = fit(model, groups, xtr, ytr, xte, yte, epochs=epochs, size=size, mean=mean, std=std, batch=batch,

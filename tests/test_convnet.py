@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from headstart.models.convnet import VARIANTS, ConvNet, ResidualBlock, ResStage, Stage, Variant, build_convnet, create_convnet
+from headstart.models.convnet import (
+    VARIANTS,
+    ConvNet,
+    ResidualBlock,
+    ResStage,
+    Stage,
+    Variant,
+    build_convnet,
+    create_convnet,
+)
 
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))

@@ -137,3 +137,29 @@ def test_measure_throughput_times_the_asked_sides_in_a_moment():
     speed = measure_throughput([32], [28], batch=2, scratch_batch=2, seconds=0.01)
     assert set(speed.frozen) == set(speed.finetune) == {32} and set(speed.scratch) == {28}
     assert all(v > 0 for v in (*speed.frozen.values(), *speed.finetune.values(), *speed.scratch.values()))
+
+
+@pytest.mark.parametrize("images, arch", [(5_000, PRETRAINED_ARCH), (12_000, SCRATCH_ARCH)])
+def test_small_images_train_from_scratch_from_ten_thousand_on(images, arch):
+    assert make_plan(DataFacts(images=images, classes=10, median_side=28), CPU, 600).arch == arch
+
+
+def test_photo_sized_images_stay_pretrained_however_many():
+    plan = make_plan(DataFacts(images=500_000, classes=100, median_side=400), CPU, 600)
+    assert plan.arch == PRETRAINED_ARCH and plan.input_size == 64
+    assert any("224 px -> 64 px" in r for r in plan.reasons)
+    huge = make_plan(DataFacts(images=5_000_000, classes=100, median_side=400), CPU, 600)
+    assert huge.input_size == 64 and any("stops at the budget" in r for r in huge.reasons)
+
+
+def test_facts_from_files_read_headers(tmp_path):
+    from PIL import Image
+
+    paths = []
+    for i, (size, mode) in enumerate([((28, 28), "L"), ((30, 40), "L"), ((50, 28), "L")]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.new(mode, size).save(paths[-1])
+    facts = DataFacts.from_files(paths, classes=2, val_images=1)
+    assert (facts.images, facts.median_side, facts.greyscale, facts.val_images) == (3, 28, True, 1)
+    Image.new("RGB", (64, 64)).save(tmp_path / "c.png")
+    assert not DataFacts.from_files([*paths, str(tmp_path / "c.png")], classes=2).greyscale
