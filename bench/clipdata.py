@@ -11,7 +11,11 @@ the seconds decoding took, so experiments after the first read them back.
 
 from __future__ import annotations
 
-import json, os, random, time, warnings
+import json
+import os
+import random
+import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 

@@ -66,7 +66,7 @@ def linear_accuracy(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Te
     x = torch.cat([x_train, x_test])
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)
     x = principal_components(x, 256)
-    probs = _fit_predict(x[: len(x_train)], torch.as_tensor(y_train), x[len(x_train):], k, False, WEIGHT_DECAY)
+    probs = _fit_predict(x[: len(x_train)], torch.as_tensor(y_train), x[len(x_train) :], k, False, WEIGHT_DECAY)
     return float((probs.argmax(1).numpy() == y_test).mean())
 
 
@@ -74,8 +74,18 @@ def fashion(args: argparse.Namespace) -> dict:
     work = Path(args.work)
     images = work / "images"
     if not (images / "test").is_dir():
-        subprocess.run([sys.executable, str(REPO / "scripts" / "fashion_mnist_folder.py"), str(images),
-                        "--train-per-class", str(args.train_per_class), "--test-per-class", str(args.test_per_class)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "scripts" / "fashion_mnist_folder.py"),
+                str(images),
+                "--train-per-class",
+                str(args.train_per_class),
+                "--test-per-class",
+                str(args.test_per_class),
+            ],
+            check=True,
+        )
     train, test = scan(images / "train"), scan(images / "test")
     classes = train.classes
     clean = train.samples["all"]
@@ -114,13 +124,22 @@ def fashion(args: argparse.Namespace) -> dict:
     acc_without = linear_accuracy(feats["train"][torch.as_tensor(keep)], noisy[keep], feats["test"], y_test, len(classes))
     acc_true = linear_accuracy(feats["train"], truth, feats["test"], y_test, len(classes))
     return {
-        "images": len(clean), "test_images": len(y_test), "image_size": args.image_size, "flipped": len(flips),
-        "flagged": len(flagged), "true_positives": hits, "precision": round(precision, 4), "recall": round(recall, 4),
+        "images": len(clean),
+        "test_images": len(y_test),
+        "image_size": args.image_size,
+        "flipped": len(flips),
+        "flagged": len(flagged),
+        "true_positives": hits,
+        "precision": round(precision, 4),
+        "recall": round(recall, 4),
         "precision_at_flipped_count": round(len(set(top) & flips) / max(1, len(top)), 4),
         "oof_accuracy_vs_given": found.summary["oof_agreement"],
-        "seconds_features": round(extract, 1), "seconds_beyond_features": round(search, 1),
-        "seconds_heads": found.summary["seconds_heads"], "seconds_rank_and_neighbours": found.summary["seconds_rank"],
-        "test_accuracy_with_flagged": round(acc_with, 4), "test_accuracy_without_flagged": round(acc_without, 4),
+        "seconds_features": round(extract, 1),
+        "seconds_beyond_features": round(search, 1),
+        "seconds_heads": found.summary["seconds_heads"],
+        "seconds_rank_and_neighbours": found.summary["seconds_rank"],
+        "test_accuracy_with_flagged": round(acc_with, 4),
+        "test_accuracy_without_flagged": round(acc_without, 4),
         "test_accuracy_true_labels": round(acc_true, 4),
     }
 
@@ -143,12 +162,27 @@ def clipart(args: argparse.Namespace) -> dict:
     found = find_in_data(listing, LabelSearch(), Console(stderr=True))
     total = time.perf_counter() - started
     write_outputs(found, work / "out")
-    top = [{"path": i.path, "given": i.given, "suggested": i.suggested, "p_given": i.p_given, "p_suggested": i.p_suggested,
-            "neighbours": [n.labels for n in i.neighbours]} for i in found.issues[:20]]
-    return {"images": found.images, "categories": args.clipart.split(","), "flagged": len(found.issues),
-            "oof_accuracy_vs_given": found.summary["oof_agreement"], "seconds_total": round(total, 1),
-            "seconds_features": found.summary["seconds_features"],
-            "seconds_beyond_features": round(found.summary["seconds_heads"] + found.summary["seconds_rank"], 2), "top20": top}
+    top = [
+        {
+            "path": i.path,
+            "given": i.given,
+            "suggested": i.suggested,
+            "p_given": i.p_given,
+            "p_suggested": i.p_suggested,
+            "neighbours": [n.labels for n in i.neighbours],
+        }
+        for i in found.issues[:20]
+    ]
+    return {
+        "images": found.images,
+        "categories": args.clipart.split(","),
+        "flagged": len(found.issues),
+        "oof_accuracy_vs_given": found.summary["oof_agreement"],
+        "seconds_total": round(total, 1),
+        "seconds_features": found.summary["seconds_features"],
+        "seconds_beyond_features": round(found.summary["seconds_heads"] + found.summary["seconds_rank"], 2),
+        "top20": top,
+    }
 
 
 def main() -> None:
@@ -164,8 +198,7 @@ def main() -> None:
     parser.add_argument("--clipart-work", default="/work/data/openclipart-labels")
     parser.add_argument("--skip", choices=["fashion", "clipart"], action="append", default=[])
     args = parser.parse_args()
-    results: dict = {"host": socket.gethostname(), "cpus": os.cpu_count(), "torch_threads": 2,
-                     "load_average_at_start": os.getloadavg()[0]}
+    results: dict = {"host": socket.gethostname(), "cpus": os.cpu_count(), "torch_threads": 2, "load_average_at_start": os.getloadavg()[0]}
     if "fashion" not in args.skip:
         results["fashion"] = fashion(args)
         print(json.dumps(results["fashion"], indent=1))
@@ -174,8 +207,10 @@ def main() -> None:
         c = results["clipart"]
         print(json.dumps({k: v for k, v in c.items() if k != "top20"}, indent=1))
         for n, i in enumerate(c["top20"], 1):
-            print(f"{n:2d}. {i['path']}  given {i['given']} ({i['p_given']:.2f}) -> {i['suggested']} ({i['p_suggested']:.2f})  "
-                  f"neighbours {', '.join(i['neighbours'])}")
+            print(
+                f"{n:2d}. {i['path']}  given {i['given']} ({i['p_given']:.2f}) -> {i['suggested']} ({i['p_suggested']:.2f})  "
+                f"neighbours {', '.join(i['neighbours'])}"
+            )
     results["load_average_at_end"] = os.getloadavg()[0]
     out = REPO / "bench" / "results" / f"label_issues-{socket.gethostname()}.json"
     out.write_text(json.dumps(results, indent=1))

@@ -97,8 +97,23 @@ for i in range(0, len(ds), 64):
 
 
 def run(data: Path, run_dir: Path, cache: Path, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, "-m", "headstart.cli", "train", str(data), "--out", str(run_dir), "--arch", args.arch,
-           "--image-size", str(args.image_size), "--frozen-epochs", "3", "--finetune-epochs", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "headstart.cli",
+        "train",
+        str(data),
+        "--out",
+        str(run_dir),
+        "--arch",
+        args.arch,
+        "--image-size",
+        str(args.image_size),
+        "--frozen-epochs",
+        "3",
+        "--finetune-epochs",
+        "1",
+    ]
     if args.data_only:
         cmd = [sys.executable, "-c", DATA_ONLY, str(data)]
     env = {**os.environ, "HEADSTART_CACHE_DIR": str(cache)}
@@ -113,9 +128,13 @@ def run(data: Path, run_dir: Path, cache: Path, args: argparse.Namespace) -> dic
     stderr = proc.stderr.read() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"training failed ({proc.returncode}):\n{stderr[-2000:]}")
-    return {"seconds": round(time.perf_counter() - start, 1), "image_cache_mb": round(folder_mb(cache / "images"), 1),
-            "peak_rss_mb": peak["VmRSS"] / 1024,
-            "peak_anon_mb": peak["RssAnon"] / 1024, "peak_file_mb": peak["RssFile"] / 1024}
+    return {
+        "seconds": round(time.perf_counter() - start, 1),
+        "image_cache_mb": round(folder_mb(cache / "images"), 1),
+        "peak_rss_mb": peak["VmRSS"] / 1024,
+        "peak_anon_mb": peak["RssAnon"] / 1024,
+        "peak_file_mb": peak["RssFile"] / 1024,
+    }
 
 
 def main() -> None:
@@ -129,19 +148,30 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="headstart-memory-"))
-    results: dict = {"cores": len(os.sched_getaffinity(0)), "arch": args.arch, "image_size": args.image_size,
-                     "kind": args.kind, "data_only": args.data_only, "runs": {}}
+    results: dict = {
+        "cores": len(os.sched_getaffinity(0)),
+        "arch": args.arch,
+        "image_size": args.image_size,
+        "kind": args.kind,
+        "data_only": args.data_only,
+        "runs": {},
+    }
     for n in (args.small, args.large):
         (make_garments if args.kind == "garments" else make_folder)(work / f"data{n}", n)
         results["runs"][n] = run(work / f"data{n}", work / f"run{n}", work / f"cache{n}", args)
         r = results["runs"][n]
-        print(f"{n:>7} images: {r['seconds']:>7.1f}s  image cache {r['image_cache_mb']:>8.1f} MB  peak RSS {r['peak_rss_mb']:>7.0f} MB  "
-              f"(anon {r['peak_anon_mb']:.0f} MB, mapped files {r['peak_file_mb']:.0f} MB)", flush=True)
+        print(
+            f"{n:>7} images: {r['seconds']:>7.1f}s  image cache {r['image_cache_mb']:>8.1f} MB  peak RSS {r['peak_rss_mb']:>7.0f} MB  "
+            f"(anon {r['peak_anon_mb']:.0f} MB, mapped files {r['peak_file_mb']:.0f} MB)",
+            flush=True,
+        )
     small, large = (results["runs"][n] for n in (args.small, args.large))
     results["ratio_rss"] = large["peak_rss_mb"] / small["peak_rss_mb"]
     results["ratio_anon"] = large["peak_anon_mb"] / small["peak_anon_mb"]
-    print(f"{args.large}/{args.small} images: peak RSS x{results['ratio_rss']:.2f}, peak anon x{results['ratio_anon']:.2f} "
-          f"(+{large['peak_anon_mb'] - small['peak_anon_mb']:.0f} MB private memory for {args.large - args.small} more images)")
+    print(
+        f"{args.large}/{args.small} images: peak RSS x{results['ratio_rss']:.2f}, peak anon x{results['ratio_anon']:.2f} "
+        f"(+{large['peak_anon_mb'] - small['peak_anon_mb']:.0f} MB private memory for {args.large - args.small} more images)"
+    )
     tag = ("" if args.kind == "shapes" else f"-{args.kind}") + ("-data" if args.data_only else "")
     out = Path(__file__).resolve().parent / "results" / f"memory{tag}-{socket.gethostname() or 'cpu2'}.json"
     out.parent.mkdir(exist_ok=True)

@@ -30,7 +30,14 @@ average at each contender's start and end is recorded next to its wall and CPU s
 
 from __future__ import annotations
 
-import argparse, json, os, resource, socket, subprocess, sys, time
+import argparse
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -82,9 +89,8 @@ def planned(facts, budget):
 
 def one(name: str, args) -> dict:
     """Run one contender in this process; return its figures."""
-    import torch
-
     import recipes
+    import torch
 
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     start, cpu0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
@@ -124,9 +130,15 @@ def one(name: str, args) -> dict:
             r = recipes.run_plan(plan, xtr, ytr, xva, yva, k)
         start -= extra["decode_seconds"]  # the decode was cached: count its cold seconds
     r.pop("history", None)
-    return {**r, **extra, "name": name, "seconds": round(time.perf_counter() - start, 1),
-            "cpu_seconds": round(time.process_time() - cpu0, 1), "load": [load0[0], os.getloadavg()[0]],
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}
+    return {
+        **r,
+        **extra,
+        "name": name,
+        "seconds": round(time.perf_counter() - start, 1),
+        "cpu_seconds": round(time.process_time() - cpu0, 1),
+        "load": [load0[0], os.getloadavg()[0]],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+    }
 
 
 def main() -> int:
@@ -138,16 +150,24 @@ def main() -> int:
     ap.add_argument("--no-fashion", action="store_true")
     ap.add_argument("--budget", type=float, default=600.0, help="seconds for the Fashion-MNIST recipe")
     ap.add_argument("--clip", default="5x80,9x60,demo", help="OpenClipart sets ('' for none)")
-    ap.add_argument("--clip-factor", type=float, default=5.0,
-                    help="OpenClipart recipe budget = this x the probe's measured seconds (0: no budget)")
+    ap.add_argument(
+        "--clip-factor", type=float, default=5.0, help="OpenClipart recipe budget = this x the probe's measured seconds (0: no budget)"
+    )
     ap.add_argument("--clip-budget", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print("RESULT " + json.dumps(one(args.one, args)), flush=True)
         return 0
-    names = [] if args.no_fashion else [f"fashion:{n}" for n in ("tutorial", "old", "recipe")
-                                         if not (n == "old" and args.skip_old) and not (n == "tutorial" and args.skip_tutorial)]
+    names = (
+        []
+        if args.no_fashion
+        else [
+            f"fashion:{n}"
+            for n in ("tutorial", "old", "recipe")
+            if not (n == "old" and args.skip_old) and not (n == "tutorial" and args.skip_tutorial)
+        ]
+    )
     names += [f"clip:{c}:{k}" for c in filter(None, args.clip.split(",")) for k in ("probe", "recipe")]
     flags = [f"--{k}={v}" for k, v in (("fashion", args.fashion), ("budget", args.budget))] + ["--quick"] * args.quick
     results = []
@@ -167,11 +187,14 @@ def main() -> int:
         results.append(json.loads(lines[-1][7:]))
     print(f"\n{'contender':<22}{'acc':>8}{'wall s':>9}{'cpu s':>8}{'rss MB':>8}{'load':>12}")
     for r in results:
-        print(f"{r['name']:<22}{r['acc']:>8.4f}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mb']:>8}"
-              f"{r['load'][0]:>6.1f}-{r['load'][1]:<5.1f}")
+        print(
+            f"{r['name']:<22}{r['acc']:>8.4f}{r['seconds']:>9.1f}{r['cpu_seconds']:>8.1f}{r['peak_rss_mb']:>8}"
+            f"{r['load'][0]:>6.1f}-{r['load'][1]:<5.1f}"
+        )
     by = {r["name"]: r for r in results}
     for base, new in [("fashion:tutorial", "fashion:recipe"), ("fashion:old", "fashion:recipe")] + [
-            (f"clip:{c}:probe", f"clip:{c}:recipe") for c in filter(None, args.clip.split(","))]:
+        (f"clip:{c}:probe", f"clip:{c}:recipe") for c in filter(None, args.clip.split(","))
+    ]:
         if base in by and new in by:
             b, n = by[base], by[new]
             print(f"{new} vs {base}: accuracy {n['acc'] - b['acc']:+.4f}, time x{n['seconds'] / b['seconds']:.2f}")

@@ -13,7 +13,12 @@ bench/train_vs_baseline.py builds, decoded once at the largest size used.
 
 from __future__ import annotations
 
-import argparse, json, os, resource, sys, time
+import argparse
+import json
+import os
+import resource
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import recipes  # noqa: E402
+
 from headstart.models.convnet import Variant  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe-sweep.jsonl"
@@ -41,13 +47,15 @@ def fashion(train: int | None):
 def clipart(name: str, side: int = 256):
     """OpenClipart 'CxM' (classes x per-class) split 80/20 as train_vs_baseline does; 'demo' = the demo set."""
     from clipdata import load
+
     return load(name, side)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("experiment", choices=["fm-tutorial", "fm-scratch", "fm-finetune", "fm-probe",
-                                           "clip-probe", "clip-finetune", "clip-scratch"])
+    ap.add_argument(
+        "experiment", choices=["fm-tutorial", "fm-scratch", "fm-finetune", "fm-probe", "clip-probe", "clip-finetune", "clip-scratch"]
+    )
     ap.add_argument("--widths", default="32,64,128")
     ap.add_argument("--depth", type=int, default=1)
     ap.add_argument("--plain", action="store_true", help="plain stages, not residual")
@@ -92,12 +100,32 @@ def main() -> None:
     elif a.experiment in ("fm-probe", "clip-probe"):
         r = recipes.probe(*data, size=a.size or 224)
     else:
-        r = recipes.finetune(*data, size=a.size or 224, epochs=a.epochs, lr=a.lr or 2e-3, base_lr_ratio=a.base_lr_ratio,
-                             frozen_epochs=a.frozen_epochs, batch=a.batch or 32, freeze_bn=a.freeze_bn, **kw)
-    r.update(cpu_seconds=round(time.process_time() - cpu0, 1), experiment=a.experiment, data=dname, args=vars(a), load_start=load0, load_end=os.getloadavg(),
-             peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, when=time.strftime("%H:%M"))
-    print(f"RESULT {a.experiment} {dname} {a.tag}: acc {r['acc']:.4f} in {r['seconds']:.1f}s, cpu {r['cpu_seconds']}s "
-          f"(load {load0[0]:.1f} -> {r['load_end'][0]:.1f}, rss {r['peak_rss_mb']} MB)", flush=True)
+        r = recipes.finetune(
+            *data,
+            size=a.size or 224,
+            epochs=a.epochs,
+            lr=a.lr or 2e-3,
+            base_lr_ratio=a.base_lr_ratio,
+            frozen_epochs=a.frozen_epochs,
+            batch=a.batch or 32,
+            freeze_bn=a.freeze_bn,
+            **kw,
+        )
+    r.update(
+        cpu_seconds=round(time.process_time() - cpu0, 1),
+        experiment=a.experiment,
+        data=dname,
+        args=vars(a),
+        load_start=load0,
+        load_end=os.getloadavg(),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+        when=time.strftime("%H:%M"),
+    )
+    print(
+        f"RESULT {a.experiment} {dname} {a.tag}: acc {r['acc']:.4f} in {r['seconds']:.1f}s, cpu {r['cpu_seconds']}s "
+        f"(load {load0[0]:.1f} -> {r['load_end'][0]:.1f}, rss {r['peak_rss_mb']} MB)",
+        flush=True,
+    )
     RESULTS.parent.mkdir(exist_ok=True)
     with RESULTS.open("a") as f:
         f.write(json.dumps(r) + "\n")

@@ -63,8 +63,7 @@ def one_cycle(step: int, total: int, warm: float = 0.2) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, size: int, mean, std, batch: int = 500,
-             flip_tta: bool = False) -> float:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, size: int, mean, std, batch: int = 500, flip_tta: bool = False) -> float:
     """Test accuracy; ``flip_tta`` averages the logits of each image and its mirror (airbench)."""
     model.eval()
     correct = 0
@@ -78,8 +77,30 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, size: int, mean, st
     return float(correct / len(x))
 
 
-def fit(model, groups, xtr, ytr, xte, yte, *, epochs, size, mean, std, batch, opt="sgd", wd=5e-4,
-        smoothing=0.1, shift=2, flip=True, warm=0.2, ema=0.0, seed=0, eval_every=True, log="") -> dict:
+def fit(
+    model,
+    groups,
+    xtr,
+    ytr,
+    xte,
+    yte,
+    *,
+    epochs,
+    size,
+    mean,
+    std,
+    batch,
+    opt="sgd",
+    wd=5e-4,
+    smoothing=0.1,
+    shift=2,
+    flip=True,
+    warm=0.2,
+    ema=0.0,
+    seed=0,
+    eval_every=True,
+    log="",
+) -> dict:
     """Train ``model`` (param groups with their peak lr) on a one-cycle schedule; test each epoch."""
     gen = torch.Generator().manual_seed(seed)
     if opt == "sgd":
@@ -89,8 +110,11 @@ def fit(model, groups, xtr, ytr, xte, yte, *, epochs, size, mean, std, batch, op
     peaks = [g["lr"] for g in optimizer.param_groups]
     steps_per_epoch = len(xtr) // batch
     total = epochs * steps_per_epoch
-    averaged = torch.optim.swa_utils.AveragedModel(
-        model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True) if ema else None
+    averaged = (
+        torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema), use_buffers=True)
+        if ema
+        else None
+    )
     history, step, start, cpu0 = [], 0, time.perf_counter(), time.process_time()
     for epoch in range(epochs):
         model.train()
@@ -110,8 +134,12 @@ def fit(model, groups, xtr, ytr, xte, yte, *, epochs, size, mean, std, batch, op
             step += 1
             seen += len(idx)
             loss_sum += loss.item() * len(idx)
-        row = {"epoch": epoch + 1, "train_loss": round(loss_sum / seen, 4), "seconds": round(time.perf_counter() - start, 1),
-               "cpu_seconds": round(time.process_time() - cpu0, 1)}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(loss_sum / seen, 4),
+            "seconds": round(time.perf_counter() - start, 1),
+            "cpu_seconds": round(time.process_time() - cpu0, 1),
+        }
         if eval_every or epoch == epochs - 1:
             row["acc"] = evaluate(model, xte, yte, size, mean, std)
             if averaged is not None:
@@ -122,16 +150,32 @@ def fit(model, groups, xtr, ytr, xte, yte, *, epochs, size, mean, std, batch, op
         print(f"  {log} {row}", flush=True)
     final = history[-1]
     best = max(final["acc"], final.get("ema_acc", 0.0))
-    return {"acc": best, "last_acc": final["acc"], "tta_acc": final.get("tta_acc"), "seconds": time.perf_counter() - start, "history": history}
+    return {
+        "acc": best,
+        "last_acc": final["acc"],
+        "tta_acc": final.get("tta_acc"),
+        "seconds": time.perf_counter() - start,
+        "history": history,
+    }
 
 
 class Tutorial(nn.Sequential):
     """The seed tutorials' net (PyTorch's MNIST example): 2 convs, pool, fc128, on 1 channel."""
 
     def __init__(self, classes: int) -> None:
-        super().__init__(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Dropout(0.25), nn.Flatten(), nn.LazyLinear(128), nn.ReLU(), nn.Dropout(0.5),
-                         nn.Linear(128, classes))
+        super().__init__(
+            nn.Conv2d(3, 32, 3),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(),
+            nn.LazyLinear(128),
+            nn.ReLU(),
+            nn.Dropout(0.5),
+            nn.Linear(128, classes),
+        )
 
 
 def tutorial(xtr, ytr, xte, yte, classes: int, epochs: int = 3, seed: int = 0) -> dict:
@@ -153,21 +197,52 @@ def tutorial(xtr, ytr, xte, yte, classes: int, epochs: int = 3, seed: int = 0) -
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        history.append({"epoch": epoch + 1, "acc": evaluate(model, xte, yte, size, (0.5,) * 3, (0.5,) * 3),
-                        "seconds": round(time.perf_counter() - start, 1)})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "acc": evaluate(model, xte, yte, size, (0.5,) * 3, (0.5,) * 3),
+                "seconds": round(time.perf_counter() - start, 1),
+            }
+        )
         print(f"  tutorial {history[-1]}", flush=True)
     return {"acc": history[-1]["acc"], "seconds": time.perf_counter() - start, "history": history}
 
 
-def scratch(xtr, ytr, xte, yte, classes: int, variant: Variant, epochs: int, lr: float = 0.2, batch: int = 256,
-            size: int | None = None, seed: int = 0, **kw) -> dict:
+def scratch(
+    xtr,
+    ytr,
+    xte,
+    yte,
+    classes: int,
+    variant: Variant,
+    epochs: int,
+    lr: float = 0.2,
+    batch: int = 256,
+    size: int | None = None,
+    seed: int = 0,
+    **kw,
+) -> dict:
     """A headstart convnet from scratch + linear head; SGD-Nesterov one-cycle by default."""
     torch.manual_seed(seed)
     base = build_convnet(variant)
     model = nn.Sequential(base, nn.Linear(base.num_features, classes)).to(memory_format=torch.channels_last)
     groups = [{"params": list(model.parameters()), "lr": lr}]
-    return fit(model, groups, xtr, ytr, xte, yte, epochs=epochs, size=size or xtr.shape[1], mean=(0.5,) * 3,
-               std=(0.5,) * 3, batch=batch, seed=seed, log=f"scratch{variant.widths}", **kw)
+    return fit(
+        model,
+        groups,
+        xtr,
+        ytr,
+        xte,
+        yte,
+        epochs=epochs,
+        size=size or xtr.shape[1],
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        batch=batch,
+        seed=seed,
+        log=f"scratch{variant.widths}",
+        **kw,
+    )
 
 
 def pretrained(arch: str = "tf_efficientnet_lite0"):
@@ -217,9 +292,24 @@ def probe(xtr, ytr, xte, yte, classes: int, size: int = 224, epochs: int = 30, l
     return {"acc": acc, "seconds": time.perf_counter() - start, "features_seconds": round(t_feat, 1), "size": size}
 
 
-def finetune(xtr, ytr, xte, yte, classes: int, size: int, epochs: int, lr: float = 2e-3, base_lr_ratio: float = 0.3,
-             frozen_epochs: int = 1, batch: int = 32, seed: int = 0, opt: str = "adamw", wd: float = 0.01,
-             freeze_bn: bool = False, **kw) -> dict:
+def finetune(
+    xtr,
+    ytr,
+    xte,
+    yte,
+    classes: int,
+    size: int,
+    epochs: int,
+    lr: float = 2e-3,
+    base_lr_ratio: float = 0.3,
+    frozen_epochs: int = 1,
+    batch: int = 32,
+    seed: int = 0,
+    opt: str = "adamw",
+    wd: float = 0.01,
+    freeze_bn: bool = False,
+    **kw,
+) -> dict:
     """fastai's fine_tune shape: ``frozen_epochs`` of head-only training on the frozen base
     (batch-norm statistics kept), then ``epochs`` of all layers with discriminative LRs, one-cycle."""
     torch.manual_seed(seed)
@@ -259,8 +349,24 @@ def finetune(xtr, ytr, xte, yte, classes: int, size: int, epochs: int, lr: float
                 m.train = types.MethodType(lambda self, mode=True: nn.Module.train(self, False), m)
     groups = [{"params": list(base.parameters()), "lr": lr * base_lr_ratio}, {"params": head_params, "lr": lr}]
     if epochs:
-        res = fit(model, groups, xtr, ytr, xte, yte, epochs=epochs, size=size, mean=mean, std=std, batch=batch,
-                  seed=seed, opt=opt, wd=wd, log=f"finetune {size}px", **kw)
+        res = fit(
+            model,
+            groups,
+            xtr,
+            ytr,
+            xte,
+            yte,
+            epochs=epochs,
+            size=size,
+            mean=mean,
+            std=std,
+            batch=batch,
+            seed=seed,
+            opt=opt,
+            wd=wd,
+            log=f"finetune {size}px",
+            **kw,
+        )
     else:
         res = {"acc": out["frozen"]["acc"], "history": []}
     res["seconds"] = time.perf_counter() - start
@@ -275,12 +381,36 @@ def run_plan(plan, xtr, ytr, xte, yte, classes: int) -> dict:
 
     last = plan.phases[-1]
     if last.kind == "scratch":
-        return scratch(xtr, ytr, xte, yte, classes, VARIANTS[plan.arch], epochs=last.epochs, lr=last.lr,
-                       batch=plan.batch_size, size=plan.input_size, smoothing=plan.label_smoothing,
-                       shift=max(1, plan.input_size // 14), eval_every=False)
+        return scratch(
+            xtr,
+            ytr,
+            xte,
+            yte,
+            classes,
+            VARIANTS[plan.arch],
+            epochs=last.epochs,
+            lr=last.lr,
+            batch=plan.batch_size,
+            size=plan.input_size,
+            smoothing=plan.label_smoothing,
+            shift=max(1, plan.input_size // 14),
+            eval_every=False,
+        )
     if last.kind == "frozen":
         return probe(xtr, ytr, xte, yte, classes, size=plan.input_size, epochs=last.epochs, lr=last.lr)
     frozen = next((p.epochs for p in plan.phases if p.kind == "frozen"), 0)
-    return finetune(xtr, ytr, xte, yte, classes, size=plan.input_size, epochs=last.epochs, lr=last.lr,
-                    base_lr_ratio=last.base_lr_ratio, frozen_epochs=frozen, batch=plan.batch_size,
-                    smoothing=plan.label_smoothing, eval_every=False)
+    return finetune(
+        xtr,
+        ytr,
+        xte,
+        yte,
+        classes,
+        size=plan.input_size,
+        epochs=last.epochs,
+        lr=last.lr,
+        base_lr_ratio=last.base_lr_ratio,
+        frozen_epochs=frozen,
+        batch=plan.batch_size,
+        smoothing=plan.label_smoothing,
+        eval_every=False,
+    )

@@ -29,15 +29,38 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 # NVLink 4 (H100 SXM) ~350 bus bandwidth in NCCL tests; PCIe 4.0 x16 ~20; between two nodes
 # the ring crosses the network, so the node's NICs carry the whole ring volume: 8 x 400 Gb/s
 # InfiniBand NDR ~360 GB/s per node, one 200 Gb/s HDR NIC ~22.
-LINKS = {"NVLink, 1 node": 350.0, "PCIe 4.0, 1 node": 20.0,
-         "2 nodes, 8x400 Gb/s IB each": 360.0, "2 nodes, 1x200 Gb/s IB each": 22.0}
+LINKS = {"NVLink, 1 node": 350.0, "PCIe 4.0, 1 node": 20.0, "2 nodes, 8x400 Gb/s IB each": 360.0, "2 nodes, 1x200 Gb/s IB each": 22.0}
 
 
 def train(data: Path, out: Path, devices: int, args: argparse.Namespace) -> dict:
     batch = args.batch // devices
-    cmd = [sys.executable, "-m", "headstart.cli", "train", str(data), "--out", str(out), "--arch", args.arch,
-           "--image-size", str(args.image_size), "--frozen-epochs", "1", "--finetune-epochs", str(args.epochs),
-           "--patience", "0", "--batch-size", str(batch), "--accelerator", "cpu", "--devices", str(devices), "--workers", "0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "headstart.cli",
+        "train",
+        str(data),
+        "--out",
+        str(out),
+        "--arch",
+        args.arch,
+        "--image-size",
+        str(args.image_size),
+        "--frozen-epochs",
+        "1",
+        "--finetune-epochs",
+        str(args.epochs),
+        "--patience",
+        "0",
+        "--batch-size",
+        str(batch),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        str(devices),
+        "--workers",
+        "0",
+    ]
     env = {**os.environ, "PYTHONPATH": SRC, "HEADSTART_CACHE_DIR": str(out.parent / "cache")}
     start = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -50,9 +73,14 @@ def train(data: Path, out: Path, devices: int, args: argparse.Namespace) -> dict
         n_train = sum(r["split"] == "train" for r in csv.DictReader(handle))
     epoch_s = [float(r["seconds"]) for r in rows]
     steady = min(epoch_s[1:] or epoch_s)  # the first epoch pays for warm-up
-    return {"devices": devices, "batch_per_device": batch, "finetune_epoch_s": epoch_s,
-            "img_per_s": round(n_train / steady, 1), "command_wall_s": round(wall, 1),
-            "val_acc_last": float(rows[-1]["val_acc"])}
+    return {
+        "devices": devices,
+        "batch_per_device": batch,
+        "finetune_epoch_s": epoch_s,
+        "img_per_s": round(n_train / steady, 1),
+        "command_wall_s": round(wall, 1),
+        "val_acc_last": float(rows[-1]["val_acc"]),
+    }
 
 
 def expected(params: int, gpu_img_s: float, batch: int) -> list[str]:
@@ -61,14 +89,17 @@ def expected(params: int, gpu_img_s: float, batch: int) -> list[str]:
     efficiency: DDP overlaps buckets with the backward pass)."""
     size = params * 4
     compute = batch / gpu_img_s
-    lines = [f"gradient all-reduce: {params:,} parameters x 4 B = {size / 1e6:.1f} MB per step; "
-             f"compute per step at {gpu_img_s:.0f} img/s and batch {batch}/device: {compute * 1e3:.1f} ms"]
+    lines = [
+        f"gradient all-reduce: {params:,} parameters x 4 B = {size / 1e6:.1f} MB per step; "
+        f"compute per step at {gpu_img_s:.0f} img/s and batch {batch}/device: {compute * 1e3:.1f} ms"
+    ]
     for link, gbs in LINKS.items():
         n = 16 if link.startswith("2 nodes") else 8
         comm = 2 * (n - 1) / n * size / (gbs * 1e9)
         eff = compute / (compute + comm)
-        lines.append(f"  {n:>2} GPUs over {link}: all-reduce {comm * 1e3:.2f} ms -> efficiency >= {eff:.1%}, "
-                     f"~{n * gpu_img_s * eff:,.0f} img/s")
+        lines.append(
+            f"  {n:>2} GPUs over {link}: all-reduce {comm * 1e3:.2f} ms -> efficiency >= {eff:.1%}, ~{n * gpu_img_s * eff:,.0f} img/s"
+        )
     return lines
 
 
@@ -99,8 +130,10 @@ def main() -> None:
     if args.gpu_img_s:
         print("\n".join(expected(params, args.gpu_img_s, args.batch)))
     else:
-        print(f"{args.arch}: {params:,} parameters = {params * 4 / 1e6:.1f} MB all-reduced per step "
-              "(give --gpu-img-s for the 8-GPU / 2-node projection)")
+        print(
+            f"{args.arch}: {params:,} parameters = {params * 4 / 1e6:.1f} MB all-reduced per step "
+            "(give --gpu-img-s for the 8-GPU / 2-node projection)"
+        )
 
 
 if __name__ == "__main__":

@@ -98,11 +98,16 @@ async def level(url: str, body: bytes, concurrency: int, seconds: float, max_req
     total = sum(codes.values())
     errors = {str(k): v for k, v in codes.items() if k != 200}
     return {
-        "concurrency": concurrency, "requests": total, "ok": codes[200], "seconds": round(wall, 2),
+        "concurrency": concurrency,
+        "requests": total,
+        "ok": codes[200],
+        "seconds": round(wall, 2),
         "req_per_s": round(in_window / (seconds / 2), 1),
-        "p50_ms": round(pct(latencies, 50) * 1000, 1), "p95_ms": round(pct(latencies, 95) * 1000, 1),
+        "p50_ms": round(pct(latencies, 50) * 1000, 1),
+        "p95_ms": round(pct(latencies, 95) * 1000, 1),
         "p99_ms": round(pct(latencies, 99) * 1000, 1),
-        "error_rate": round((total - codes[200]) / max(total, 1), 3), "errors": errors,
+        "error_rate": round((total - codes[200]) / max(total, 1), 3),
+        "errors": errors,
         "only_503": set(errors) <= {"503"},
         "health_max_ms": round(max(health) * 1000, 1) if health else None,
         "health_p95_ms": round(pct(health, 95) * 1000, 1),
@@ -183,9 +188,22 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "headstart.cli", "serve", str(run), "--port", str(port),
-         "--max-batch", str(MAX_BATCH), "--queue-size", str(QUEUE)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "headstart.cli",
+            "serve",
+            str(run),
+            "--port",
+            str(port),
+            "--max-batch",
+            str(MAX_BATCH),
+            "--queue-size",
+            str(QUEUE),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -198,7 +216,7 @@ def main() -> None:
                 break
             except httpx.HTTPError:
                 if time.time() > deadline or server.poll() is not None:
-                    raise SystemExit(f"server did not start: {server.stderr.read().decode() if server.stderr else ''}")
+                    raise SystemExit(f"server did not start: {server.stderr.read().decode() if server.stderr else ''}") from None
                 time.sleep(0.2)
         backend = httpx.get(f"{url}/info").json()["backend"]
         asyncio.run(level(url, body, 4, 1.0, 40))  # warm-up, not reported
@@ -221,10 +239,16 @@ def main() -> None:
         "onnx_batch1_goal_0.8x": model["onnx_vs_torch_batch1"] <= 0.8,
     }
     result = {
-        "machine": {"host": socket.gethostname(), "cpu": platform.processor() or platform.machine(),
-                    "cores": len(os.sched_getaffinity(0)), "python": platform.python_version()},
+        "machine": {
+            "host": socket.gethostname(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": len(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+        },
         "server": {"backend": backend, "max_batch": MAX_BATCH, "queue_size": QUEUE, "image": image.name},
-        "model": model, "levels": levels, "goals": goals,
+        "model": model,
+        "levels": levels,
+        "goals": goals,
     }
     print("goals", json.dumps(goals))
     out = ROOT / "bench" / "results" / f"serve-{socket.gethostname()}.json"

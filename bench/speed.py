@@ -41,8 +41,13 @@ from headstart.preprocess import Preprocess
 def machine() -> dict:
     flags = next((l.split(":", 1)[1].split() for l in open("/proc/cpuinfo") if l.startswith("flags")), [])
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "flags": [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")]}
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "flags": [f for f in flags if f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")],
+    }
 
 
 def frozen_epochs(files: list[str], labels: torch.Tensor, pre: Preprocess, batch: int) -> dict:
@@ -58,7 +63,9 @@ def frozen_epochs(files: list[str], labels: torch.Tensor, pre: Preprocess, batch
         with torch.no_grad():
             feats = base(x)
         loss = torch.nn.functional.cross_entropy(head(feats), labels[i : i + batch])
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     uncached = time.perf_counter() - t0
     with torch.no_grad():
         feats = torch.cat([base(torch.from_numpy(np.stack([pre(f) for f in files[i : i + batch]]))) for i in range(0, len(files), batch)])
@@ -67,7 +74,9 @@ def frozen_epochs(files: list[str], labels: torch.Tensor, pre: Preprocess, batch
     for _ in range(reps):  # cached: the head on stored features
         for i in range(0, len(files), batch):
             loss = torch.nn.functional.cross_entropy(head(feats[i : i + batch]), labels[i : i + batch])
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     cached = (time.perf_counter() - t0) / reps
     return {"uncached_s": uncached, "cached_s": cached, "ratio": uncached / cached, "goal": 20}
 
@@ -95,11 +104,21 @@ def finetune(data: Path, batch: int, work: Path) -> dict:
         if i == 1:
             t0 = time.perf_counter()
         loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
     bare = steps * batch / (time.perf_counter() - t0)
     ours = n_train / train_s  # the goal compares training throughput; validation is reported apart
-    return {"headstart_img_s": ours, "headstart_img_s_incl_val": n_train / epoch_s, "bare_img_s": bare, "ratio": ours / bare, "goal": 0.9,
-            "train_images": n_train, "val_images": n_val, "run": str(work / "run")}
+    return {
+        "headstart_img_s": ours,
+        "headstart_img_s_incl_val": n_train / epoch_s,
+        "bare_img_s": bare,
+        "ratio": ours / bare,
+        "goal": 0.9,
+        "train_images": n_train,
+        "val_images": n_val,
+        "run": str(work / "run"),
+    }
 
 
 def precision(batch: int) -> dict:
@@ -111,7 +130,9 @@ def precision(batch: int) -> dict:
 
     def step() -> None:
         loss = torch.nn.functional.cross_entropy(model(x), y)
-        opt.zero_grad(); loss.backward(); opt.step()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
 
     def infer() -> None:
         with torch.inference_mode():
@@ -129,8 +150,14 @@ def precision(batch: int) -> dict:
     train32, train16 = rate(step, False), rate(step, True)
     model.eval()
     infer32, infer16 = rate(infer, False), rate(infer, True)
-    return {"train_fp32_img_s": train32, "train_bf16_img_s": train16, "train_ratio": train16 / train32,
-            "infer_fp32_img_s": infer32, "infer_bf16_img_s": infer16, "infer_ratio": infer16 / infer32}
+    return {
+        "train_fp32_img_s": train32,
+        "train_bf16_img_s": train16,
+        "train_ratio": train16 / train32,
+        "infer_fp32_img_s": infer32,
+        "infer_bf16_img_s": infer16,
+        "infer_ratio": infer16 / infer32,
+    }
 
 
 def predict(run: Path, files: list[str]) -> dict:
@@ -173,13 +200,19 @@ def main() -> None:
     print(f"{m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), flags {m['flags']}; {len(files)} images")
     f, t, p = results["frozen_epoch"], results["finetune"], results["predict"]
     print(f"frozen epoch   uncached {f['uncached_s']:.2f}s  cached {f['cached_s'] * 1000:.1f}ms  ratio {f['ratio']:.0f}x (goal >= 20x)")
-    print(f"fine-tuning    headstart {t['headstart_img_s']:.1f} img/s ({t['headstart_img_s_incl_val']:.1f} counting validation)  "
-          f"bare loop {t['bare_img_s']:.1f} img/s  ratio {t['ratio']:.2f} (goal >= 0.9)")
-    print(f"predict        headstart {p['headstart_img_s']:.1f} img/s  naive {p['naive_img_s']:.1f} img/s  ratio {p['ratio']:.2f} "
-          f"(goal >= 2)  batch-1 p50 {p['batch1_ms_p50']:.0f} ms")
+    print(
+        f"fine-tuning    headstart {t['headstart_img_s']:.1f} img/s ({t['headstart_img_s_incl_val']:.1f} counting validation)  "
+        f"bare loop {t['bare_img_s']:.1f} img/s  ratio {t['ratio']:.2f} (goal >= 0.9)"
+    )
+    print(
+        f"predict        headstart {p['headstart_img_s']:.1f} img/s  naive {p['naive_img_s']:.1f} img/s  ratio {p['ratio']:.2f} "
+        f"(goal >= 2)  batch-1 p50 {p['batch1_ms_p50']:.0f} ms"
+    )
     b = results["precision"]
-    print(f"bf16 autocast  training {b['train_bf16_img_s']:.1f} vs fp32 {b['train_fp32_img_s']:.1f} img/s (x{b['train_ratio']:.2f}); "
-          f"inference {b['infer_bf16_img_s']:.1f} vs {b['infer_fp32_img_s']:.1f} img/s (x{b['infer_ratio']:.2f})")
+    print(
+        f"bf16 autocast  training {b['train_bf16_img_s']:.1f} vs fp32 {b['train_fp32_img_s']:.1f} img/s (x{b['train_ratio']:.2f}); "
+        f"inference {b['infer_bf16_img_s']:.1f} vs {b['infer_fp32_img_s']:.1f} img/s (x{b['infer_ratio']:.2f})"
+    )
     out = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname() or 'cpu2'}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -65,8 +65,7 @@ def headstart(args: list[str], out: Path, cache: Path) -> dict:
     env = {**os.environ, "HEADSTART_CACHE_DIR": str(cache)}
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", CHILD, "train", *args, "--out", str(out)], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", CHILD, "train", *args, "--out", str(out)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode:
         raise SystemExit(f"headstart train {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -75,9 +74,15 @@ def headstart(args: list[str], out: Path, cache: Path) -> dict:
     meta = json.loads((out / "headstart.json").read_text())
     split = "test" if "test" in metrics else "val"
     return {
-        "args": args, "wall_s": round(wall, 1), "peak_rss_mb": round(rss / 1024), "split": split,
-        "accuracy": metrics[split]["accuracy"], "image_cache_mb": round(folder_bytes(cache / "images") / 1e6, 1),
-        "plan": meta.get("plan"), "load_start": round(load, 2), "load_end": round(os.getloadavg()[0], 2),
+        "args": args,
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(rss / 1024),
+        "split": split,
+        "accuracy": metrics[split]["accuracy"],
+        "image_cache_mb": round(folder_bytes(cache / "images") / 1e6, 1),
+        "plan": meta.get("plan"),
+        "load_start": round(load, 2),
+        "load_end": round(os.getloadavg()[0], 2),
         "log_tail": proc.stderr.splitlines()[-12:],
     }
 
@@ -86,9 +91,9 @@ def tutorial(root: Path) -> dict:
     """The seed tutorials' 2-conv net, 3 epochs, decoding included."""
     import numpy as np
     from PIL import Image
+    from recipes import tutorial as train_tutorial
 
     from headstart.data.index import scan
-    from recipes import tutorial as train_tutorial
 
     load = os.getloadavg()[0]
     start = time.perf_counter()
@@ -101,8 +106,12 @@ def tutorial(root: Path) -> dict:
 
     (xtr, ytr), (xte, yte) = arrays("train"), arrays("test")
     result = train_tutorial(xtr, ytr, xte, yte, len(index.classes), epochs=3)
-    return {"wall_s": round(time.perf_counter() - start, 1), "accuracy": result["acc"], "load_start": round(load, 2),
-            "load_end": round(os.getloadavg()[0], 2)}
+    return {
+        "wall_s": round(time.perf_counter() - start, 1),
+        "accuracy": result["acc"],
+        "load_start": round(load, 2),
+        "load_end": round(os.getloadavg()[0], 2),
+    }
 
 
 def main() -> int:
@@ -142,16 +151,22 @@ def main() -> int:
     print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
     for key, r in results.items():
         data, who = key.split("/")
-        print(f"| {data} | {who} | {r['accuracy']:.4f} | {r['wall_s']:.0f} | {r.get('peak_rss_mb', '')} | "
-              f"{r.get('image_cache_mb', '')} | {r['load_start']}->{r['load_end']} |")
+        print(
+            f"| {data} | {who} | {r['accuracy']:.4f} | {r['wall_s']:.0f} | {r.get('peak_rss_mb', '')} | "
+            f"{r.get('image_cache_mb', '')} | {r['load_start']}->{r['load_end']} |"
+        )
     if "fashion/tutorial" in results and "fashion/headstart" in results:
         t, h = results["fashion/tutorial"], results["fashion/headstart"]
-        print(f"\nFashion-MNIST: headstart {h['accuracy']:.4f} in {h['wall_s']:.0f} s vs tutorial {t['accuracy']:.4f} in "
-              f"{t['wall_s']:.0f} s: {h['accuracy'] - t['accuracy']:+.4f} accuracy at {h['wall_s'] / t['wall_s']:.1f}x the time")
+        print(
+            f"\nFashion-MNIST: headstart {h['accuracy']:.4f} in {h['wall_s']:.0f} s vs tutorial {t['accuracy']:.4f} in "
+            f"{t['wall_s']:.0f} s: {h['accuracy'] - t['accuracy']:+.4f} accuracy at {h['wall_s'] / t['wall_s']:.1f}x the time"
+        )
     for name in [n for n in args.clip.split(",") if n]:
         p, b = results[f"{name}/probe"], results[f"{name}/budget"]
-        print(f"{name}: budget {b['accuracy']:.4f} vs probe {p['accuracy']:.4f} ({b['accuracy'] - p['accuracy']:+.4f}) at "
-              f"{b['wall_s'] / p['wall_s']:.1f}x the probe's time")
+        print(
+            f"{name}: budget {b['accuracy']:.4f} vs probe {p['accuracy']:.4f} ({b['accuracy'] - p['accuracy']:+.4f}) at "
+            f"{b['wall_s'] / p['wall_s']:.1f}x the probe's time"
+        )
     out = HERE / "results" / f"train_recipe-{socket.gethostname()[:12]}.json"
     out.write_text(json.dumps(results, indent=1))
     print(f"\nresults: {out}")

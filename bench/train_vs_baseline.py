@@ -25,7 +25,19 @@ Results: a table on stdout and bench/results/train_vs_baseline-<host>.json.
 
 from __future__ import annotations
 
-import argparse, csv, json, os, platform, random, shutil, socket, subprocess, sys, tempfile, time, warnings
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
 from pathlib import Path
 
 import lightning  # noqa: F401  (imported here so neither contender's time includes imports)
@@ -33,9 +45,9 @@ import timm
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
-from torchvision import datasets, transforms as T
+from torchvision import datasets
+from torchvision import transforms as T
 
-import headstart
 from headstart.config import TrainConfig
 from headstart.models.weights import bundled_state_dict
 
@@ -118,8 +130,12 @@ def baseline(split_dir: Path, epochs: int) -> dict:
                 correct += (model(x).argmax(1) == y).sum().item()
         history.append({"epoch": epoch + 1, "val_acc": correct / len(val.dataset), "seconds": round(time.perf_counter() - t0, 1)})
         print(f"baseline epoch {epoch + 1}: val_acc {history[-1]['val_acc']:.4f} ({history[-1]['seconds']}s)", flush=True)
-    return {"seconds": time.perf_counter() - start, "val_acc": history[-1]["val_acc"],
-            "best_val_acc": max(h["val_acc"] for h in history), "epochs": history}
+    return {
+        "seconds": time.perf_counter() - start,
+        "val_acc": history[-1]["val_acc"],
+        "best_val_acc": max(h["val_acc"] for h in history),
+        "epochs": history,
+    }
 
 
 def timed(module, name: str, spent: dict) -> None:
@@ -132,11 +148,14 @@ def timed(module, name: str, spent: dict) -> None:
             return inner(*a, **kw)
         finally:
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - t0
+
     setattr(module, name, wrapper)
 
 
 def run_headstart(split_dir: Path, run_dir: Path) -> dict:
-    import headstart.data.prepare, headstart.engine.features
+    import headstart.data.prepare
+    import headstart.engine.features
+
     spent: dict[str, float] = {}
     saved = headstart.data.prepare.decode_all, headstart.engine.features.extract_features
     timed(headstart.data.prepare, "decode_all", spent)
@@ -148,24 +167,41 @@ def run_headstart(split_dir: Path, run_dir: Path) -> dict:
     with (run_dir / "epochs.csv").open() as handle:
         epochs = [{k: r[k] for k in ("phase", "epoch", "val_acc", "seconds")} for r in csv.DictReader(handle)]
     phase_s = {p: round(sum(float(e["seconds"]) for e in epochs if e["phase"] == p), 1) for p in ("1", "2")}
-    return {"seconds": seconds, "val_acc": clf.metrics["val"].accuracy, "best_phase": clf.artifact.meta["result"]["best_phase"],
-            "phase_seconds": phase_s, "decode_seconds": round(spent.get("decode_all", 0), 1),
-            "features_seconds": round(spent.get("extract_features", 0), 1),
-            "other_seconds": round(seconds - sum(phase_s.values()) - sum(spent.values()), 1), "epochs": epochs}
+    return {
+        "seconds": seconds,
+        "val_acc": clf.metrics["val"].accuracy,
+        "best_phase": clf.artifact.meta["result"]["best_phase"],
+        "phase_seconds": phase_s,
+        "decode_seconds": round(spent.get("decode_all", 0), 1),
+        "features_seconds": round(spent.get("extract_features", 0), 1),
+        "other_seconds": round(seconds - sum(phase_s.values()) - sum(spent.values()), 1),
+        "epochs": epochs,
+    }
 
 
 def code_version() -> dict:
     """The headstart commit (and whether src/ differs from it) plus its training defaults."""
     git = lambda *a: subprocess.run(["git", *a], cwd=Path(__file__).parent, capture_output=True, text=True).stdout.strip()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "src_dirty": bool(git("status", "--porcelain", "--", "../src")),
-            "train_defaults": TrainConfig().to_dict()}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "src_dirty": bool(git("status", "--porcelain", "--", "../src")),
+        "train_defaults": TrainConfig().to_dict(),
+    }
 
 
 def machine() -> dict:
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
-    return {"host": socket.gethostname(), "cores": len(os.sched_getaffinity(0)), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "timm": timm.__version__, "cpu": cpu, "python": platform.python_version(),
-            "load_avg_at_start": os.getloadavg(), "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")}}
+    return {
+        "host": socket.gethostname(),
+        "cores": len(os.sched_getaffinity(0)),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "load_avg_at_start": os.getloadavg(),
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+    }
 
 
 def main() -> int:
@@ -197,24 +233,35 @@ def main() -> int:
         results["headstart_warm"] = run_headstart(split_dir, work / "run-warm")
 
     b = results["baseline"]
-    rows = [("baseline (tutorial)", b)] + [(f"headstart ({k.split('_')[1]} cache)", results[k]) for k in ("headstart_cold", "headstart_warm") if k in results]
+    rows = [("baseline (tutorial)", b)] + [
+        (f"headstart ({k.split('_')[1]} cache)", results[k]) for k in ("headstart_cold", "headstart_warm") if k in results
+    ]
     m = results["machine"]
-    print(f"\nmachine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), timm {m['timm']}, "
-          f"load average at start {m['load_avg_at_start'][0]:.2f}; headstart {results['headstart']['commit']}")
+    print(
+        f"\nmachine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), timm {m['timm']}, "
+        f"load average at start {m['load_avg_at_start'][0]:.2f}; headstart {results['headstart']['commit']}"
+    )
     print(f"data: {sum(counts.values())} OpenClipart PNGs, {len(classes)} classes, train {sizes['train']} / val {sizes['val']}\n")
     print(f"{'contender':<26}{'wall s':>9}{'val acc':>9}{'time / base':>13}{'acc - base':>12}")
     for name, r in rows:
-        print(f"{name:<26}{r['seconds']:>9.1f}{r['val_acc']:>9.4f}{r['seconds'] / b['seconds']:>13.2f}{r['val_acc'] - b['val_acc']:>+12.4f}")
+        print(
+            f"{name:<26}{r['seconds']:>9.1f}{r['val_acc']:>9.4f}{r['seconds'] / b['seconds']:>13.2f}{r['val_acc'] - b['val_acc']:>+12.4f}"
+        )
     print(f"(baseline best val acc over its {len(b['epochs'])} epochs: {b['best_val_acc']:.4f})")
     for name, r in rows[1:]:
-        print(f"{name}: decode {r['decode_seconds']}s, frozen features {r['features_seconds']}s, phase 1 epochs "
-              f"{r['phase_seconds']['1']}s, phase 2 epochs {r['phase_seconds']['2']}s, rest (build, eval, saving) "
-              f"{r['other_seconds']}s; best phase {r['best_phase']}")
+        print(
+            f"{name}: decode {r['decode_seconds']}s, frozen features {r['features_seconds']}s, phase 1 epochs "
+            f"{r['phase_seconds']['1']}s, phase 2 epochs {r['phase_seconds']['2']}s, rest (build, eval, saving) "
+            f"{r['other_seconds']}s; best phase {r['best_phase']}"
+        )
     results["machine"]["load_avg_at_end"] = os.getloadavg()  # > cores: something else ran, timings are suspect
     if results["machine"]["load_avg_at_end"][1] > results["machine"]["cores"] + 0.5:
         print(f"WARNING: 5-minute load average {results['machine']['load_avg_at_end'][1]:.2f} > cores: other work competed; rerun.")
-    results["ratios"] = {k: {"time": results[k]["seconds"] / b["seconds"], "acc_diff": results[k]["val_acc"] - b["val_acc"]}
-                         for k in ("headstart_cold", "headstart_warm") if k in results}
+    results["ratios"] = {
+        k: {"time": results[k]["seconds"] / b["seconds"], "acc_diff": results[k]["val_acc"] - b["val_acc"]}
+        for k in ("headstart_cold", "headstart_warm")
+        if k in results
+    }
     out = Path(__file__).resolve().parent / "results" / f"train_vs_baseline-{socket.gethostname() or 'cpu2'}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

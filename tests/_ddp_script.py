@@ -37,8 +37,16 @@ def main() -> None:
         Classifier.resume(args.run, callbacks=callbacks)
         return
     train = TrainConfig(
-        frozen_epochs=1, finetune_epochs=2, batch_size=8, patience=0, lr=1e-2, num_workers=0,
-        augment=AugmentConfig.none(), accelerator="cpu", devices=args.devices, dist_timeout=60.0,
+        frozen_epochs=1,
+        finetune_epochs=2,
+        batch_size=8,
+        patience=0,
+        lr=1e-2,
+        num_workers=0,
+        augment=AugmentConfig.none(),
+        accelerator="cpu",
+        devices=args.devices,
+        dist_timeout=60.0,
     )
     model = ModelConfig(arch="convnet_tiny", weights=args.weights)
     Classifier(model=model, train=train, image_size=32).fit(args.data, out=args.run, callbacks=callbacks)

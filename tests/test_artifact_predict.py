@@ -32,15 +32,16 @@ def read_csv(path) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-def test_load_needs_only_the_run_folder_and_gives_identical_probabilities(tmp_path, make_images, convnet_weights,
-                                                                        monkeypatch):
+def test_load_needs_only_the_run_folder_and_gives_identical_probabilities(tmp_path, make_images, convnet_weights, monkeypatch):
     weights = tmp_path / "w.safetensors"
     shutil.copy(convnet_weights, weights)  # "pretrained" weights, removed before loading
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
-    clf = Classifier(model=ModelConfig(arch="convnet_tiny", weights=str(weights)),
-                     train=TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0),
-                     image_size=32).fit(data, out=run)
+    clf = Classifier(
+        model=ModelConfig(arch="convnet_tiny", weights=str(weights)),
+        train=TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0),
+        image_size=32,
+    ).fit(data, out=run)
     probe = tmp_path / "probe"
     probe.mkdir()
     for f in sorted(data.rglob("*.png"))[::3]:
@@ -93,8 +94,7 @@ def test_every_kind_of_source_gives_the_same_probabilities(trained, tmp_path):
     clf, data, _ = trained
     path = data / "green" / "green_3.png"
     reference = probs(clf.predict(str(path))[0])
-    for source in (path, path.read_bytes(), io.BytesIO(path.read_bytes()), Image.open(path),
-                   Image.open(path).convert("RGBA")):
+    for source in (path, path.read_bytes(), io.BytesIO(path.read_bytes()), Image.open(path), Image.open(path).convert("RGBA")):
         got = clf.predict(source)
         assert len(got) == 1 and got[0].error is None
         np.testing.assert_allclose(probs(got[0]), reference, **TOL)
@@ -254,21 +254,29 @@ def test_description_is_plain_json_with_everything_needed(trained):
     assert meta["format"] == "headstart-model" and meta["format_version"] == 1
     assert meta["classes"] == ["blue", "green", "red"] and meta["task"] == "multiclass"
     assert meta["model"]["arch"] == "convnet_tiny" and meta["model"]["threshold"] == 0.5
-    assert meta["preprocess"] == {"input_size": 32, "resize_size": 32, "mean": [0.5, 0.5, 0.5],
-                                  "std": [0.5, 0.5, 0.5], "interpolation": "bilinear"}
+    assert meta["preprocess"] == {
+        "input_size": 32,
+        "resize_size": 32,
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.5, 0.5, 0.5],
+        "interpolation": "bilinear",
+    }
     assert set(meta["metrics"]["val"]) == {"accuracy", "balanced_accuracy", "macro_f1"}
     assert meta["train"]["finetune_epochs"] == 5
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("no_json", "not a finished headstart run"),
-    ("bad_json", "not valid JSON"),
-    ("other_format", "not a headstart model"),
-    ("future_version", "format_version"),
-    ("one_class", "at least two"),
-    ("no_weights", "Cannot read"),
-    ("wrong_weights", "does not match"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("no_json", "not a finished headstart run"),
+        ("bad_json", "not valid JSON"),
+        ("other_format", "not a headstart model"),
+        ("future_version", "format_version"),
+        ("one_class", "at least two"),
+        ("no_weights", "Cannot read"),
+        ("wrong_weights", "does not match"),
+    ],
+)
 def test_broken_run_folders_are_artifact_errors(trained, tmp_path, damage, message):
     _, _, run = trained
     copy = shutil.copytree(run, tmp_path / "run")
@@ -307,11 +315,9 @@ def test_reload_parity_for_sigmoid_tasks(tmp_path, tiny, kind):
         data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=6)
         files = [str(p) for p in sorted(data.rglob("*.png"))[::2]]
     else:
-        data = make_images(tmp_path / "data", "multilabel", classes={"red": "warm", "yellow": "warm;bright",
-                                                                     "blue": "cold"}, per_class=5)
+        data = make_images(tmp_path / "data", "multilabel", classes={"red": "warm", "yellow": "warm;bright", "blue": "cold"}, per_class=5)
         files = [str(p) for p in sorted((tmp_path / "data").rglob("*.png"))[::2]]
-    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0,
-                        class_weights="balanced", oversample=True)
+    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, class_weights="balanced", oversample=True)
     clf = tiny(train=train).fit(data, out=tmp_path / "run")
     assert clf.artifact.task == kind
     loaded = headstart.load(tmp_path / "run")

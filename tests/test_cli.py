@@ -17,8 +17,21 @@ from headstart.cli import app
 from headstart.config import TrainConfig
 
 runner = CliRunner()
-FAST = ["--arch", "convnet_tiny", "--no-pretrained", "--image-size", "32", "--frozen-epochs", "1",
-        "--finetune-epochs", "1", "--batch-size", "8", "--patience", "0"]
+FAST = [
+    "--arch",
+    "convnet_tiny",
+    "--no-pretrained",
+    "--image-size",
+    "32",
+    "--frozen-epochs",
+    "1",
+    "--finetune-epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--patience",
+    "0",
+]
 
 
 def invoke(args: list[str]):
@@ -31,13 +44,38 @@ def invoke(args: list[str]):
 def test_train_predict_evaluate(tmp_path, make_images):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
-    invoke(["train", data, "--out", run, *FAST, "--head", "mlp", "--hidden", "16,8", "--dropout", "0.1",
-            "--class-weights", "balanced", "--oversample", "--no-augment", "--seed", "3"])
+    invoke(
+        [
+            "train",
+            data,
+            "--out",
+            run,
+            *FAST,
+            "--head",
+            "mlp",
+            "--hidden",
+            "16,8",
+            "--dropout",
+            "0.1",
+            "--class-weights",
+            "balanced",
+            "--oversample",
+            "--no-augment",
+            "--seed",
+            "3",
+        ]
+    )
     for name in ("model.safetensors", "headstart.json", "metrics.json", "epochs.csv", "split.csv", "config.json"):
         assert (run / name).is_file(), name
     config = json.loads((run / "config.json").read_text())
-    assert config["model"] == {**config["model"], "arch": "convnet_tiny", "pretrained": False, "head": "mlp",
-                               "hidden": [16, 8], "dropout": 0.1}
+    assert config["model"] == {
+        **config["model"],
+        "arch": "convnet_tiny",
+        "pretrained": False,
+        "head": "mlp",
+        "hidden": [16, 8],
+        "dropout": 0.1,
+    }
     assert config["train"]["class_weights"] == "balanced" and config["train"]["oversample"] is True
     assert config["train"]["seed"] == 3 and config["train"]["augment"]["hflip"] is False
     assert config["image_size"] == 32
@@ -122,16 +160,19 @@ def run_main(monkeypatch, capsys, args: list[str]) -> tuple[int, str]:
     return info.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["train", "/nonexistent/folder"], "does not exist"),
-    (["train", "DATA", "--lr", "-1"], "lr=-1.0 must be > 0"),
-    (["train", "DATA", "--arch", "resnet5O", "--no-pretrained"], "resnet50"),
-    (["train", "DATA", "--val-fraction", "1.5"], "val_fraction"),
-    (["train", "DATA", "--class-weights", "balance"], "balanced"),
-    (["predict", "/nonexistent/run", "x.png"], "not a finished headstart run"),
-    (["evaluate", "/nonexistent/run"], "not a finished headstart run"),
-    (["train", "--resume", "/nonexistent/run"], "nothing to resume"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "/nonexistent/folder"], "does not exist"),
+        (["train", "DATA", "--lr", "-1"], "lr=-1.0 must be > 0"),
+        (["train", "DATA", "--arch", "resnet5O", "--no-pretrained"], "resnet50"),
+        (["train", "DATA", "--val-fraction", "1.5"], "val_fraction"),
+        (["train", "DATA", "--class-weights", "balance"], "balanced"),
+        (["predict", "/nonexistent/run", "x.png"], "not a finished headstart run"),
+        (["evaluate", "/nonexistent/run"], "not a finished headstart run"),
+        (["train", "--resume", "/nonexistent/run"], "nothing to resume"),
+    ],
+)
 def test_user_errors_are_one_line(tmp_path, make_images, monkeypatch, capsys, args, message):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=2)
     code, err = run_main(monkeypatch, capsys, [data if a == "DATA" else a for a in args])
@@ -157,8 +198,9 @@ def test_missing_data_argument(monkeypatch, capsys):
 @pytest.mark.slow
 def test_error_from_a_real_process(tmp_path):
     env = {**os.environ, "HEADSTART_CACHE_DIR": str(tmp_path / "cache"), "COLUMNS": "300"}
-    proc = subprocess.run([sys.executable, "-m", "headstart.cli", "train", "/nonexistent"],
-                          capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "headstart.cli", "train", "/nonexistent"], capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+    )
     assert proc.returncode != 0
     lines = [l for l in proc.stderr.splitlines() if l.strip()]
     assert len(lines) == 1, proc.stderr

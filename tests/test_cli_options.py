@@ -11,9 +11,9 @@ import pytest
 import typer
 
 from headstart import api, cli
-from headstart.pipeline import train as train_pipeline
 from headstart.cli_options import NOT_ON_CLI, build_config, field_default, option_name, spec_of
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+from headstart.pipeline import train as train_pipeline
 
 COMMAND = typer.main.get_command(cli.app)
 
@@ -63,8 +63,26 @@ def test_no_options_build_the_default_configs(tmp_path, make_images, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert run_main(monkeypatch, capsys, ["train", data])[0] == 0
     assert seen == {"model": ModelConfig(), "train": TrainConfig()}
-    run_main(monkeypatch, capsys, ["train", data, "--hidden", "512,256", "--head", "mlp", "--lr", "auto", "--workers", "3",
-                                   "--no-augment", "--class-weights", "balanced", "--oversample"])
+    run_main(
+        monkeypatch,
+        capsys,
+        [
+            "train",
+            data,
+            "--hidden",
+            "512,256",
+            "--head",
+            "mlp",
+            "--lr",
+            "auto",
+            "--workers",
+            "3",
+            "--no-augment",
+            "--class-weights",
+            "balanced",
+            "--oversample",
+        ],
+    )
     assert seen["model"].hidden == (512, 256) and seen["train"].lr == "auto" and seen["train"].num_workers == 3
     assert seen["train"].augment == AugmentConfig.none() and seen["train"].oversample
 
@@ -94,12 +112,15 @@ def one_error_line(err: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("extra, named", [
-    (["--lr", "1e-4"], "--lr"),
-    (["DATA2"], "DATA"),
-    (["--batch-size", "32"], "--batch-size"),  # typed, even when equal to the default
-    (["--no-augment"], "--augment"),
-])
+@pytest.mark.parametrize(
+    "extra, named",
+    [
+        (["--lr", "1e-4"], "--lr"),
+        (["DATA2"], "DATA"),
+        (["--batch-size", "32"], "--batch-size"),  # typed, even when equal to the default
+        (["--no-augment"], "--augment"),
+    ],
+)
 def test_resume_refuses_data_and_training_options(tmp_path, monkeypatch, capsys, extra, named):
     monkeypatch.setattr(api.Classifier, "resume", lambda *a, **k: pytest.fail("resumed"))
     code, err = run_main(monkeypatch, capsys, ["train", "--resume", tmp_path / "run", *extra])
@@ -110,7 +131,9 @@ def test_resume_refuses_data_and_training_options(tmp_path, monkeypatch, capsys,
 def test_resume_applies_and_prints_the_allowed_options(tmp_path, monkeypatch, capsys):
     seen = {}
     monkeypatch.setattr(api.Classifier, "resume", classmethod(lambda cls, run, **k: seen.update(k)))
-    code, err = run_main(monkeypatch, capsys, ["train", "--resume", tmp_path / "run", "--devices", "2", "--dist-timeout", "60", "--no-report"])
+    code, err = run_main(
+        monkeypatch, capsys, ["train", "--resume", tmp_path / "run", "--devices", "2", "--dist-timeout", "60", "--no-report"]
+    )
     assert code == 0 and seen["placement"] == {"devices": "2", "dist_timeout": 60.0} and seen["report"] is False
     assert "--devices 2" in err and "--dist-timeout 60.0" in err and "--no-report" in err
     seen.clear()
@@ -155,14 +178,17 @@ def test_demo_never_writes_into_its_bundled_data(monkeypatch, capsys):
     assert code == 2 and "inside the data folder" in one_error_line(err)
 
 
-@pytest.mark.parametrize("args, named", [
-    (["train", "x", "--lr", "fast"], "--lr"),
-    (["train", "x", "--hidden", "5,x"], "--hidden"),
-    (["train", "x", "--batch-size", "many"], "--batch-size"),
-    (["serve", "x", "--port", "-1"], "--port"),
-    (["evaluate"], "run"),
-    (["no-such-command"], "no-such-command"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["train", "x", "--lr", "fast"], "--lr"),
+        (["train", "x", "--hidden", "5,x"], "--hidden"),
+        (["train", "x", "--batch-size", "many"], "--batch-size"),
+        (["serve", "x", "--port", "-1"], "--port"),
+        (["evaluate"], "run"),
+        (["no-such-command"], "no-such-command"),
+    ],
+)
 def test_usage_errors_are_one_line_naming_the_help(monkeypatch, capsys, args, named):
     code, err = run_main(monkeypatch, capsys, args)
     line = one_error_line(err)

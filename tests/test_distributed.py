@@ -32,8 +32,7 @@ ACC_TOLERANCE = 0.2  # absolute: one or two of the 9 validation images
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK")}
-    env.update(PYTHONPATH=SRC, HEADSTART_CACHE_DIR=str(tmp_path / "cache"), HEADSTART_RANK_WAIT="120",
-               OMP_NUM_THREADS="1")
+    env.update(PYTHONPATH=SRC, HEADSTART_CACHE_DIR=str(tmp_path / "cache"), HEADSTART_RANK_WAIT="120", OMP_NUM_THREADS="1")
     return env
 
 
@@ -46,16 +45,44 @@ def _rows(run: Path) -> list[dict[str, str]]:
 def test_two_processes_match_one(tmp_path, make_images, convnet_weights):
     data = make_images(tmp_path / "data", per_class=15)
     (data / "red" / "zz_broken.png").write_bytes(b"not a png")  # skipped, and listed once
-    common = ["--arch", "convnet_tiny", "--weights", convnet_weights, "--image-size", "32", "--frozen-epochs", "2",
-              "--finetune-epochs", "1", "--patience", "0", "--lr", "0.02", "--no-augment", "--accelerator", "cpu",
-              "--workers", "0"]
+    common = [
+        "--arch",
+        "convnet_tiny",
+        "--weights",
+        convnet_weights,
+        "--image-size",
+        "32",
+        "--frozen-epochs",
+        "2",
+        "--finetune-epochs",
+        "1",
+        "--patience",
+        "0",
+        "--lr",
+        "0.02",
+        "--no-augment",
+        "--accelerator",
+        "cpu",
+        "--workers",
+        "0",
+    ]
     cli = [sys.executable, "-m", "headstart.cli", "train", str(data)]
-    one = subprocess.run([*cli, "--out", str(tmp_path / "one"), *common, "--batch-size", "16"],
-                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    one = subprocess.run(
+        [*cli, "--out", str(tmp_path / "one"), *common, "--batch-size", "16"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert one.returncode == 0, one.stderr[-3000:]
     started = time.monotonic()
-    two = subprocess.run([*cli, "--out", str(tmp_path / "two"), *common, "--batch-size", "8", "--devices", "2"],
-                         env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    two = subprocess.run(
+        [*cli, "--out", str(tmp_path / "two"), *common, "--batch-size", "8", "--devices", "2"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     print(f"2-process run: {time.monotonic() - started:.1f} s")
 
@@ -123,10 +150,16 @@ def test_rank_comes_from_the_launcher(monkeypatch):
     assert global_rank() == 3
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"devices": "0"}, "devices='0'"), ({"devices": "two"}, "device ids"), ({"strategy": "ddp_spawn"}, "not one of auto, ddp, fsdp"),
-    ({"num_nodes": 0}, "num_nodes=0"), ({"dist_timeout": 0}, "dist_timeout"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"devices": "0"}, "devices='0'"),
+        ({"devices": "two"}, "device ids"),
+        ({"strategy": "ddp_spawn"}, "not one of auto, ddp, fsdp"),
+        ({"num_nodes": 0}, "num_nodes=0"),
+        ({"dist_timeout": 0}, "dist_timeout"),
+    ],
+)
 def test_scale_options_are_checked(options, message):
     from headstart.config import TrainConfig
     from headstart.errors import ConfigError

@@ -12,23 +12,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import colour_image, make_images
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from headstart.cli import app
+from headstart.data.index import scan
 from headstart.doctor import diagnose, quick_checks, write_outputs
 from headstart.doctor.inspect import inspect_file, sniff
 from headstart.doctor.similar import near_groups
-from headstart.data.index import scan
 from headstart.errors import ConfigError
-
-from conftest import colour_image, make_images
 
 
 def _bomb_png(path: Path, width: int = 20_000, height: int = 20_000) -> None:
     """A PNG whose header claims width x height pixels (400 MP) with almost no data."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 
@@ -70,9 +71,7 @@ def bad_data(root: Path) -> Path:
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
     return {
-        str(p): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.md5(p.read_bytes()).hexdigest())
-        for p in root.rglob("*")
-        if p.is_file()
+        str(p): (p.stat().st_size, p.stat().st_mtime_ns, hashlib.md5(p.read_bytes()).hexdigest()) for p in root.rglob("*") if p.is_file()
     }
 
 

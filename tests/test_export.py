@@ -119,7 +119,9 @@ def test_sigmoid_tasks_export_with_parity(tmp_path, tiny, make_images, kind):
         data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=6)
     else:
         data = make_images(tmp_path / "data", "multilabel", {"red": "warm", "yellow": "warm;bright", "blue": "cold"}, per_class=6)
-    clf = tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0, num_workers=0)).fit(data, out=tmp_path / "run")
+    clf = tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0, num_workers=0)).fit(
+        data, out=tmp_path / "run"
+    )
     result = clf.export("onnx")
     assert result.parity.ok
 

@@ -120,8 +120,16 @@ def test_training_on_cached_features_matches_training_on_images(tmp_path, make_i
     data = make_images(tmp_path / "data", per_class=6)
     results = {}
     for cached in (True, False):
-        cfg = TrainConfig(frozen_epochs=3, finetune_epochs=0, batch_size=8, patience=0, lr=1e-2, num_workers=0,
-                          augment=AugmentConfig.none(), feature_cache=cached)
+        cfg = TrainConfig(
+            frozen_epochs=3,
+            finetune_epochs=0,
+            batch_size=8,
+            patience=0,
+            lr=1e-2,
+            num_workers=0,
+            augment=AugmentConfig.none(),
+            feature_cache=cached,
+        )
         clf = tiny(train=cfg).fit(data, out=tmp_path / f"run-{cached}")
         head = {k: v.clone() for k, v in clf.artifact.network.head.state_dict().items()}
         results[cached] = (clf.metrics["val"], (clf.run_dir / "split.csv").read_text(), head)

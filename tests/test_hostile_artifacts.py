@@ -57,12 +57,15 @@ def test_a_torch_zip_checkpoint_in_place_of_the_weights_never_runs(run, tmp_path
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("header", [
-    b"\xff" * 8,  # header length far past the end of the file
-    struct.pack("<Q", 12) + b"not json at ",
-    struct.pack("<Q", 2) + b"[]",
-    None,  # a valid header whose tensor offsets point past the end
-])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"\xff" * 8,  # header length far past the end of the file
+        struct.pack("<Q", 12) + b"not json at ",
+        struct.pack("<Q", 2) + b"[]",
+        None,  # a valid header whose tensor offsets point past the end
+    ],
+)
 def test_malformed_safetensors_headers(run, header):
     path = run / "model.safetensors"
     if header is None:
@@ -81,27 +84,30 @@ def test_truncated_weights(run):
         headstart.load(run)
 
 
-@pytest.mark.parametrize("where, value, message", [
-    ("model.arch", 123, "model.arch"),
-    ("model.arch", {"__class__": "os.system"}, "model.arch"),
-    ("model.hidden", "256", "model.hidden"),
-    ("model.hidden", [-1], "model.hidden"),
-    ("model.pretrained", "yes", "model.pretrained"),
-    ("model.threshold", "0.5", "model.threshold"),
-    ("model.extra", 1, "unknown model field"),
-    ("model.arch", "no_such_architecture_xyz", "Unknown architecture"),
-    ("model", [], "'model' must be an object"),
-    ("preprocess.mean", "0.5", "preprocess.mean"),
-    ("preprocess.input_size", 1e9, "preprocess.input_size"),
-    ("preprocess.input_size", True, "preprocess.input_size"),
-    ("preprocess.std", [0, 1, 1], "std"),
-    ("preprocess.interpolation", "evil", "interpolation"),
-    ("preprocess.code", "import os", "keys"),
-    ("classes", "red,green", "classes"),
-    ("classes", [1, 2, 3], "classes"),
-    ("classes", ["red", "red", "blue"], "duplicate"),
-    ("task", ["multiclass"], "task"),
-])
+@pytest.mark.parametrize(
+    "where, value, message",
+    [
+        ("model.arch", 123, "model.arch"),
+        ("model.arch", {"__class__": "os.system"}, "model.arch"),
+        ("model.hidden", "256", "model.hidden"),
+        ("model.hidden", [-1], "model.hidden"),
+        ("model.pretrained", "yes", "model.pretrained"),
+        ("model.threshold", "0.5", "model.threshold"),
+        ("model.extra", 1, "unknown model field"),
+        ("model.arch", "no_such_architecture_xyz", "Unknown architecture"),
+        ("model", [], "'model' must be an object"),
+        ("preprocess.mean", "0.5", "preprocess.mean"),
+        ("preprocess.input_size", 1e9, "preprocess.input_size"),
+        ("preprocess.input_size", True, "preprocess.input_size"),
+        ("preprocess.std", [0, 1, 1], "std"),
+        ("preprocess.interpolation", "evil", "interpolation"),
+        ("preprocess.code", "import os", "keys"),
+        ("classes", "red,green", "classes"),
+        ("classes", [1, 2, 3], "classes"),
+        ("classes", ["red", "red", "blue"], "duplicate"),
+        ("task", ["multiclass"], "task"),
+    ],
+)
 def test_description_with_unexpected_types(run, where, value, message):
     meta = _meta(run)
     target = meta
@@ -122,7 +128,6 @@ def test_deeply_nested_json_is_refused(run):
 
 # -- exported ONNX models ----------------------------------------------------------------------
 def _onnx_with_external(folder: Path, location: str) -> Path:
-    import onnx
     from onnx import TensorProto, helper
 
     weight = helper.make_tensor("w", TensorProto.FLOAT, [4], [0.0] * 4)
@@ -132,7 +137,8 @@ def _onnx_with_external(folder: Path, location: str) -> Path:
         entry = weight.external_data.add()
         entry.key, entry.value = k, v
     graph = helper.make_graph(
-        [helper.make_node("Add", ["x", "w"], ["y"])], "g",
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
         initializer=[weight],
@@ -188,14 +194,17 @@ def test_broken_onnx_files(exported_run, tmp_path, damage):
         RuntimePredictor.load(path)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.update(classes="red"), "classes"),
-    (lambda m: m.update(threshold="0.5"), "threshold"),
-    (lambda m: m["preprocess"].update(mean={"r": 1}), "preprocess.mean"),
-    (lambda m: m.update(format="other"), "not a headstart export"),
-    (lambda m: m["input"].update(name="other"), "input"),
-    (None, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(classes="red"), "classes"),
+        (lambda m: m.update(threshold="0.5"), "threshold"),
+        (lambda m: m["preprocess"].update(mean={"r": 1}), "preprocess.mean"),
+        (lambda m: m.update(format="other"), "not a headstart export"),
+        (lambda m: m["input"].update(name="other"), "input"),
+        (None, "not valid JSON"),
+    ],
+)
 def test_onnx_description_with_unexpected_types(exported_run, tmp_path, change, message):
     import onnx
 

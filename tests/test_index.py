@@ -71,8 +71,13 @@ def test_non_image_files_are_ignored_and_counted(tmp_path, make_images):
 
 def test_upper_case_and_other_image_extensions_are_images(tmp_path):
     root = tmp_path / "data"
-    for c, ext, fmt in (("a", ".JPG", "JPEG"), ("a", ".jpeg", "JPEG"), ("b", ".BMP", "BMP"), ("b", ".webp", "WEBP"),
-                        ("b", ".TIFF", "TIFF")):
+    for c, ext, fmt in (
+        ("a", ".JPG", "JPEG"),
+        ("a", ".jpeg", "JPEG"),
+        ("b", ".BMP", "BMP"),
+        ("b", ".webp", "WEBP"),
+        ("b", ".TIFF", "TIFF"),
+    ):
         (root / c).mkdir(parents=True, exist_ok=True)
         colour_image("red", 0).save(root / c / f"x{ext}", fmt)
     index = scan(root)
@@ -331,8 +336,13 @@ def test_csv_single_and_multi_label_with_a_missing_file(tmp_path, make_images):
     index = scan(tmp_path / "data.csv")
     assert index.layout == "csv" and not index.multilabel
     assert index.classes == ["green", "red"]
-    multi = ["path,labels", "imgs/red/red_0.png,warm;bright", "imgs/blue/blue_0.png,cold", "imgs/green/green_0.png,cold;bright",
-             "imgs/missing.png,cold"]
+    multi = [
+        "path,labels",
+        "imgs/red/red_0.png,warm;bright",
+        "imgs/blue/blue_0.png,cold",
+        "imgs/green/green_0.png,cold;bright",
+        "imgs/missing.png,cold",
+    ]
     (tmp_path / "multi.csv").write_text("\n".join(multi) + "\n")
     index = scan(tmp_path / "multi.csv")
     assert index.multilabel and index.classes == ["bright", "cold", "warm"]

@@ -85,8 +85,9 @@ def test_doctor_labels_writes_outside_and_never_changes_data(tmp_path, convnet_w
 def test_exclude_drops_exactly_the_marked_files(tmp_path):
     data = make_images(tmp_path / "data", classes=("red", "green"), per_class=5, nested=False)
     listing = tmp_path / "issues.csv"
-    listing.write_text("path,given,exclude\nred/red_1.png,red,true\ngreen/green_2.png,green,false\n"
-                       "green/green_4.png,green,x\nred/gone.png,red,true\n")
+    listing.write_text(
+        "path,given,exclude\nred/red_1.png,red,true\ngreen/green_2.png,green,false\ngreen/green_4.png,green,x\nred/gone.png,red,true\n"
+    )
     index, lines = apply_exclude(scan(data), listing)
     left = {Path(s.path).name for s in index.all_samples}
     assert left == {f"red_{i}.png" for i in (0, 2, 3, 4)} | {f"green_{i}.png" for i in (0, 1, 2, 3)}
@@ -159,8 +160,15 @@ def test_folds_are_stratified():
 def test_csv_round_trips(tmp_path):
     root = tmp_path / "data"
     issues = [
-        LabelIssue(str(root / "a" / "x, 1.png"), "cat", "dog", "mislabelled", 0.0312, 0.9123,
-                   (Neighbour(str(root / "b" / "y.png"), "dog", 0.912), Neighbour(str(root / "c.png"), "dog;cat", 0.5))),
+        LabelIssue(
+            str(root / "a" / "x, 1.png"),
+            "cat",
+            "dog",
+            "mislabelled",
+            0.0312,
+            0.9123,
+            (Neighbour(str(root / "b" / "y.png"), "dog", 0.912), Neighbour(str(root / "c.png"), "dog;cat", 0.5)),
+        ),
         LabelIssue(str(root / "z.png"), "cat;dog", "dog", "spurious", 0.1, 0.9, (), exclude=False),
         LabelIssue("/elsewhere/q.png", "dog", "cat", "mislabelled", 0.2, 0.7, (Neighbour(str(root / "z.png"), "cat;dog", 0.25),)),
     ]
@@ -176,8 +184,13 @@ def test_csv_round_trips(tmp_path):
 
 def test_multilabel_csv_end_to_end(tmp_path, search):
     """A multi-label CSV through the whole search: per-label rows, label sets in the CSV."""
-    listing = make_images(tmp_path / "data", "multilabel", classes={"red": "warm", "yellow": "bright;warm", "white": "bright", "blue": "cold"},
-                          per_class=10, size=24)
+    listing = make_images(
+        tmp_path / "data",
+        "multilabel",
+        classes={"red": "warm", "yellow": "bright;warm", "white": "bright", "blue": "cold"},
+        per_class=10,
+        size=24,
+    )
     text = listing.read_text().replace("images/yellow/yellow_3.png,bright;warm", "images/yellow/yellow_3.png,bright")
     listing.write_text(text)
     found = find_in_data(listing, search)

@@ -34,8 +34,9 @@ def test_range_test_sweeps_a_copy_and_stops_at_divergence():
     features = torch.randn(120, 16) + 3 * nn.functional.one_hot(y, 16).float()
     head = nn.Linear(16, 3)
     before = {k: v.clone() for k, v in head.state_dict().items()}
-    finding = range_test(head, features, y, task="multiclass", config=TrainConfig(optimizer="sgd", batch_size=16),
-                         start_lr=1e-5, end_lr=1e3, steps=150)
+    finding = range_test(
+        head, features, y, task="multiclass", config=TrainConfig(optimizer="sgd", batch_size=16), start_lr=1e-5, end_lr=1e3, steps=150
+    )
     assert all(torch.equal(before[k], v) for k, v in head.state_dict().items())  # the real head is untouched
     assert finding.diverged and len(finding.lrs) < 150  # SGD at lr 1e3 blows up
     assert np.all(np.diff(finding.lrs) > 0)
@@ -68,8 +69,23 @@ def test_lr_auto_needs_a_pretrained_base(tiny):
 @pytest.mark.slow
 def test_cli_lr_find(tmp_path, make_images, convnet_weights):
     data = make_images(tmp_path / "data", per_class=8)
-    result = CliRunner().invoke(app, ["lr-find", str(data), "--arch", "convnet_tiny", "--weights", convnet_weights,
-                                      "--image-size", "32", "--batch-size", "8", "--out", str(tmp_path / "lr")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "lr-find",
+            str(data),
+            "--arch",
+            "convnet_tiny",
+            "--weights",
+            convnet_weights,
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--out",
+            str(tmp_path / "lr"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     suggestion = json.loads((tmp_path / "lr" / "lr_find.json").read_text())["suggestion"]
     assert math.isclose(float(result.stdout.strip().splitlines()[0]), suggestion, rel_tol=0.01)

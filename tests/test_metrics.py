@@ -10,7 +10,7 @@ from headstart.evaluate import compute_metrics, predict_labels
 
 def test_multiclass_by_hand():
     # truth: a a a b b c ; predicted: a a b b c c
-    probs = np.array([[.8, .1, .1], [.6, .3, .1], [.2, .7, .1], [.1, .8, .1], [.1, .2, .7], [.2, .2, .6]])
+    probs = np.array([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.2, 0.2, 0.6]])
     labels = [(0,), (0,), (0,), (1,), (1,), (2,)]
     m = compute_metrics(probs, labels, ["a", "b", "c"], "multiclass")
     assert m.confusion == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
@@ -28,14 +28,14 @@ def test_multiclass_by_hand():
 
 
 def test_classes_without_support_do_not_count_in_balanced_accuracy():
-    probs = np.array([[.9, .1, 0], [.2, .8, 0]])
+    probs = np.array([[0.9, 0.1, 0], [0.2, 0.8, 0]])
     m = compute_metrics(probs, [(0,), (1,)], ["a", "b", "never"], "multiclass")
     assert m.balanced_accuracy == 1.0 and m.macro_f1 == 1.0
     assert m.per_class[2].support == 0 and m.per_class[2].precision == 0.0
 
 
 def test_binary_uses_the_threshold_on_the_second_class():
-    probs = np.array([[.7, .3], [.4, .6], [.55, .45]])
+    probs = np.array([[0.7, 0.3], [0.4, 0.6], [0.55, 0.45]])
     labels = [(0,), (1,), (1,)]
     m = compute_metrics(probs, labels, ["neg", "pos"], "binary", threshold=0.5)
     assert m.confusion == [[1, 0], [1, 1]] and m.threshold == 0.5
@@ -45,7 +45,7 @@ def test_binary_uses_the_threshold_on_the_second_class():
 
 
 def test_multilabel_by_hand():
-    probs = np.array([[.9, .2, .6], [.1, .7, .4], [.8, .9, .1]])
+    probs = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.4], [0.8, 0.9, 0.1]])
     labels = [(0, 2), (1, 2), ()]
     m = compute_metrics(probs, labels, ["x", "y", "z"], "multilabel")
     # predicted: {x,z}, {y}, {x,y}
@@ -60,11 +60,10 @@ def test_multilabel_by_hand():
 def test_to_dict_is_json_ready():
     import json
 
-    m = compute_metrics(np.array([[.9, .1], [.2, .8]]), [(0,), (0,)], ["a", "b"], "multiclass")
+    m = compute_metrics(np.array([[0.9, 0.1], [0.2, 0.8]]), [(0,), (0,)], ["a", "b"], "multiclass")
     data = json.loads(json.dumps(m.to_dict()))
     assert data["accuracy"] == 0.5 and data["confusion"] == [[1, 1], [0, 0]]
-    assert data["per_class"][0] == {"name": "a", "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3),
-                                    "support": 2}
+    assert data["per_class"][0] == {"name": "a", "precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
 
 
 def test_metrics_per_class_and_balanced_accuracy():

@@ -50,12 +50,12 @@ def test_heads(kind, hidden, dropout, expected, n_dropout):
     torch.testing.assert_close(head(x), head(x))  # dropout off in eval
 
 
-
 @pytest.mark.parametrize("head, hidden", [("linear", ()), ("bottleneck", ()), ("mlp", (32, 16))])
 @pytest.mark.parametrize("outputs", [1, 4])
 def test_heads_output_shapes(head, hidden, outputs):
     net = build_network(ModelConfig(arch="convnet_tiny", pretrained=False, head=head, hidden=hidden, dropout=0.2), outputs)
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, outputs)
+
 
 @pytest.mark.parametrize("head, hidden", [("linear", ()), ("bottleneck", (16,)), ("mlp", (24, 12))])
 @pytest.mark.parametrize("task, k, outputs", [("multiclass", 4, 4), ("binary", 2, 1), ("multilabel", 3, 3)])
@@ -117,15 +117,16 @@ def test_timm_backbone_builds_headless():
     assert sum(len(g) for g in groups) == len(list(net.backbone.parameters()))
 
 
-
 def test_timm_architecture_by_name_headless():
     net = build_network(ModelConfig(arch="resnet18", pretrained=False), 5)
     assert net.backbone.num_features == 512
     assert net(torch.zeros(1, 3, 64, 64)).shape == (1, 5)
     assert len(net.base_groups()) > 2  # stages, for --unfreeze N
 
-@pytest.mark.parametrize("arch, suggestion", [("convnet_tiyn", "convnet_tiny"), ("resnet5O", "resnet50"),
-                                              ("mobilenetv3_smal_050", "mobilenetv3_small_050")])
+
+@pytest.mark.parametrize(
+    "arch, suggestion", [("convnet_tiyn", "convnet_tiny"), ("resnet5O", "resnet50"), ("mobilenetv3_smal_050", "mobilenetv3_small_050")]
+)
 def test_unknown_arch_suggests_a_close_name(arch, suggestion):
     with pytest.raises(ConfigError, match="Unknown architecture") as info:
         build_network(ModelConfig(arch=arch, pretrained=False), 2)
@@ -150,7 +151,9 @@ def test_phase_1_trains_the_head_phase_2_the_chosen_groups(arch):
     groups = net.base_groups()
 
     def count(phase: int, unfreeze: int = 0) -> int:
-        ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(unfreeze=unfreeze), phase=phase, head_lr=1e-3, base_lr=1e-4)
+        ClassifierModule(
+            net, task="multiclass", num_classes=3, config=TrainConfig(unfreeze=unfreeze), phase=phase, head_lr=1e-3, base_lr=1e-4
+        )
         return trainable(net)
 
     assert count(1) == head
@@ -179,7 +182,9 @@ def test_optimizer_groups_follow_the_phase():
         estimated_stepping_batches = 10
 
     for phase, names in ((1, ["head"]), (2, ["head", "base"])):
-        module = ClassifierModule(net, task="multiclass", num_classes=3, config=TrainConfig(schedule="constant"), phase=phase, head_lr=1e-3, base_lr=3e-4)
+        module = ClassifierModule(
+            net, task="multiclass", num_classes=3, config=TrainConfig(schedule="constant"), phase=phase, head_lr=1e-3, base_lr=3e-4
+        )
         module.trainer = FakeTrainer()  # type: ignore[assignment]
         optimizer = module.configure_optimizers()
         assert [g["name"] for g in optimizer.param_groups] == names

@@ -135,8 +135,7 @@ def test_16_bit_grey_is_scaled_to_8_bits():
 def test_to_rgb_gives_rgb_uint8_for_every_mode(mode):
     base = Image.fromarray(np.random.default_rng(0).integers(0, 255, (7, 5, 3), dtype=np.uint8))
     if mode in ("I;16", "I", "F"):
-        image = base.convert("L").convert(mode) if mode != "I;16" else Image.fromarray(
-            np.asarray(base.convert("L"), dtype=np.uint16) * 200)
+        image = base.convert("L").convert(mode) if mode != "I;16" else Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 200)
     elif mode == "PA":
         image = base.convert("P").convert("PA")
     elif mode == "La":  # premultiplied alpha, which to_rgb names explicitly
@@ -187,8 +186,13 @@ def test_normalize_is_mean_std_chw():
 
 
 def test_from_timm_config():
-    cfg = {"input_size": (3, 224, 224), "crop_pct": 0.875, "interpolation": "bicubic",
-           "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
+    cfg = {
+        "input_size": (3, 224, 224),
+        "crop_pct": 0.875,
+        "interpolation": "bicubic",
+        "mean": (0.485, 0.456, 0.406),
+        "std": (0.229, 0.224, 0.225),
+    }
     pre = Preprocess.from_timm_config(cfg)
     assert (pre.input_size, pre.resize_size, pre.interpolation) == (224, 256, "bicubic")
     assert pre.mean == (0.485, 0.456, 0.406)

@@ -88,12 +88,15 @@ def test_a_headstart_model_file_can_be_the_weights(tmp_path):
         assert torch.equal(v, net.backbone.state_dict()[k])
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("unrelated_keys", "do not fit"),
-    ("missing_key", "missing"),
-    ("wrong_shape", "wrong shape"),
-    ("other_arch", "do not fit"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("unrelated_keys", "do not fit"),
+        ("missing_key", "missing"),
+        ("wrong_shape", "wrong shape"),
+        ("other_arch", "do not fit"),
+    ],
+)
 def test_weights_that_do_not_fit_are_weights_errors(tmp_path, damage, message):
     state = create_convnet("convnet_tiny").state_dict()
     if damage == "unrelated_keys":

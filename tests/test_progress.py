@@ -88,8 +88,15 @@ def _fit_tiny(console: Console, epochs: int = 2) -> None:
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
     data = DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=2)
-    trainer = L.Trainer(max_epochs=epochs, callbacks=[EpochProgress(1, console, every=0)], logger=False,
-                        enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0, accelerator="cpu")
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        callbacks=[EpochProgress(1, console, every=0)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
     trainer.fit(Tiny(), data, data)
 
 

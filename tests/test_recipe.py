@@ -56,10 +56,19 @@ def test_many_small_grey_images_plan_a_convnet_from_scratch_at_their_own_side(mo
 
 def test_a_pretrained_plan_becomes_the_two_phase_options():
     plan = planner.Plan(
-        arch=planner.PRETRAINED_ARCH, pretrained=True, input_size=224,
-        phases=(planner.Phase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
-                planner.Phase("finetune", 3, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle")),
-        label_smoothing=0.1, batch_size=32, augment="default", estimated_seconds=100.0, budget_seconds=300.0, reasons=("r",),
+        arch=planner.PRETRAINED_ARCH,
+        pretrained=True,
+        input_size=224,
+        phases=(
+            planner.Phase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
+            planner.Phase("finetune", 3, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"),
+        ),
+        label_smoothing=0.1,
+        batch_size=32,
+        augment="default",
+        estimated_seconds=100.0,
+        budget_seconds=300.0,
+        reasons=("r",),
     )
     chosen = apply_plan(plan, ModelConfig(), TrainConfig())
     t = chosen.train
@@ -113,14 +122,27 @@ def test_the_report_shows_the_plan_and_its_reasons():
 
     from headstart.report.sections import facts_section
 
-    plan = {"arch": "convnet_res", "input_size": 28, "estimated_seconds": 412.0, "budget_seconds": 600.0,
-            "reasons": ["48,000 images of ~28 px greyscale: from scratch", "15 epochs fit 600 s"]}
-    network = __import__("headstart.models", fromlist=["build_network"]).build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
+    plan = {
+        "arch": "convnet_res",
+        "input_size": 28,
+        "estimated_seconds": 412.0,
+        "budget_seconds": 600.0,
+        "reasons": ["48,000 images of ~28 px greyscale: from scratch", "15 epochs fit 600 s"],
+    }
+    network = __import__("headstart.models", fromlist=["build_network"]).build_network(
+        ModelConfig(arch="convnet_tiny", pretrained=False), 3
+    )
     from headstart.preprocess import Preprocess
 
-    art = SimpleNamespace(meta={"plan": plan, "train": {"seed": 0}}, model=ModelConfig(arch="convnet_tiny", pretrained=False),
-                          network=network, preprocess=Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"),
-                          task="multiclass", classes=["a", "b", "c"], threshold=0.5)
+    art = SimpleNamespace(
+        meta={"plan": plan, "train": {"seed": 0}},
+        model=ModelConfig(arch="convnet_tiny", pretrained=False),
+        network=network,
+        preprocess=Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"),
+        task="multiclass",
+        classes=["a", "b", "c"],
+        threshold=0.5,
+    )
     inp = SimpleNamespace(artifact=art, tta=(), kind="train", data="DATA", seconds=None)
     rows = dict(facts_section(inp, {}, None)["run"])  # type: ignore[arg-type]
     assert "convnet_res at 28 px" in rows["recipe"] and "600 s budget" in rows["recipe"]

@@ -76,8 +76,17 @@ def test_train_writes_a_self_contained_report_and_prints_its_path(run):
     assert "crème brûlée" in html and "photo é" in html and "Ñandú &lt;b&gt; &amp; co" in html
     assert "<b>" not in html
     assert "broken file ü.png" in html  # the skipped file, with its reason
-    for text in ("Learning curves", "fine-tuning", "Most-confused pairs", "Most confidently wrong", "Grad-CAM",
-                 "reliability diagram", "data fingerprint", "balanced accuracy", "macro precision"):
+    for text in (
+        "Learning curves",
+        "fine-tuning",
+        "Most-confused pairs",
+        "Most confidently wrong",
+        "Grad-CAM",
+        "reliability diagram",
+        "data fingerprint",
+        "balanced accuracy",
+        "macro precision",
+    ):
         assert text in html, text
 
 
@@ -93,8 +102,14 @@ def test_report_renders_in_chromium(run, tmp_path):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
         )
         try:
             page = browser.new_page(viewport={"width": 1300, "height": 900})
@@ -161,7 +176,9 @@ def test_evaluate_with_tta_reports_both_and_averages_flips(run, tmp_path):
     assert results["val"].count == clf.metrics["val"].count
 
     # TTA = the mean of the centre crop's and its mirror image's probabilities, nothing else
-    squares = np.stack([loaded.artifact.preprocess.square(p) for p in sorted(Path(folder.parent / "data" / "blue sky").glob("*é*.png"))[:3]])
+    squares = np.stack(
+        [loaded.artifact.preprocess.square(p) for p in sorted(Path(folder.parent / "data" / "blue sky").glob("*é*.png"))[:3]]
+    )
     plain = Predictor(loaded.artifact)
     flip = Predictor(loaded.artifact, tta=("hflip",))
     x = loaded.artifact.preprocess.normalize(squares)
@@ -199,8 +216,12 @@ def test_sigmoid_tasks_show_curves_and_the_threshold(tmp_path, tiny, make_images
     if task == "binary":
         data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=8)
     else:
-        data = make_images(tmp_path / "data", layout="multilabel", per_class=6,
-                           classes={"red": "warm;bright", "yellow": "warm", "blue": "cold", "white": "bright;cold"})
+        data = make_images(
+            tmp_path / "data",
+            layout="multilabel",
+            per_class=6,
+            classes={"red": "warm;bright", "yellow": "warm", "blue": "cold", "white": "bright;cold"},
+        )
     clf = tiny(report=True, threshold=0.4).fit(data, out=tmp_path / "run")
     assert clf.artifact.task == task
     html = html_of(tmp_path / "run")

@@ -61,8 +61,9 @@ def epoch_rows(run) -> list[dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase, epoch, at", [(2, 1, "epoch_end"), (2, 0, "epoch_end"), (1, 1, "epoch_end"),
-                                               (2, 2, "batch"), (1, 0, "batch")])
+@pytest.mark.parametrize(
+    "phase, epoch, at", [(2, 1, "epoch_end"), (2, 0, "epoch_end"), (1, 1, "epoch_end"), (2, 2, "batch"), (1, 0, "batch")]
+)
 def test_resume_completes_an_interrupted_run(tmp_path, make_images, tiny, phase, epoch, at):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
@@ -102,8 +103,7 @@ def test_resume_completes_an_interrupted_run(tmp_path, make_images, tiny, phase,
 def test_resume_keeps_the_saved_options(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
-    train = TrainConfig(frozen_epochs=1, finetune_epochs=2, batch_size=4, patience=0, seed=11, lr=5e-3,
-                        class_weights="balanced")
+    train = TrainConfig(frozen_epochs=1, finetune_epochs=2, batch_size=4, patience=0, seed=11, lr=5e-3, class_weights="balanced")
     with pytest.raises(RuntimeError):
         tiny(train=train, head="bottleneck", hidden=(8,)).fit(data, out=run, callbacks=[Crash(2, 0)])
     clf = Classifier.resume(run)

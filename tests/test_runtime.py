@@ -115,7 +115,6 @@ def _runtime_venv(root: Path) -> Path:
     venv.EnvBuilder(with_pip=False).create(root)
     shim = root / "runtime-packages"
     shim.mkdir()
-    site = Path(sysconfig.get_paths()["purelib"])
     for dist_name in _closure(RUNTIME_REQUIREMENTS):
         dist = md.distribution(dist_name)
         tops = {Path(str(f)).parts[0] for f in dist.files or [] if not str(f).startswith("..")}
@@ -134,16 +133,30 @@ def test_runtime_only_install_in_a_clean_virtual_environment(exported_run, tmp_p
     assert not closure & {canonicalize_name(n) for n in TRAINING_STACK}, closure
     python = _runtime_venv(tmp_path / "venv")
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}  # no PYTHONPATH: only the venv
-    probe = subprocess.run([str(python), "-c", "import importlib.util as u, json; print(json.dumps("
-                            "[u.find_spec(m) is not None for m in ('torch', 'lightning', 'timm', 'onnxruntime', 'headstart')]))"],
-                           capture_output=True, text=True, env=env, timeout=60)
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import importlib.util as u, json; print(json.dumps("
+            "[u.find_spec(m) is not None for m in ('torch', 'lightning', 'timm', 'onnxruntime', 'headstart')]))",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert json.loads(probe.stdout) == [False, False, False, True, True], probe.stderr
 
     run, data = exported_run
     files = _files(run, data)[:4]
     onnx_path = run / "export" / "model.onnx"
-    got = subprocess.run([str(python), "-m", "headstart.cli", "predict", str(onnx_path), *files, "--top-k", "3"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    got = subprocess.run(
+        [str(python), "-m", "headstart.cli", "predict", str(onnx_path), *files, "--top-k", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert got.returncode == 0, got.stderr
     want = [f"{p.source}\t" + "  ".join(f"{c} {v:.3f}" for c, v in p.top) for p in headstart.load(run).predict(files, top_k=3)]
     assert got.stdout.splitlines() == want

@@ -11,9 +11,9 @@ import zlib
 import httpx
 import numpy as np
 import pytest
+from _serving import FakePredictor, serving
 from PIL import Image
 
-from _serving import FakePredictor, serving
 from headstart.serve import ServeConfig, create_app, load_backend
 
 LIMITS = ServeConfig(max_body_bytes=300_000, max_pixels=1_000_000, max_files=4, request_timeout_s=2.0)
@@ -49,8 +49,9 @@ def server(exported_run):
 
 
 def test_predict_one_and_several_images_in_order(server):
-    r = httpx.post(f"{server}/predict", files=[("file", ("r.png", png((220, 30, 30)))), ("file", ("b.jpg", jpeg((30, 40, 220))))],
-                   params={"top_k": 2})
+    r = httpx.post(
+        f"{server}/predict", files=[("file", ("r.png", png((220, 30, 30)))), ("file", ("b.jpg", jpeg((30, 40, 220))))], params={"top_k": 2}
+    )
     assert r.status_code == 200, r.text
     preds = r.json()["predictions"]
     assert [p["file"] for p in preds] == ["r.png", "b.jpg"]
@@ -92,16 +93,20 @@ def _chunks(total: int, size: int = 65536):
 
 BAD_UPLOADS = {
     "oversize": (lambda url: httpx.post(f"{url}/predict", files={"file": ("big.png", png() + b"\0" * 400_000)}), 413),
-    "chunked oversize": (lambda url: httpx.post(
-        f"{url}/predict", content=_chunks(2_000_000),
-        headers={"content-type": "multipart/form-data; boundary=xyz"}), 413),
-    "non-image with an image extension": (lambda url: httpx.post(
-        f"{url}/predict", files={"file": ("cat.png", b"#!/bin/sh\necho hello\n", "image/png")}), 415),
-    "unsupported format (TIFF)": (lambda url: httpx.post(
-        f"{url}/predict", files={"file": ("x.jpg", _tiff(), "image/jpeg")}), 415),
+    "chunked oversize": (
+        lambda url: httpx.post(f"{url}/predict", content=_chunks(2_000_000), headers={"content-type": "multipart/form-data; boundary=xyz"}),
+        413,
+    ),
+    "non-image with an image extension": (
+        lambda url: httpx.post(f"{url}/predict", files={"file": ("cat.png", b"#!/bin/sh\necho hello\n", "image/png")}),
+        415,
+    ),
+    "unsupported format (TIFF)": (lambda url: httpx.post(f"{url}/predict", files={"file": ("x.jpg", _tiff(), "image/jpeg")}), 415),
     "decompression bomb": (lambda url: httpx.post(f"{url}/predict", files={"file": ("bomb.png", png((0, 0, 0), (2000, 2000)))}), 413),
-    "header claims billions of pixels": (lambda url: httpx.post(
-        f"{url}/predict", files={"file": ("huge.png", png_header_only(100_000, 100_000))}), 413),
+    "header claims billions of pixels": (
+        lambda url: httpx.post(f"{url}/predict", files={"file": ("huge.png", png_header_only(100_000, 100_000))}),
+        413,
+    ),
     "truncated png": (lambda url: httpx.post(f"{url}/predict", files={"file": ("t.png", png(size=(300, 300))[:-200])}), 422),
     "truncated jpeg": (lambda url: httpx.post(f"{url}/predict", files={"file": ("t.jpg", _noise_jpeg()[:600])}), 422),
     "wrong field": (lambda url: httpx.post(f"{url}/predict", files={"image": ("r.png", png())}), 422),
@@ -162,8 +167,10 @@ def test_a_slow_upload_times_out():
     with serving(create_app(FakePredictor(), ServeConfig(request_timeout_s=0.5))) as url:
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=5) as sock:
-            sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-                         b"Content-Length: 1000\r\n\r\n--xyz\r\n")  # then nothing: a stalled client
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                b"Content-Length: 1000\r\n\r\n--xyz\r\n"
+            )  # then nothing: a stalled client
             start = time.perf_counter()
             reply = sock.recv(4096)
             waited = time.perf_counter() - start
@@ -194,6 +201,7 @@ def test_concurrent_requests_share_model_calls():
 def test_a_full_queue_answers_503_and_health_stays_fast():
     fake = FakePredictor(delay=0.3)
     with serving(create_app(fake, ServeConfig(max_batch=1, max_wait_ms=0, queue_size=2))) as url:
+
         async def go():
             async with httpx.AsyncClient(timeout=30) as client:
                 posts = [asyncio.create_task(client.post(f"{url}/predict", files={"file": (f"{i}.png", png())})) for i in range(10)]
@@ -251,8 +259,10 @@ def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
 
                 def probe() -> tuple[bytes, float]:
                     with socket.create_connection((host, int(port)), timeout=5) as sock:
-                        sock.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
-                                     b"Content-Length: 100000\r\n\r\n")  # a body that never comes
+                        sock.sendall(
+                            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                            b"Content-Length: 100000\r\n\r\n"
+                        )  # a body that never comes
                         t = time.perf_counter()
                         reply = sock.recv(4096)
                         return reply, time.perf_counter() - t

@@ -50,7 +50,7 @@ def test_every_class_with_two_or_more_images_reaches_val(fraction):
     assert got[0] == 1 and got[1] >= 1 and got[2] >= 1
     assert got[3] == 0  # a single image stays in training
     assert per_class(split["train"])[3] == 1
-    for c, n in {0: 2, 1: 3, 2: 40}.items():
+    for c in (0, 1, 2):
         assert per_class(split["train"])[c] >= 1  # never all of a class in val
 
 

@@ -15,14 +15,23 @@ from PIL import Image
 
 import headstart
 from headstart import Classifier
-from headstart.engine.balance import loss_weights, sample_weights
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample
 from headstart.data.split import read_split
+from headstart.engine.balance import loss_weights, sample_weights
 from headstart.errors import ConfigError, DataError
 
-RUN_FILES = ("model.safetensors", "headstart.json", "metrics.json", "epochs.csv", "learning_curves.png",
-             "confusion_matrix_val.png", "split.csv", "skipped.csv", "config.json")
+RUN_FILES = (
+    "model.safetensors",
+    "headstart.json",
+    "metrics.json",
+    "epochs.csv",
+    "learning_curves.png",
+    "confusion_matrix_val.png",
+    "split.csv",
+    "skipped.csv",
+    "config.json",
+)
 
 
 def rows(path) -> list[dict[str, str]]:
@@ -53,8 +62,7 @@ def test_multiclass_two_phases_writes_the_whole_run_folder(tmp_path, make_images
     data = make_images(tmp_path / "data", classes=("red", "green", "blue"), per_class=8)
     (data / "red" / "notes.txt").write_text("ignored")
     run = tmp_path / "run"
-    clf = tiny(train=TrainConfig(frozen_epochs=2, finetune_epochs=2, batch_size=8, patience=0, val_fraction=0.25)).fit(
-        data, out=run)
+    clf = tiny(train=TrainConfig(frozen_epochs=2, finetune_epochs=2, batch_size=8, patience=0, val_fraction=0.25)).fit(data, out=run)
     assert clf.run_dir == run
     for name in RUN_FILES:
         assert (run / name).is_file(), name
@@ -95,8 +103,9 @@ def test_multiclass_two_phases_writes_the_whole_run_folder(tmp_path, make_images
 @pytest.mark.slow
 def test_learns_separable_colours(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "green", "blue", "yellow"), per_class=12)
-    clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0,
-                                                   lr=1e-2, val_fraction=0.25)).fit(data, out=tmp_path / "run")
+    clf = tiny(
+        pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=5, batch_size=8, patience=0, lr=1e-2, val_fraction=0.25)
+    ).fit(data, out=tmp_path / "run")
     m = clf.metrics["val"]
     assert m.count == 12
     assert m.accuracy >= 0.8, m.confusion  # chance is 0.25
@@ -105,7 +114,6 @@ def test_learns_separable_colours(tmp_path, make_images, tiny):
     assert float(last["train_loss"]) < float(first["train_loss"])
     preds = clf.predict([str(p) for p in sorted((data / "yellow").rglob("*.png"))])
     assert sum(p.top[0][0] == "yellow" for p in preds) >= 9
-
 
 
 @pytest.mark.slow
@@ -126,11 +134,13 @@ def test_two_phases_learn_separable_colours(tmp_path, make_images, tiny):
     assert epochs(run) == [(1, i) for i in range(1, 9)] + [(2, 1), (2, 2)]
     assert clf.predict(str(data / "red" / "red_0.png"))[0].top[0][0] == "red"
 
+
 @pytest.mark.slow
 def test_from_scratch_is_one_phase_over_all_epochs(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=5)
     clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0)).fit(
-        data, out=tmp_path / "run")
+        data, out=tmp_path / "run"
+    )
     assert epochs(tmp_path / "run") == [(2, 1), (2, 2), (2, 3)]
     assert clf.artifact.model.pretrained is False
     assert json.loads((tmp_path / "run" / "headstart.json").read_text())["result"]["best_phase"] == 2
@@ -188,8 +198,7 @@ def test_multilabel_csv(tmp_path, make_images, tiny):
 def test_balanced_class_weights_and_oversampling_run(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "green"), per_class=12)
     make_images(tmp_path / "data", classes=("blue",), per_class=3)
-    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0,
-                        class_weights="balanced", oversample=True)
+    train = TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, class_weights="balanced", oversample=True)
     clf = tiny(train=train).fit(data, out=tmp_path / "run")
     assert (tmp_path / "run" / "headstart.json").is_file()
     saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
@@ -209,16 +218,19 @@ def test_loss_and_sample_weights():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("options", [
-    {"optimizer": "sgd", "schedule": "plateau", "monitor": "val_acc"},
-    {"optimizer": "adam", "schedule": "constant", "monitor": "val_f1", "feature_cache": False, "unfreeze": 1},
-    {"optimizer": "adamw", "schedule": "onecycle", "monitor": "val_loss", "label_smoothing": 0.1},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"optimizer": "sgd", "schedule": "plateau", "monitor": "val_acc"},
+        {"optimizer": "adam", "schedule": "constant", "monitor": "val_f1", "feature_cache": False, "unfreeze": 1},
+        {"optimizer": "adamw", "schedule": "onecycle", "monitor": "val_loss", "label_smoothing": 0.1},
+    ],
+)
 def test_other_optimizers_schedules_and_monitors_run(tmp_path, make_images, tiny, options):
     data = make_images(tmp_path / "data", per_class=5)
-    clf = tiny(head="mlp", hidden=(8,), dropout=0.2,
-               train=TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, **options)).fit(
-        data, out=tmp_path / "run")
+    clf = tiny(
+        head="mlp", hidden=(8,), dropout=0.2, train=TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, **options)
+    ).fit(data, out=tmp_path / "run")
     meta = json.loads((tmp_path / "run" / "headstart.json").read_text())
     assert meta["result"]["monitor"] == options["monitor"]
     assert epochs(tmp_path / "run") == [(1, 1), (2, 1)]
@@ -325,7 +337,8 @@ def test_empty_validation_is_an_error(tmp_path, make_images, tiny):
 def test_explicit_multiclass_on_two_classes(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", classes=("red", "blue"), per_class=5)
     clf = tiny(task="multiclass", train=TrainConfig(frozen_epochs=1, finetune_epochs=0, batch_size=8, patience=0)).fit(
-        data, out=tmp_path / "run")
+        data, out=tmp_path / "run"
+    )
     assert clf.artifact.task == "multiclass"
     assert clf.artifact.network.head[-1].out_features == 2
 
@@ -350,7 +363,7 @@ def test_mixed_modes_formats_and_odd_names_train_without_skips(tmp_path, tiny):
             exif = Image.Exif()
             exif[0x0112] = 6
             base.resize((40, 30)).save(folder / f"rotated_{i}.jpg", exif=exif.tobytes())
-            Image.fromarray((np.asarray(base.convert("L"), dtype=np.uint16) * 257)).save(folder / f"deep_{i}.png")
+            Image.fromarray(np.asarray(base.convert("L"), dtype=np.uint16) * 257).save(folder / f"deep_{i}.png")
             base.save(folder / f"bitmap_{i}.bmp")
             base.save(folder / f"web_{i}.webp")
     run = tmp_path / "run, 1"
@@ -362,8 +375,7 @@ def test_mixed_modes_formats_and_odd_names_train_without_skips(tmp_path, tiny):
     assert any("ü" in s.path for v in split.values() for s in v)
     loaded = headstart.load(run)
     f = str(data / "sky, blue" / "rgb 0, ü.png")
-    np.testing.assert_allclose(list(loaded.predict(f)[0].probs.values()), list(clf.predict(f)[0].probs.values()),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(list(loaded.predict(f)[0].probs.values()), list(clf.predict(f)[0].probs.values()), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow
@@ -382,8 +394,9 @@ def test_default_run_folder_never_overwrites(tmp_path, make_images, tiny, monkey
 @pytest.mark.slow
 def test_loader_worker_processes(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=4)
-    clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=1, batch_size=4, patience=0,
-                                                   num_workers=1)).fit(data, out=tmp_path / "run")
+    clf = tiny(pretrained=False, train=TrainConfig(frozen_epochs=0, finetune_epochs=1, batch_size=4, patience=0, num_workers=1)).fit(
+        data, out=tmp_path / "run"
+    )
     assert clf.metrics["val"].count == 3
 
 
@@ -406,8 +419,9 @@ class ModeProbe(L.Callback):
 def test_fine_tuning_runs_the_base_in_train_mode(tmp_path, make_images, tiny, feature_cache):
     data = make_images(tmp_path / "data", per_class=4)
     probe = ModeProbe()
-    tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0,
-                           feature_cache=feature_cache)).fit(data, out=tmp_path / "run", callbacks=[probe])
+    tiny(train=TrainConfig(frozen_epochs=1, finetune_epochs=1, batch_size=8, patience=0, feature_cache=feature_cache)).fit(
+        data, out=tmp_path / "run", callbacks=[probe]
+    )
     assert probe.modes[2] == {True}  # dropout / drop-path of the base are active when it learns
     if not feature_cache:
         assert probe.modes[1] == {False}  # the frozen base runs in eval mode
@@ -440,4 +454,3 @@ def test_accelerator_names_decide_the_device(monkeypatch):
     assert accelerated("auto") is bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert accelerated("auto") and not accelerated("cpu")
-

@@ -43,12 +43,21 @@ def tensor_loaders(n: int = 24, features: int = 64, size: int = 32, k: int = 3, 
     return loaders
 
 
-def fit(tmp_path: Path, config: TrainConfig, *, pretrained: bool = True, callbacks=(), network=None, loaders=None,
-        weights: str | None = None):
+def fit(
+    tmp_path: Path, config: TrainConfig, *, pretrained: bool = True, callbacks=(), network=None, loaders=None, weights: str | None = None
+):
     network = network or build_network(ModelConfig(arch="convnet_tiny", pretrained=pretrained, weights=weights), 3)
     result = two_phase_fit(
-        network, task="multiclass", num_classes=3, threshold=0.5, config=config, pretrained=pretrained,
-        loaders=loaders or tensor_loaders(), run_dir=tmp_path / "run", callbacks=list(callbacks), console=QUIET,
+        network,
+        task="multiclass",
+        num_classes=3,
+        threshold=0.5,
+        config=config,
+        pretrained=pretrained,
+        loaders=loaders or tensor_loaders(),
+        run_dir=tmp_path / "run",
+        callbacks=list(callbacks),
+        console=QUIET,
     )
     return network, result
 
@@ -77,16 +86,14 @@ class Epochs(L.Callback):
 def test_early_stopping_stops_a_phase_before_its_last_epoch(tmp_path, convnet_weights):
     """Broken by: not adding EarlyStopping for `patience` (the phase then runs all 8 epochs)."""
     epochs = Epochs()
-    fit(tmp_path, options(frozen_epochs=8, lr=1e-6, monitor="val_acc", patience=2), callbacks=[epochs],
-        weights=convnet_weights)
+    fit(tmp_path, options(frozen_epochs=8, lr=1e-6, monitor="val_acc", patience=2), callbacks=[epochs], weights=convnet_weights)
     assert len(epochs.seen) == 3  # the best epoch, then `patience` epochs without improvement
 
 
 def test_plateau_lowers_the_learning_rate_after_the_metric_stalls(tmp_path, convnet_weights):
     """Broken by: a plateau scheduler that is never stepped on the monitored metric."""
     epochs = Epochs()
-    fit(tmp_path, options(frozen_epochs=6, lr=1e-6, monitor="val_acc", schedule="plateau"), callbacks=[epochs],
-        weights=convnet_weights)
+    fit(tmp_path, options(frozen_epochs=6, lr=1e-6, monitor="val_acc", schedule="plateau"), callbacks=[epochs], weights=convnet_weights)
     lrs = [lr["head"] for _, lr in epochs.seen]
     # epoch 1 sets the best; epochs 2 and 3 stall (more than patience=1): x0.3 from epoch 4, again from 6
     assert lrs == pytest.approx([1e-6, 1e-6, 1e-6, 3e-7, 3e-7, 9e-8], rel=1e-6)
@@ -95,10 +102,13 @@ def test_plateau_lowers_the_learning_rate_after_the_metric_stalls(tmp_path, conv
 # -- phase-2 learning rates and --unfreeze -------------------------------------------------------
 
 
-@pytest.mark.parametrize("kw, head, base", [
-    ({"lr": 1e-2}, 1e-3, 3e-4),  # finetune_lr defaults to lr / 10; base = finetune_lr * base_lr_ratio (0.3)
-    ({"lr": 1e-2, "finetune_lr": 2e-3, "base_lr_ratio": 0.5}, 2e-3, 1e-3),
-])
+@pytest.mark.parametrize(
+    "kw, head, base",
+    [
+        ({"lr": 1e-2}, 1e-3, 3e-4),  # finetune_lr defaults to lr / 10; base = finetune_lr * base_lr_ratio (0.3)
+        ({"lr": 1e-2, "finetune_lr": 2e-3, "base_lr_ratio": 0.5}, 2e-3, 1e-3),
+    ],
+)
 def test_fine_tuning_optimizer_holds_the_documented_rates(tmp_path, convnet_weights, kw, head, base):
     """Broken by: phase 2 using lr for the base group (or lr, not lr / 10, for the head)."""
     epochs = Epochs()
@@ -131,8 +141,7 @@ def test_unfreeze_trains_exactly_the_last_stages(tmp_path, convnet_weights, unfr
     stages = network.base_groups()
     assert len(stages) > unfreeze  # some stage must stay frozen for the test to mean anything
     changed = Changed()
-    fit(tmp_path, options(frozen_epochs=1, finetune_epochs=1, lr=1e-2, unfreeze=unfreeze), callbacks=[changed],
-        network=network)
+    fit(tmp_path, options(frozen_epochs=1, finetune_epochs=1, lr=1e-2, unfreeze=unfreeze), callbacks=[changed], network=network)
     last = {changed.names[id(p)] for group in stages[-unfreeze:] for p in group}
     assert changed.optimized == {id(p) for group in stages[-unfreeze:] for p in group}
     assert changed.moved == last
@@ -175,8 +184,9 @@ def test_small_convnet_from_scratch_learns_a_task_that_needs_normalisation(tmp_p
     loaders = lambda phase: (DataLoader(train, batch_size=16, shuffle=True, generator=g), DataLoader(val, batch_size=32), False)  # noqa: E731
     network = build_network(ModelConfig(arch="convnet_small", pretrained=False), 3)
     torch.manual_seed(0)
-    network, _ = fit(tmp_path, options(frozen_epochs=0, finetune_epochs=4, lr=3e-3, batch_size=16), pretrained=False,
-                     network=network, loaders=loaders)
+    network, _ = fit(
+        tmp_path, options(frozen_epochs=0, finetune_epochs=4, lr=3e-3, batch_size=16), pretrained=False, network=network, loaders=loaders
+    )
     network.eval()
     with torch.no_grad():
         x, y = val.tensors
@@ -194,10 +204,19 @@ def imbalanced(root: Path, make_images) -> Path:
 
 
 def tiny(convnet_weights: str, **train) -> Classifier:
-    cfg = {"frozen_epochs": 1, "finetune_epochs": 0, "batch_size": 8, "patience": 0, "num_workers": 0,
-           "augment": AugmentConfig.none(), "accelerator": "cpu", **train}
-    return Classifier(model=ModelConfig(arch="convnet_tiny", weights=convnet_weights), train=TrainConfig(**cfg),
-                      image_size=32, report=False)
+    cfg = {
+        "frozen_epochs": 1,
+        "finetune_epochs": 0,
+        "batch_size": 8,
+        "patience": 0,
+        "num_workers": 0,
+        "augment": AugmentConfig.none(),
+        "accelerator": "cpu",
+        **train,
+    }
+    return Classifier(
+        model=ModelConfig(arch="convnet_tiny", weights=convnet_weights), train=TrainConfig(**cfg), image_size=32, report=False
+    )
 
 
 class Capture(L.Callback):
@@ -247,8 +266,7 @@ def _module(config: TrainConfig, phase: int = 2, head_lr: float = 1e-3, base_lr:
     from headstart.engine.module import ClassifierModule
 
     network = build_network(ModelConfig(arch="convnet_tiny", pretrained=False), 3)
-    module = ClassifierModule(network, task="multiclass", num_classes=3, config=config, phase=phase,
-                              head_lr=head_lr, base_lr=base_lr)
+    module = ClassifierModule(network, task="multiclass", num_classes=3, config=config, phase=phase, head_lr=head_lr, base_lr=base_lr)
 
     class Trainer:  # what configure_optimizers reads
         estimated_stepping_batches = 20
@@ -286,8 +304,9 @@ def test_label_smoothing_reaches_the_loss():
     assert smooth != pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-3)
 
 
-@pytest.mark.parametrize("bad", [{"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"warmup_fraction": 0.0},
-                                 {"anneal": "cosine"}, {"schedule": "one-cycle"}])
+@pytest.mark.parametrize(
+    "bad", [{"label_smoothing": 1.0}, {"label_smoothing": -0.1}, {"warmup_fraction": 0.0}, {"anneal": "cosine"}, {"schedule": "one-cycle"}]
+)
 def test_recipe_options_are_checked(bad):
     from headstart.errors import ConfigError
 
@@ -300,8 +319,7 @@ def test_a_onecycle_run_records_its_finished_phases(tmp_path, convnet_weights):
     from headstart.engine.fit import finished_phases
 
     epochs = Epochs()
-    _, result = fit(tmp_path, options(frozen_epochs=2, finetune_epochs=1, schedule="onecycle"), callbacks=[epochs],
-                    weights=convnet_weights)
+    _, result = fit(tmp_path, options(frozen_epochs=2, finetune_epochs=1, schedule="onecycle"), callbacks=[epochs], weights=convnet_weights)
     assert [phase for phase, _ in epochs.seen] == [1, 1, 2]
     records = finished_phases(tmp_path / "run")
     assert set(records) == {1, 2} and records[result.best_phase].best_score == pytest.approx(result.best_score)

@@ -88,9 +88,12 @@ class Classifier:
 
     # -- training ------------------------------------------------------------------------
     def fit(
-        self, data: str | os.PathLike, out: str | os.PathLike | None = None, callbacks: list["L.Callback"] | None = None,
+        self,
+        data: str | os.PathLike,
+        out: str | os.PathLike | None = None,
+        callbacks: list[L.Callback] | None = None,
         exclude: str | os.PathLike | None = None,
-    ) -> "Classifier":
+    ) -> Classifier:
         """Index ``data``, split it, train both phases, evaluate, and save the run folder.
 
         ``exclude``: a CSV of files to leave out (``label_issues.csv``: its rows marked
@@ -99,9 +102,13 @@ class Classifier:
 
     @classmethod
     def resume(
-        cls, run_dir: str | os.PathLike, callbacks: list["L.Callback"] | None = None, console: Console | None = None,
-        report: bool = True, placement: dict[str, Any] | None = None,
-    ) -> "Classifier":
+        cls,
+        run_dir: str | os.PathLike,
+        callbacks: list[L.Callback] | None = None,
+        console: Console | None = None,
+        report: bool = True,
+        placement: dict[str, Any] | None = None,
+    ) -> Classifier:
         """Continue an interrupted run from its last checkpoint (same options, same split).
 
         ``placement`` may change where it runs: devices, num_nodes, strategy, accelerator,
@@ -111,11 +118,12 @@ class Classifier:
         console = console or Console(stderr=True, soft_wrap=True)
         saved = read_config(Path(run_dir))
         training = Training.from_saved(saved, placement or {}, console, report)
-        clf = cls(model=training.model, train=training.train, image_size=training.image_size, cache=training.cache,
-                  console=console, report=report)
+        clf = cls(
+            model=training.model, train=training.train, image_size=training.image_size, cache=training.cache, console=console, report=report
+        )
         return clf._keep(training.resume(Path(run_dir), saved, callbacks))
 
-    def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> "LRFinding":
+    def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> LRFinding:
         """Learning-rate range test for the head on the frozen base; writes lr_find.png/.json.
 
         Example:
@@ -126,16 +134,14 @@ class Classifier:
     def _training(self) -> Training:
         return Training(self.model, self.train, self.image_size, self.cache, self.console, self.report)
 
-    def _keep(self, run: TrainedRun) -> "Classifier":
+    def _keep(self, run: TrainedRun) -> Classifier:
         self.train = run.train
         if run.artifact is not None:  # rank 0: the trained model; other ranks keep nothing
             self.run_dir, self.artifact, self.metrics, self._predictor = run.run_dir, run.artifact, run.metrics, run.predictor
         return self
 
     # -- evaluation ----------------------------------------------------------------------
-    def evaluate(
-        self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, tta: TTA = False
-    ) -> dict[str, Metrics]:
+    def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, tta: TTA = False) -> dict[str, Metrics]:
         """Metrics on another folder/CSV (its test split if it has one), or on this run's
         own validation/test split when ``data`` is None. Written under ``out``.
 
@@ -144,8 +150,16 @@ class Classifier:
         from headstart.pipeline.evaluate import evaluate
 
         results = evaluate(
-            self._require_artifact(), self.run_dir, self.predictor, data, out, tta_views(tta),
-            cache=self.cache, threshold=self.model.threshold, console=self.console, report=self.report,
+            self._require_artifact(),
+            self.run_dir,
+            self.predictor,
+            data,
+            out,
+            tta_views(tta),
+            cache=self.cache,
+            threshold=self.model.threshold,
+            console=self.console,
+            report=self.report,
         )
         if data is None:
             self.metrics = results
@@ -179,8 +193,13 @@ class Classifier:
         return predictor.predict(expanded, top_k=top_k)
 
     def predict_to_csv(
-        self, sources: list[str], path: str | os.PathLike, top_k: int = 5, tta: TTA = False,
-        resume: bool = False, shard: tuple[int, int] = (0, 1),
+        self,
+        sources: list[str],
+        path: str | os.PathLike,
+        top_k: int = 5,
+        tta: TTA = False,
+        resume: bool = False,
+        shard: tuple[int, int] = (0, 1),
     ) -> int:
         """Predictions for files, folders or CSVs (a ``path`` column) into a CSV, streamed:
         any number of inputs, rows on disk as they come; ``resume`` continues an
@@ -190,7 +209,7 @@ class Classifier:
         new, old = predict_to_file(self.predictor(tta), sources, Path(path), top_k, resume=resume, shard=shard)
         return new + old
 
-    def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> "ExportResult":
+    def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> ExportResult:
         """Write the model as ONNX or TorchScript and prove it predicts the same (parity).
 
         Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
@@ -206,7 +225,7 @@ class Classifier:
         return export(self._require_artifact(), Path(self.run_dir), format, out)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> "Classifier":
+    def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> Classifier:
         """A trained classifier from its run folder alone (``device``: where it predicts)."""
         artifact = load_artifact(run_dir)
         clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)

@@ -17,8 +17,14 @@ MAX_CLASSES = 100_000
 
 # ModelConfig fields as stored in headstart.json, and the JSON types each may have.
 _MODEL_FIELDS: dict[str, tuple[type, ...]] = {
-    "arch": (str,), "pretrained": (bool,), "weights": (str, type(None)), "head": (str,), "hidden": (list,),
-    "dropout": (int, float), "task": (str, type(None)), "threshold": (int, float),
+    "arch": (str,),
+    "pretrained": (bool,),
+    "weights": (str, type(None)),
+    "head": (str,),
+    "hidden": (list,),
+    "dropout": (int, float),
+    "task": (str, type(None)),
+    "threshold": (int, float),
 }
 
 

@@ -10,14 +10,14 @@ Only predict (with an exported ONNX model) and serve run without the training st
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import sys
 from enum import Enum
 from importlib import resources
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -54,7 +54,9 @@ def _training_api():
 
 RESUME_ALLOWED = ("devices", "num_nodes", "strategy", "accelerator", "dist_timeout", "report")
 TRAIN_FIELDS = [
-    *config_fields(ModelConfig), *config_fields(TrainConfig), *config_fields(AugmentConfig),
+    *config_fields(ModelConfig),
+    *config_fields(TrainConfig),
+    *config_fields(AugmentConfig),
 ]
 
 
@@ -76,11 +78,15 @@ def train(
     data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val/test) or CSV (path,label | path,labels)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/<data name>, never overwriting."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run folder from its last checkpoint."),
-    image_size: Optional[int] = typer.Option(None, help="Input side in pixels. Default: planned from the images (--recipe auto), else the architecture's."),
+    image_size: Optional[int] = typer.Option(
+        None, help="Input side in pixels. Default: planned from the images (--recipe auto), else the architecture's."
+    ),
     augment: bool = typer.Option(True, help="Training augmentation (flip, rotation, crop, colour)."),
     cache: bool = typer.Option(True, help="Keep decoded images in the on-disk cache."),
     report: bool = typer.Option(True, help="Write RUN/report.html (data, curves, results, Grad-CAM)."),
-    exclude: Optional[Path] = typer.Option(None, help="Train without the files of this CSV (label_issues.csv: its rows with exclude = true; another CSV: every 'path')."),
+    exclude: Optional[Path] = typer.Option(
+        None, help="Train without the files of this CSV (label_issues.csv: its rows with exclude = true; another CSV: every 'path')."
+    ),
     **options: Any,
 ) -> None:
     """Train a classifier on DATA: frozen base first, then fine-tuning."""
@@ -100,7 +106,9 @@ def train(
     model = build_config(ModelConfig, options)
     aug = build_config(AugmentConfig, options) if augment else AugmentConfig.none()
     cfg = build_config(TrainConfig, options, augment=aug)
-    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(data, out_dir, exclude=exclude)
+    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(
+        data, out_dir, exclude=exclude
+    )
 
 
 def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> None:
@@ -115,7 +123,9 @@ def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> No
         )
     placement = {n: ctx.params[n] for n in given if n in RESUME_ALLOWED and n != "report"}  # TrainConfig fields, as typed
     if placement or "report" in given:
-        shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (["--report" if report else "--no-report"] if "report" in given else [])
+        shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (
+            ["--report" if report else "--no-report"] if "report" in given else []
+        )
         err.print(f"Resuming {run} with " + ", ".join(shown), highlight=False)
     _training_api().Classifier.resume(run, console=err, report=report, placement=placement)
 
@@ -156,7 +166,7 @@ def _trained_on(run: Path) -> Optional[Path]:
 @app.command()
 def predict(
     run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
-    inputs: List[Path] = typer.Argument(..., help="Image files, folders, and/or CSVs with a 'path' column."),
+    inputs: list[Path] = typer.Argument(..., help="Image files, folders, and/or CSVs with a 'path' column."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted --out file: skip the inputs it already holds."),
@@ -280,8 +290,14 @@ def demo(
 
 
 LR_FIND_FIELDS = [
-    (ModelConfig, "arch"), (ModelConfig, "weights"), (ModelConfig, "head"), (ModelConfig, "hidden"),
-    (TrainConfig, "optimizer"), (TrainConfig, "batch_size"), (TrainConfig, "val_fraction"), (TrainConfig, "seed"),
+    (ModelConfig, "arch"),
+    (ModelConfig, "weights"),
+    (ModelConfig, "head"),
+    (ModelConfig, "hidden"),
+    (TrainConfig, "optimizer"),
+    (TrainConfig, "batch_size"),
+    (TrainConfig, "val_fraction"),
+    (TrainConfig, "seed"),
     (TrainConfig, "class_weights"),
 ]
 
@@ -311,11 +327,17 @@ def lr_find(
 @app.command()
 def doctor(
     data: Path = typer.Argument(..., help="Folder or CSV, in any layout 'train' accepts. Only read, never changed."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Where doctor.json and doctor.html go. Default: ./doctor-<data name>."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Where doctor.json and doctor.html go. Default: ./doctor-<data name>."
+    ),
     near: int = typer.Option(5, help="Near-duplicate threshold: differing bits of a 256-bit perceptual hash (-1: off)."),
     min_side: int = typer.Option(32, help="Report images with a side below this many pixels."),
     workers: Optional[int] = typer.Option(None, help="Reader threads. Default: 2 per core, at most 16."),
-    labels: bool = typer.Option(False, "--labels", help="Also find images whose label is probably wrong (out-of-fold heads on frozen-base features; label_issues.csv)."),
+    labels: bool = typer.Option(
+        False,
+        "--labels",
+        help="Also find images whose label is probably wrong (out-of-fold heads on frozen-base features; label_issues.csv).",
+    ),
     arch: str = typer.Option("tf_efficientnet_lite0", help="--labels: the frozen base, any timm architecture."),
     weights: Optional[Path] = typer.Option(None, help="--labels: backbone weights file (.safetensors/.pth/.bin)."),
     image_size: Optional[int] = typer.Option(None, help="--labels: input side in pixels. Default: the architecture's."),

@@ -20,10 +20,11 @@ import dataclasses
 import functools
 import inspect
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -100,19 +101,25 @@ SPECS: dict[tuple[type, str], Spec] = {
     ),
     (ModelConfig, "head"): Spec("Head on the pooled features.", cli_type=Head, to_field=lambda v: Head(v).value, to_cli=lambda d: Head(d)),
     (ModelConfig, "hidden"): Spec(
-        "Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp).", cli_type=Optional[str], to_field=parse_widths,
+        "Hidden widths, e.g. 256 (bottleneck) or 512,256 (mlp).",
+        cli_type=Optional[str],
+        to_field=parse_widths,
         to_cli=lambda d: ",".join(map(str, d)) or None,
     ),
     (ModelConfig, "dropout"): Spec("Dropout in the head."),
     (ModelConfig, "task"): Spec(
-        "Default: follows the data.", cli_type=Optional[TaskName], to_field=lambda v: TaskName(v).value if v else None,
+        "Default: follows the data.",
+        cli_type=Optional[TaskName],
+        to_field=lambda v: TaskName(v).value if v else None,
         to_cli=lambda d: TaskName(d) if d else None,
     ),
     (ModelConfig, "threshold"): Spec("Decision threshold for binary and multi-label."),
     (TrainConfig, "frozen_epochs"): Spec(f"Phase 1: epochs training the head on the frozen base. {_FROZEN_DEFAULT}"),
     (TrainConfig, "finetune_epochs"): Spec(f"Phase 2: epochs fine-tuning the base (0: skip). {_FINETUNE_DEFAULT}"),
     (TrainConfig, "lr"): Spec(
-        "Head learning rate, or 'auto': run lr-find first and use its suggestion.", cli_type=str, to_field=parse_lr,
+        "Head learning rate, or 'auto': run lr-find first and use its suggestion.",
+        cli_type=str,
+        to_field=parse_lr,
         to_cli=lambda d: d if isinstance(d, str) else f"{d:g}",
     ),
     (TrainConfig, "finetune_lr"): Spec("Phase 2 head learning rate. Default: lr / 10."),
@@ -127,7 +134,9 @@ SPECS: dict[tuple[type, str], Spec] = {
     ),
     (TrainConfig, "time_budget"): Spec(
         "Time budget for the whole run, e.g. 10m, 90s or 1h30m: the plan fits it and training stops cleanly at it.",
-        name="--time", cli_type=Optional[str], to_field=lambda v: parse_duration(v) if v else None,
+        name="--time",
+        cli_type=Optional[str],
+        to_field=lambda v: parse_duration(v) if v else None,
     ),
     (TrainConfig, "warmup_fraction"): Spec("onecycle: share of a phase's steps spent warming up."),
     (TrainConfig, "anneal"): Spec("onecycle: decay after the warm-up, cos or linear."),
@@ -195,7 +204,11 @@ def _parameter(cls: type, name: str, help: str | None = None) -> inspect.Paramet
     if spec.flag_only:
         names = [option_name(cls, name)]
     option = typer.Option(
-        default, *names, help=help or spec.help, show_default=not spec.flag_only, callback=_checked(spec.to_field) if spec.to_field else None
+        default,
+        *names,
+        help=help or spec.help,
+        show_default=not spec.flag_only,
+        callback=_checked(spec.to_field) if spec.to_field else None,
     )
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation)
 

@@ -84,11 +84,11 @@ class AugmentConfig(_Serializable):
             raise ConfigError(f"augment translate={self.translate!r} must be in [0, 0.5).")
 
     @classmethod
-    def none(cls) -> "AugmentConfig":
+    def none(cls) -> AugmentConfig:
         return cls(hflip=False, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0, translate=0.0)
 
     @classmethod
-    def flip_shift(cls) -> "AugmentConfig":
+    def flip_shift(cls) -> AugmentConfig:
         """Horizontal flips and shifts of up to 1/14 of the side: the small-image recipe
         (2 px on 28 px garments), no crop zoom, rotation or colour."""
         return cls(hflip=True, vflip=False, rotation=0.0, scale=(1.0, 1.0), color=0.0, translate=1 / 14)
@@ -212,14 +212,11 @@ class TrainConfig(_Serializable):
             raise ConfigError(f"num_nodes={self.num_nodes!r} must be an integer >= 1.")
         _positive("dist_timeout", self.dist_timeout)
         if not re.fullmatch(r"auto|-1|[1-9]\d*|\d+(?:,\d+)+|\d+,", str(self.devices)):
-            raise ConfigError(
-                f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1."
-            )
+            raise ConfigError(f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1.")
         _choice("logger", self.logger, LOGGERS)
         _choice("recipe", self.recipe, RECIPES)
         if self.time_budget is not None:
             _positive("time_budget", self.time_budget)
-
 
     def planned_processes(self) -> int:
         """How many processes Lightning will run (WORLD_SIZE once launched)."""

@@ -87,9 +87,7 @@ def predict_labels(probs: np.ndarray, task: str, threshold: float) -> np.ndarray
     return probs >= threshold
 
 
-def compute_metrics(
-    probs: np.ndarray, labels: list[tuple[int, ...]], classes: list[str], task: str, threshold: float = 0.5
-) -> Metrics:
+def compute_metrics(probs: np.ndarray, labels: list[tuple[int, ...]], classes: list[str], task: str, threshold: float = 0.5) -> Metrics:
     """Example:
     >>> m = compute_metrics(np.array([[.9, .1], [.2, .8]]), [(0,), (0,)], ["a", "b"], "multiclass")
     >>> m.accuracy, m.confusion
@@ -120,9 +118,7 @@ def compute_metrics(
         extra = {}
     precision, recall, f1 = class_scores(tp, fp, fn)
     support = tp + fn
-    per_class = [
-        ClassScores(classes[c], float(precision[c]), float(recall[c]), float(f1[c]), int(support[c])) for c in range(k)
-    ]
+    per_class = [ClassScores(classes[c], float(precision[c]), float(recall[c]), float(f1[c]), int(support[c])) for c in range(k)]
     return Metrics(
         task=task,
         classes=list(classes),

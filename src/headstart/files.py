@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # Leading bytes -> format name (offset, magic). Names are lower case, Pillow's are upper.
 MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -24,11 +24,22 @@ MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"WEBP", 8, "webp"),
     (b"II*\x00", 0, "tiff"),
     (b"MM\x00*", 0, "tiff"),
-    (b"P1", 0, "pnm"), (b"P2", 0, "pnm"), (b"P3", 0, "pnm"), (b"P4", 0, "pnm"), (b"P5", 0, "pnm"), (b"P6", 0, "pnm"),
+    (b"P1", 0, "pnm"),
+    (b"P2", 0, "pnm"),
+    (b"P3", 0, "pnm"),
+    (b"P4", 0, "pnm"),
+    (b"P5", 0, "pnm"),
+    (b"P6", 0, "pnm"),
     (b"%PDF", 0, "pdf"),
     (b"PK\x03\x04", 0, "zip"),
-    (b"ftypheic", 4, "heic"), (b"ftypheix", 4, "heic"), (b"ftypmif1", 4, "heif"), (b"ftypavif", 4, "avif"),
-    (b"<svg", 0, "svg"), (b"<?xml", 0, "xml"), (b"<!DOCTYPE html", 0, "html"), (b"<html", 0, "html"),
+    (b"ftypheic", 4, "heic"),
+    (b"ftypheix", 4, "heic"),
+    (b"ftypmif1", 4, "heif"),
+    (b"ftypavif", 4, "avif"),
+    (b"<svg", 0, "svg"),
+    (b"<?xml", 0, "xml"),
+    (b"<!DOCTYPE html", 0, "html"),
+    (b"<html", 0, "html"),
 )
 
 

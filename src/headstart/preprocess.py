@@ -29,9 +29,7 @@ from PIL import Image, ImageOps
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
 
 # Extensions treated as images when scanning folders; anything else is ignored and counted.
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
-)
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
 
 _INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -60,7 +58,7 @@ class Preprocess:
             raise ValueError(f"interpolation {self.interpolation!r} not in {sorted(_INTERPOLATION)}")
 
     @classmethod
-    def from_timm_config(cls, cfg: dict[str, Any], image_size: int | None = None) -> "Preprocess":
+    def from_timm_config(cls, cfg: dict[str, Any], image_size: int | None = None) -> Preprocess:
         """Derive from a timm data config (``timm.data.resolve_model_data_config``)."""
         size = int(image_size or cfg["input_size"][-1])
         crop_pct = float(cfg.get("crop_pct") or 1.0)
@@ -85,7 +83,7 @@ class Preprocess:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, data: dict[str, Any]) -> Preprocess:
         return cls(
             input_size=int(data["input_size"]),
             resize_size=int(data["resize_size"]),

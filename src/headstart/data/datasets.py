@@ -12,7 +12,8 @@ ColorJitter on uint8 tensors cost ~27% of a fine-tuning step; this costs a few p
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch

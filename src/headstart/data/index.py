@@ -17,9 +17,9 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
 
 from headstart.errors import DataError
 from headstart.preprocess import IMAGE_EXTENSIONS
@@ -64,7 +64,7 @@ class DataIndex:
         samples = self.samples[split] if split else self.all_samples
         return Counter(self.classes[i] for s in samples for i in s.labels)
 
-    def remap(self, classes: list[str]) -> "DataIndex":
+    def remap(self, classes: list[str]) -> DataIndex:
         """Express the labels in another class list (a trained model's), matched by name."""
         unknown = sorted(set(self.classes) - set(classes))
         if unknown:
@@ -127,15 +127,10 @@ def _check_classes(root: Path, per_class: dict[str, list[str]]) -> None:
         raise DataError(f"No images found in {root}. {LAYOUT_HELP}")
     empty = [name for name, files in per_class.items() if not files]
     if empty:
-        raise DataError(
-            f"Class folder {root / empty[0]} holds no images; add images or remove the folder."
-        )
+        raise DataError(f"Class folder {root / empty[0]} holds no images; add images or remove the folder.")
     if len(per_class) < 2:
         only = next(iter(per_class))
-        raise DataError(
-            f"Only one class ('{only}') found in {root}: a classifier needs at least two "
-            f"class folders. {LAYOUT_HELP}"
-        )
+        raise DataError(f"Only one class ('{only}') found in {root}: a classifier needs at least two class folders. {LAYOUT_HELP}")
 
 
 def _split_dirs(root: Path) -> dict[str, Path]:
@@ -184,10 +179,7 @@ def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
         missing = [c for c in classes if not per_split[split].get(c)]
         if missing:
             notes.append(f"{split} split has no images for classes {missing}")
-    samples = {
-        split: [Sample(p, (classes.index(c),)) for c in sorted(pc) for p in pc[c]]
-        for split, pc in per_split.items()
-    }
+    samples = {split: [Sample(p, (classes.index(c),)) for c in sorted(pc) for p in pc[c]] for split, pc in per_split.items()}
     return DataIndex(root, "splits", classes, False, samples, ignored=ignored, notes=notes)
 
 
@@ -206,8 +198,7 @@ def scan_csv(path: Path) -> DataIndex:
         fields = [f.strip().lower() for f in raw_fields]
         if "path" not in fields or not ({"label", "labels"} & set(fields)):
             raise DataError(
-                f"CSV {path} has columns {fields}; it needs 'path' and 'label' "
-                "(or 'labels' with ';'-separated names for multi-label)."
+                f"CSV {path} has columns {fields}; it needs 'path' and 'label' (or 'labels' with ';'-separated names for multi-label)."
             )
         multilabel = "labels" in fields
         at_path, at_label = fields.index("path"), fields.index("labels" if multilabel else "label")

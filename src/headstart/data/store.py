@@ -261,9 +261,7 @@ def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: b
     return decoded
 
 
-def decode_all(
-    paths: list[str], preprocess: Preprocess, cache: bool = True, show: bool | None = None
-) -> DecodedImages:
+def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, show: bool | None = None) -> DecodedImages:
     """Decode ``paths`` once to compact squares (``Preprocess.stored``), through the cache if on.
 
     Example:
@@ -292,8 +290,14 @@ def decode_all(
         _sweep_orphans(folder)
         decoded = _decode_to_file(tmp, paths, preprocess, show)
         written = Squares(np.load(tmp, mmap_mode="r"), np.array(decoded.sides), np.array(decoded.channels), preprocess)
-        info = {"version": STORE_VERSION, "failed": decoded.failed, "count": len(paths), "sides": decoded.sides,
-                "channels": decoded.channels, "crc32": _row_crcs(written)}
+        info = {
+            "version": STORE_VERSION,
+            "failed": decoded.failed,
+            "count": len(paths),
+            "sides": decoded.sides,
+            "channels": decoded.channels,
+            "crc32": _row_crcs(written),
+        }
         del written
         meta_tmp.write_text(json.dumps(info))
         os.replace(tmp, npy)

@@ -35,11 +35,7 @@ class Finding:
 
 
 def entries_of(index: DataIndex) -> list[Entry]:
-    return [
-        Entry(s.path, split, tuple(index.classes[i] for i in s.labels))
-        for split, samples in index.samples.items()
-        for s in samples
-    ]
+    return [Entry(s.path, split, tuple(index.classes[i] for i in s.labels)) for split, samples in index.samples.items() for s in samples]
 
 
 def _plural(n: int, word: str) -> str:
@@ -57,13 +53,18 @@ def class_name_clashes(classes: list[str]) -> list[Finding]:
     found = []
     if clashes:
         shown = "; ".join(" / ".join(repr(n) for n in names) for names in clashes[:5])
-        found.append(Finding(
-            "class_names", "warning",
-            f"class names that differ only by case or spacing ({shown}): "
-            "merge the folders if they are one class.", [{"names": names} for names in clashes],
-        ))
+        found.append(
+            Finding(
+                "class_names",
+                "warning",
+                f"class names that differ only by case or spacing ({shown}): merge the folders if they are one class.",
+                [{"names": names} for names in clashes],
+            )
+        )
     if spaced:
-        found.append(Finding("class_name_spaces", "info", f"class names with leading/trailing spaces: {spaced[:5]}", [{"name": n} for n in spaced]))
+        found.append(
+            Finding("class_name_spaces", "info", f"class names with leading/trailing spaces: {spaced[:5]}", [{"name": n} for n in spaced])
+        )
     return found
 
 
@@ -79,12 +80,15 @@ def imbalance(index: DataIndex, warn_ratio: float = 10.0, note_ratio: float = 3.
     if ratio < note_ratio:
         return []
     severity = "warning" if ratio >= warn_ratio else "info"
-    return [Finding(
-        "imbalance", severity,
-        f"class imbalance {ratio:.1f}:1 ('{large}' {sizes[large]} vs '{small}' {sizes[small]} images"
-        f"{' in train' if split else ''}); consider --class-weights balanced or --oversample.",
-        [{"class": c, "count": n} for c, n in sorted(sizes.items(), key=lambda kv: kv[1])],
-    )]
+    return [
+        Finding(
+            "imbalance",
+            severity,
+            f"class imbalance {ratio:.1f}:1 ('{large}' {sizes[large]} vs '{small}' {sizes[small]} images"
+            f"{' in train' if split else ''}); consider --class-weights balanced or --oversample.",
+            [{"class": c, "count": n} for c, n in sorted(sizes.items(), key=lambda kv: kv[1])],
+        )
+    ]
 
 
 def _describe(entries: list[Entry], group: list[int]) -> list[dict]:
@@ -107,23 +111,35 @@ def classify_groups(entries: list[Entry], groups: list[list[int]], kind: str, wi
     prefix = "" if kind == "exact" else "near_"
     found = []
     if conflict:
-        found.append(Finding(
-            f"{prefix}label_conflict", "error",
-            f"{word} images with different labels ({_plural(len(conflict), 'group')}): fix or remove them.", conflict,
-        ))
+        found.append(
+            Finding(
+                f"{prefix}label_conflict",
+                "error",
+                f"{word} images with different labels ({_plural(len(conflict), 'group')}): fix or remove them.",
+                conflict,
+            )
+        )
     if leak:
-        found.append(Finding(
-            f"{prefix}leakage", "error",
-            f"{word} images in more than one of train/val/test ({_plural(len(leak), 'group')}): "
-            "validation scores are inflated; keep each in one split.", leak,
-        ))
+        found.append(
+            Finding(
+                f"{prefix}leakage",
+                "error",
+                f"{word} images in more than one of train/val/test ({_plural(len(leak), 'group')}): "
+                "validation scores are inflated; keep each in one split.",
+                leak,
+            )
+        )
     if within:
         extra = sum(len(g) - 1 for g in within)
-        found.append(Finding(
-            f"{prefix}duplicates", within_severity,
-            f"{extra} extra {'copy' if extra == 1 else 'copies'} of {word.lower()} images within a class ({_plural(len(within), 'group')}); "
-            "a random validation split would see some of them in training.", within,
-        ))
+        found.append(
+            Finding(
+                f"{prefix}duplicates",
+                within_severity,
+                f"{extra} extra {'copy' if extra == 1 else 'copies'} of {word.lower()} images within a class ({_plural(len(within), 'group')}); "
+                "a random validation split would see some of them in training.",
+                within,
+            )
+        )
     return found
 
 
@@ -168,21 +184,33 @@ def file_checks(facts: dict[str, FileFacts], min_side: int, max_pixels: int) -> 
         if not f.error and f.sniffed not in ("unknown", extension_format(f.path))
     ]
     if wrong:
-        found.append(Finding(
-            "wrong_extension", "warning",
-            f"{_plural(len(wrong), 'file')} whose content is another format than the extension says "
-            f"(e.g. {wrong[0]['path']} is {wrong[0]['content']}); rename them so other tools read them.", wrong,
-        ))
-    tiny = [{"path": f.path, "size": [f.width, f.height]} for f in facts.values() if not f.error and not f.bomb and min(f.width, f.height) < min_side]
+        found.append(
+            Finding(
+                "wrong_extension",
+                "warning",
+                f"{_plural(len(wrong), 'file')} whose content is another format than the extension says "
+                f"(e.g. {wrong[0]['path']} is {wrong[0]['content']}); rename them so other tools read them.",
+                wrong,
+            )
+        )
+    tiny = [
+        {"path": f.path, "size": [f.width, f.height]}
+        for f in facts.values()
+        if not f.error and not f.bomb and min(f.width, f.height) < min_side
+    ]
     if tiny:
         found.append(Finding("tiny", "warning", f"{_plural(len(tiny), 'image')} smaller than {min_side} px on a side.", tiny))
     huge = [{"path": f.path, "pixels": f.pixels} for f in facts.values() if f.bomb]
     if huge:
-        found.append(Finding(
-            "huge", "warning",
-            f"{_plural(len(huge), 'image')} above {max_pixels / 1e6:.0f} megapixels (decompression-bomb sized, not decoded); "
-            "Pillow refuses the largest: shrink them.", huge,
-        ))
+        found.append(
+            Finding(
+                "huge",
+                "warning",
+                f"{_plural(len(huge), 'image')} above {max_pixels / 1e6:.0f} megapixels (decompression-bomb sized, not decoded); "
+                "Pillow refuses the largest: shrink them.",
+                huge,
+            )
+        )
     modes = Counter(f.mode for f in facts.values() if not f.error and f.mode)
     if len(modes) > 1:
         shown = ", ".join(f"{m} {n}" for m, n in modes.most_common())

@@ -17,8 +17,17 @@ from PIL import Image
 from headstart.files import sniff
 
 EXTENSION_FORMAT = {
-    ".jpg": "jpeg", ".jpeg": "jpeg", ".png": "png", ".bmp": "bmp", ".gif": "gif", ".tif": "tiff", ".tiff": "tiff",
-    ".webp": "webp", ".ppm": "pnm", ".pgm": "pnm", ".pbm": "pnm",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".png": "png",
+    ".bmp": "bmp",
+    ".gif": "gif",
+    ".tif": "tiff",
+    ".tiff": "tiff",
+    ".webp": "webp",
+    ".ppm": "pnm",
+    ".pgm": "pnm",
+    ".pbm": "pnm",
 }
 _BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 
@@ -77,7 +86,9 @@ def inspect_file(path: str, max_pixels: int) -> FileFacts:
             data = handle.read()
     except OSError as exc:
         return FileFacts(path, 0, "", "unknown", error=f"cannot read: {exc.strerror or exc}")
-    facts: dict[str, Any] = dict(path=path, bytes=len(data), sha=hashlib.blake2b(data, digest_size=16).hexdigest(), sniffed=sniff(data[:32]))
+    facts: dict[str, Any] = dict(
+        path=path, bytes=len(data), sha=hashlib.blake2b(data, digest_size=16).hexdigest(), sniffed=sniff(data[:32])
+    )
     if not data:
         return FileFacts(**facts, error="empty file")
     try:

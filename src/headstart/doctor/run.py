@@ -97,7 +97,8 @@ def _stats(facts: dict[str, FileFacts]) -> dict:
     h = np.array([f.height for f in ok])
     q = lambda a: {k: int(np.percentile(a, p)) for k, p in (("min", 0), ("median", 50), ("max", 100))}  # noqa: E731
     return {
-        "width": q(w), "height": q(h),
+        "width": q(w),
+        "height": q(h),
         "formats": dict(Counter(f.sniffed for f in facts.values()).most_common()),
         "modes": dict(Counter(f.mode for f in ok).most_common()),
         "megabytes": round(sum(f.bytes for f in facts.values()) / 1e6, 1),
@@ -144,20 +145,40 @@ def diagnose(
         + imbalance(index)
     )
     if index.skipped:
-        findings.append(Finding("missing", "warning", f"{len(index.skipped)} files listed in the CSV do not exist.", [{"path": s.path, "reason": s.reason} for s in index.skipped]))
+        findings.append(
+            Finding(
+                "missing",
+                "warning",
+                f"{len(index.skipped)} files listed in the CSV do not exist.",
+                [{"path": s.path, "reason": s.reason} for s in index.skipped],
+            )
+        )
     found = None
     if labels is not None:
         from headstart.label_issues import find_in_data
 
         found = find_in_data(data, labels, Console(stderr=True) if show else None)
-        findings.append(Finding("labels", "warning" if found.issues else "info",
-                                f"{len(found.issues)} of {found.images} images may be mislabelled (label_issues.csv; see 'Possible label issues')."))
+        findings.append(
+            Finding(
+                "labels",
+                "warning" if found.issues else "info",
+                f"{len(found.issues)} of {found.images} images may be mislabelled (label_issues.csv; see 'Possible label issues').",
+            )
+        )
     findings.sort(key=lambda f: SEVERITIES.index(f.severity))
     order = ("train", "val", "test", "all")
     counts = {split: dict(sorted(index.class_counts(split).items())) for split in sorted(index.samples, key=order.index)}
     return Diagnosis(
-        str(Path(data).resolve()), index.layout, index.classes, counts, len(paths), index.ignored,
-        findings, _stats(facts), time.perf_counter() - start, found,
+        str(Path(data).resolve()),
+        index.layout,
+        index.classes,
+        counts,
+        len(paths),
+        index.ignored,
+        findings,
+        _stats(facts),
+        time.perf_counter() - start,
+        found,
     )
 
 

@@ -105,7 +105,7 @@ class PhaseRecord(L.Callback):
         self.weights = state_dict.get("weights")
 
     @classmethod
-    def read(cls, checkpoint: Path) -> "PhaseRecord | None":
+    def read(cls, checkpoint: Path) -> PhaseRecord | None:
         """The record saved in a Lightning checkpoint file, or None (absent, or none saved)."""
         import torch
 
@@ -142,6 +142,8 @@ class Deadline(L.Callback):
         if now + (now - self._epoch_started) > self.deadline and not trainer.should_stop:
             trainer.should_stop = True
             if self.console is not None and trainer.is_global_zero:
-                self.console.print(f"Time budget: stopping after epoch {trainer.current_epoch + 1} "
-                                   f"(another would end {now + (now - self._epoch_started) - self.deadline:.0f} s past it).",
-                                   highlight=False)
+                self.console.print(
+                    f"Time budget: stopping after epoch {trainer.current_epoch + 1} "
+                    f"(another would end {now + (now - self._epoch_started) - self.deadline:.0f} s past it).",
+                    highlight=False,
+                )

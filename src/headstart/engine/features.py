@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart.config import AugmentConfig
 from headstart.models import Network
 from headstart.models.network import to_channels_last
-from headstart.config import AugmentConfig
 from headstart.preprocess import Preprocess
 from headstart.progress import track
 

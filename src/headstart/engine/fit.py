@@ -22,9 +22,10 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -33,8 +34,8 @@ from rich.console import Console
 from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
-from headstart.config import TrainConfig
 from headstart.allocator import keep_freed_memory
+from headstart.config import TrainConfig
 from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
@@ -101,7 +102,9 @@ class ResumeHint(L.Callback):
         if trainer.world_size > 1:  # the other ranks are stopped by the launcher; name the culprit
             cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             # a fresh console: ranks > 0 run with a quiet one, but this line must be seen
-            Console(stderr=True, soft_wrap=True).print(f"[red]rank {trainer.global_rank} of {trainer.world_size} failed:[/] {cause}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(
+                f"[red]rank {trainer.global_rank} of {trainer.world_size} failed:[/] {cause}", highlight=False
+            )
         if trainer.is_global_zero or trainer.world_size > 1:
             self.console.print(f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {self.run_dir}")
 
@@ -128,8 +131,13 @@ class _Loaders(L.LightningDataModule):
         sampler = UnrepeatedDistributedSampler(self.val.dataset, num_replicas=world, rank=trainer.global_rank, shuffle=False)
         v = self.val
         return DataLoader(
-            v.dataset, batch_size=v.batch_size, sampler=sampler, num_workers=v.num_workers,
-            persistent_workers=v.persistent_workers, pin_memory=v.pin_memory, worker_init_fn=v.worker_init_fn,
+            v.dataset,
+            batch_size=v.batch_size,
+            sampler=sampler,
+            num_workers=v.num_workers,
+            persistent_workers=v.persistent_workers,
+            pin_memory=v.pin_memory,
+            worker_init_fn=v.worker_init_fn,
             collate_fn=v.collate_fn,  # whole batches from the store come through their own collate
         )
 
@@ -224,8 +232,8 @@ def two_phase_fit(
     on_gpu = accelerated(config.accelerator)
     if pretrained and config.finetune_epochs is None and not on_gpu:
         console.print(
-            "Fine-tuning the base is off on a CPU (phase 2 costs several times phase 1 here); "
-            "--finetune-epochs 3 turns it on.", highlight=False,
+            "Fine-tuning the base is off on a CPU (phase 2 costs several times phase 1 here); --finetune-epochs 3 turns it on.",
+            highlight=False,
         )
     for phase in plan_phases(config, pretrained, on_gpu):
         folder = ckpt_root / f"phase{phase.number}"
@@ -244,18 +252,33 @@ def two_phase_fit(
             network.backbone.requires_grad_(False)
         ckpt_path = str(last) if resume and last.exists() else None
         module = ClassifierModule(
-            head_only(network) if on_features else network, task=task, num_classes=num_classes, config=config,
-            phase=phase.number, head_lr=phase.head_lr, base_lr=phase.base_lr, threshold=threshold,
-            loss_weights=loss_weights, pretrained=pretrained,
+            head_only(network) if on_features else network,
+            task=task,
+            num_classes=num_classes,
+            config=config,
+            phase=phase.number,
+            head_lr=phase.head_lr,
+            base_lr=phase.base_lr,
+            threshold=threshold,
+            loss_weights=loss_weights,
+            pretrained=pretrained,
         )
         _print_parameters(console, network, phase.number, pretrained)
         best = ModelCheckpoint(
-            dirpath=folder, filename="best", monitor=config.monitor, mode=mode,
-            save_top_k=1, save_last=True, enable_version_counter=False,
+            dirpath=folder,
+            filename="best",
+            monitor=config.monitor,
+            mode=mode,
+            save_top_k=1,
+            save_last=True,
+            enable_version_counter=False,
         )
         record = PhaseRecord(phase.number)
         extra: list[L.Callback] = [
-            best, record, EpochLog(run_dir / "epochs.csv", phase.number, console), ResumeHint(run_dir, console),
+            best,
+            record,
+            EpochLog(run_dir / "epochs.csv", phase.number, console),
+            ResumeHint(run_dir, console),
             EpochProgress(phase.number, console),
         ]
         if deadline is not None:

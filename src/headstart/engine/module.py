@@ -36,9 +36,7 @@ def make_optimizer(groups: list[dict], config: TrainConfig) -> torch.optim.Optim
 def _freeze_norm_stats(module: nn.Module, all_norms: bool) -> None:
     """Batch-norm layers in eval mode: all of them, or those whose parameters are frozen."""
     for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._NormBase) and (
-            all_norms or not any(p.requires_grad for p in m.parameters(recurse=False))
-        ):
+        if isinstance(m, nn.modules.batchnorm._NormBase) and (all_norms or not any(p.requires_grad for p in m.parameters(recurse=False))):
             m.eval()
 
 
@@ -57,8 +55,11 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps:
         return {"scheduler": cosine, "interval": "step"}
     if config.schedule == "onecycle":
         onecycle = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=max(2, steps),
-            pct_start=config.warmup_fraction, anneal_strategy="linear" if config.anneal == "linear" else "cos",
+            optimizer,
+            max_lr=[g["lr"] for g in optimizer.param_groups],
+            total_steps=max(2, steps),
+            pct_start=config.warmup_fraction,
+            anneal_strategy="linear" if config.anneal == "linear" else "cos",
         )
         return {"scheduler": onecycle, "interval": "step"}
     return None
@@ -117,7 +118,9 @@ class ClassifierModule(L.LightningModule):
         # Training steps only, through a wrapper kept outside the module tree: parameter
         # names (checkpoints, the artifact) stay the plain module's, and validation and
         # prediction never wait for a recompilation. The first steps pay the compilation.
-        self._train_forward: list[Callable[[torch.Tensor], torch.Tensor]] = [torch.compile(self.network)] if config.compile and phase == 2 else []
+        self._train_forward: list[Callable[[torch.Tensor], torch.Tensor]] = (
+            [torch.compile(self.network)] if config.compile and phase == 2 else []
+        )
 
     def _set_trainable(self) -> None:
         self.network.backbone.requires_grad_(False)

@@ -102,8 +102,7 @@ class DataFacts:
             raise ValueError(f"DataFacts needs images >= 1, classes >= 2, median_side >= 1; got {self}")
 
     @classmethod
-    def from_files(cls, train: Sequence[str], classes: int, val_images: int = 0, pretrained: bool = True,
-                   sample: int = 500) -> DataFacts:
+    def from_files(cls, train: Sequence[str], classes: int, val_images: int = 0, pretrained: bool = True, sample: int = 500) -> DataFacts:
         """Facts from the training files' headers (up to ``sample`` of them; pixels not decoded).
 
         Greyscale means every sampled file is stored as a grey mode (L, LA, 1, I;16).
@@ -117,8 +116,14 @@ class DataFacts:
                 sides.append(min(image.size))
                 grey = grey and image.mode in ("L", "LA", "1", "I;16")
         sides.sort()
-        return cls(images=len(train), classes=classes, median_side=sides[len(sides) // 2], greyscale=grey,
-                   pretrained=pretrained, val_images=val_images)
+        return cls(
+            images=len(train),
+            classes=classes,
+            median_side=sides[len(sides) // 2],
+            greyscale=grey,
+            pretrained=pretrained,
+            val_images=val_images,
+        )
 
     @property
     def eval_images(self) -> int:
@@ -186,8 +191,10 @@ class Plan:
         """Human lines: the plan, then why."""
         steps = ", ".join(f"{p.kind} {p.epochs} epoch{'s' * (p.epochs != 1)} (lr {p.lr:g})" for p in self.phases)
         budget = f" of a {self.budget_seconds:.0f} s budget" if self.budget_seconds else ""
-        head = (f"Plan: {self.arch} ({'pretrained' if self.pretrained else 'from scratch'}) at {self.input_size} px; "
-                f"{steps}; label smoothing {self.label_smoothing:g}; ~{self.estimated_seconds:.0f} s{budget}.")
+        head = (
+            f"Plan: {self.arch} ({'pretrained' if self.pretrained else 'from scratch'}) at {self.input_size} px; "
+            f"{steps}; label smoothing {self.label_smoothing:g}; ~{self.estimated_seconds:.0f} s{budget}."
+        )
         return "\n".join([head, *(f"  - {r}" for r in self.reasons)])
 
 
@@ -226,8 +233,7 @@ def _scratch_plan(facts: DataFacts, speed: Throughput, budget: float | None, rea
     phase = Phase("scratch", epochs, lr=0.1 * batch / 256, optimizer="sgd-nesterov", weight_decay=5e-4)
     if side < facts.median_side:
         reasons.append(f"{facts.median_side} px -> {side} px for a from-scratch convnet on a CPU")
-    return Plan(SCRATCH_ARCH, False, side, (phase,), 0.1, batch, "flip+shift",
-                OVERHEAD_S + epochs * epoch_s, budget, tuple(reasons))
+    return Plan(SCRATCH_ARCH, False, side, (phase,), 0.1, batch, "flip+shift", OVERHEAD_S + epochs * epoch_s, budget, tuple(reasons))
 
 
 def _costs(facts: DataFacts, speed: Throughput, side: int) -> tuple[float, float]:
@@ -251,8 +257,10 @@ def _pretrained_plan(facts: DataFacts, speed: Throughput, budget: float | None, 
     frozen_s, epoch_s = _costs(facts, speed, side)
     if budget is None:
         if speed.device == "cpu":
-            reasons.append("no time budget on a CPU: linear probe (fine-tuning 3 epochs measured +0 and +2.8 points "
-                           "on OpenClipart at ~5x the probe's time; give a budget to fine-tune)")
+            reasons.append(
+                "no time budget on a CPU: linear probe (fine-tuning 3 epochs measured +0 and +2.8 points "
+                "on OpenClipart at ~5x the probe's time; give a budget to fine-tune)"
+            )
             return _probe(facts, speed, side, budget, reasons)
         epochs = DEFAULT_FINETUNE_EPOCHS
         reasons.append(f"no time budget on {speed.device}: one frozen epoch, then {epochs} fine-tuning epochs")
@@ -260,17 +268,24 @@ def _pretrained_plan(facts: DataFacts, speed: Throughput, budget: float | None, 
         epochs = min(MAX_FINETUNE_EPOCHS, int((budget - OVERHEAD_S - frozen_s) // epoch_s))
     if epochs >= MIN_FINETUNE_EPOCHS:
         if budget is not None:
-            reasons.append(f"one frozen epoch for the new head, then {epochs} fine-tuning epochs of all layers "
-                           f"(~{epoch_s:.0f} s each at {speed.at('finetune', side):.0f} img/s)")
-        phases = (Phase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
-                  Phase("finetune", epochs, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"))
-        return Plan(PRETRAINED_ARCH, True, side, phases, 0.1, 32, "default",
-                    OVERHEAD_S + frozen_s + epochs * epoch_s, budget, tuple(reasons))
+            reasons.append(
+                f"one frozen epoch for the new head, then {epochs} fine-tuning epochs of all layers "
+                f"(~{epoch_s:.0f} s each at {speed.at('finetune', side):.0f} img/s)"
+            )
+        phases = (
+            Phase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
+            Phase("finetune", epochs, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"),
+        )
+        return Plan(
+            PRETRAINED_ARCH, True, side, phases, 0.1, 32, "default", OVERHEAD_S + frozen_s + epochs * epoch_s, budget, tuple(reasons)
+        )
     # Fine-tuning does not fit: the linear probe, at a lower side only if its features do not fit
     # either (lower sides cost accuracy: OpenClipart 5x80 probe 224 px 0.779, 128 px 0.727).
     assert budget is not None
-    reasons.append(f"{MIN_FINETUNE_EPOCHS} fine-tuning epochs at {side} px (~{epoch_s:.0f} s each) do not fit "
-                   f"{budget:.0f} s: linear probe on frozen features")
+    reasons.append(
+        f"{MIN_FINETUNE_EPOCHS} fine-tuning epochs at {side} px (~{epoch_s:.0f} s each) do not fit "
+        f"{budget:.0f} s: linear probe on frozen features"
+    )
     fits = [s for s in SIZES if MIN_PRETRAINED_SIZE <= s <= side and OVERHEAD_S + _costs(facts, speed, s)[0] <= budget]
     small = max(fits, default=min(side, MIN_PRETRAINED_SIZE))
     if not fits:
@@ -294,14 +309,22 @@ def make_plan(facts: DataFacts, speed: Throughput, budget_s: float | None = None
         reasons.append("no pretrained base available: a small residual convnet from scratch")
         return _scratch_plan(facts, speed, budget_s, reasons)
     if from_scratch(facts):
-        reasons.append(f"{facts.images:,} images of ~{facts.median_side} px{' greyscale' * facts.greyscale}: "
-                       "from scratch beats the pretrained photo base at this size and cost")
+        reasons.append(
+            f"{facts.images:,} images of ~{facts.median_side} px{' greyscale' * facts.greyscale}: "
+            "from scratch beats the pretrained photo base at this size and cost"
+        )
         return _scratch_plan(facts, speed, budget_s, reasons)
     return _pretrained_plan(facts, speed, budget_s, reasons)
 
 
-def measure_throughput(sizes: Sequence[int], scratch_sizes: Sequence[int] = (), arch: str = PRETRAINED_ARCH,
-                       batch: int = 16, scratch_batch: int = 128, seconds: float = 1.0) -> Throughput:
+def measure_throughput(
+    sizes: Sequence[int],
+    scratch_sizes: Sequence[int] = (),
+    arch: str = PRETRAINED_ARCH,
+    batch: int = 16,
+    scratch_batch: int = 128,
+    seconds: float = 1.0,
+) -> Throughput:
     """Images/s of a frozen forward and a training step of ``arch`` at each side, and of a
     ``convnet_res`` training step at ``scratch_sizes``, on random inputs (weights irrelevant).
     A small convnet needs a big batch to keep 2 cores busy, hence ``scratch_batch``.

@@ -9,9 +9,9 @@ axis that only works at the traced size, or batch-dependent numerics, fail here)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -62,7 +62,7 @@ def generated_images(n: int, seed: int = 0) -> list[Image.Image]:
     """Varied synthetic images (sizes, aspect ratios, smooth + noisy content)."""
     rng = np.random.default_rng(seed)
     out = []
-    for i in range(n):
+    for _ in range(n):
         h, w = int(rng.integers(24, 300)), int(rng.integers(24, 300))
         yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
         base = rng.uniform(0, 255, 3) * np.stack([xx, yy, 1 - xx], -1)
@@ -110,7 +110,5 @@ def check(
             failures.append(f"batch {bs}: top-1 differs on {bad_top1} of {len(inputs)} images")
         close = np.isclose(got, want, rtol=RTOL, atol=ATOL)
         if not close.all():
-            failures.append(
-                f"batch {bs}: {int((~close).sum())} probabilities outside rtol {RTOL}/atol {ATOL} (max |dp| {diff.max():.2e})"
-            )
+            failures.append(f"batch {bs}: {int((~close).sum())} probabilities outside rtol {RTOL}/atol {ATOL} (max |dp| {diff.max():.2e})")
     return ParityReport(len(inputs), held_out, BATCH_SIZES, worst, mismatches, failures)

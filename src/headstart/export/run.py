@@ -46,8 +46,6 @@ def export(artifact: Artifact, run_dir: Path, fmt: str = "onnx", out: str | os.P
         raise
     if not report.ok:
         remove(tmp)
-        raise ExportError(
-            f"{fmt} export of {run_dir} failed the parity check ({'; '.join(report.failures)}); nothing was kept at {path}."
-        )
+        raise ExportError(f"{fmt} export of {run_dir} failed the parity check ({'; '.join(report.failures)}); nothing was kept at {path}.")
     os.replace(tmp, path)
     return ExportResult(path, fmt, report)

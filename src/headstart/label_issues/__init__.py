@@ -27,6 +27,19 @@ from headstart.label_issues.table import (
 )
 
 __all__ = [
-    "CSV_NAME", "JSON_NAME", "LabelIssue", "LabelIssues", "LabelSearch", "Neighbour", "apply_exclude", "excluded_paths",
-    "find_in_data", "find_issues", "for_run", "print_top", "read_csv", "to_csv", "write_outputs",
+    "CSV_NAME",
+    "JSON_NAME",
+    "LabelIssue",
+    "LabelIssues",
+    "LabelSearch",
+    "Neighbour",
+    "apply_exclude",
+    "excluded_paths",
+    "find_in_data",
+    "find_issues",
+    "for_run",
+    "print_top",
+    "read_csv",
+    "to_csv",
+    "write_outputs",
 ]

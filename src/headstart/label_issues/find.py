@@ -74,8 +74,17 @@ def nearest(features: np.ndarray | torch.Tensor, rows: list[int], k: int, chunk:
     return np.concatenate(index), np.concatenate(similarity)
 
 
-def find_issues(features: np.ndarray | torch.Tensor, samples: list[Sample], classes: list[str], task: str, root: str | os.PathLike,
-                *, folds: int = FOLDS, neighbours: int = NEIGHBOURS, seed: int = 0) -> LabelIssues:
+def find_issues(
+    features: np.ndarray | torch.Tensor,
+    samples: list[Sample],
+    classes: list[str],
+    task: str,
+    root: str | os.PathLike,
+    *,
+    folds: int = FOLDS,
+    neighbours: int = NEIGHBOURS,
+    seed: int = 0,
+) -> LabelIssues:
     """Label issues of ``samples`` from their (N, F) features (row i = samples[i]).
 
     Example:
@@ -102,7 +111,9 @@ def find_issues(features: np.ndarray | torch.Tensor, samples: list[Sample], clas
         i = near_of[f.row]
         found = [Neighbour(samples[j].path, names[j], round(float(s), 3)) for j, s in zip(near_index[i], near_sim[i])]
         given, suggested = _label_texts(f, samples[f.row], classes, multilabel)
-        issues.append(LabelIssue(samples[f.row].path, given, suggested, f.issue, round(f.p_given, 4), round(f.p_suggested, 4), tuple(found)))
+        issues.append(
+            LabelIssue(samples[f.row].path, given, suggested, f.issue, round(f.p_given, 4), round(f.p_suggested, 4), tuple(found))
+        )
     summary = _summary(probs, targets, classes, multilabel, folds, fitted - started, time.perf_counter() - fitted)
     return LabelIssues(str(root), task, list(classes), issues, len(samples), summary)
 
@@ -115,16 +126,22 @@ def _label_texts(f: Flag, sample: Sample, classes: list[str], multilabel: bool) 
     return ";".join(classes[j] for j in sorted(given)), ";".join(classes[j] for j in sorted(after))
 
 
-def _summary(probs: np.ndarray, targets: np.ndarray, classes: list[str], multilabel: bool, folds: int,
-             fit_seconds: float, rank_seconds: float) -> dict:
+def _summary(
+    probs: np.ndarray, targets: np.ndarray, classes: list[str], multilabel: bool, folds: int, fit_seconds: float, rank_seconds: float
+) -> dict:
     if multilabel:
         agreement = float(((probs >= 0.5) == (targets > 0)).mean())  # per label
         what = "out-of-fold per-label agreement with the given labels"
     else:
         agreement = float((probs.argmax(1) == targets).mean())
         what = "out-of-fold accuracy against the given labels"
-    return {"folds": folds, "oof_agreement": round(agreement, 4), "oof_agreement_is": what,
-            "seconds_heads": round(fit_seconds, 2), "seconds_rank": round(rank_seconds, 2)}
+    return {
+        "folds": folds,
+        "oof_agreement": round(agreement, 4),
+        "oof_agreement_is": what,
+        "seconds_heads": round(fit_seconds, 2),
+        "seconds_rank": round(rank_seconds, 2),
+    }
 
 
 def find_in_data(data: str | os.PathLike, search: LabelSearch = LabelSearch(), console: Console | None = None) -> LabelIssues:
@@ -155,14 +172,31 @@ def find_in_data(data: str | os.PathLike, search: LabelSearch = LabelSearch(), c
     features = torch.cat([frozen.get(s) for s in splits])
     samples = [x for s in splits for x in prepared.samples[s]]
     extracted = time.perf_counter() - started
-    found = find_issues(features, samples, index.classes, task, index.root, folds=search.folds, neighbours=search.neighbours, seed=search.seed)
-    found.summary.update({"arch": search.arch, "weights": search.weights, "input_size": preprocess.input_size,
-                          "seconds_features": round(extracted, 1), "unreadable": len(prepared.skipped)})
+    found = find_issues(
+        features, samples, index.classes, task, index.root, folds=search.folds, neighbours=search.neighbours, seed=search.seed
+    )
+    found.summary.update(
+        {
+            "arch": search.arch,
+            "weights": search.weights,
+            "input_size": preprocess.input_size,
+            "seconds_features": round(extracted, 1),
+            "unreadable": len(prepared.skipped),
+        }
+    )
     return found
 
 
-def for_run(features: FrozenFeatures, prepared: Prepared, classes: list[str], task: str, root: str | os.PathLike,
-            folder: Path, console: Console, seed: int = 0) -> LabelIssues | None:
+def for_run(
+    features: FrozenFeatures,
+    prepared: Prepared,
+    classes: list[str],
+    task: str,
+    root: str | os.PathLike,
+    folder: Path,
+    console: Console,
+    seed: int = 0,
+) -> LabelIssues | None:
     """Label issues of a training run's train + val images from the phase-1 features it
     already computed; written to ``folder``. Returns None (and costs nothing) when the run
     has no such features (--no-feature-cache, no phase 1); never raises: a failure is a
@@ -173,11 +207,12 @@ def for_run(features: FrozenFeatures, prepared: Prepared, classes: list[str], ta
         train, val = features.ready("train"), features.ready("val")
         if train is None or val is None:
             return None
-        found = find_issues(torch.cat([train, val]), prepared.samples["train"] + prepared.samples["val"],
-                            classes, task, root, seed=seed)
+        found = find_issues(torch.cat([train, val]), prepared.samples["train"] + prepared.samples["val"], classes, task, root, seed=seed)
         write_outputs(found, folder)
-        console.print(f"Possible label issues: {len(found.issues)} of {found.images} train/val images "
-                      f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{folder / CSV_NAME}[/]")
+        console.print(
+            f"Possible label issues: {len(found.issues)} of {found.images} train/val images "
+            f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{folder / CSV_NAME}[/]"
+        )
         return found
     except Exception as exc:  # noqa: BLE001 - a label check must never fail a finished run
         console.print(f"[yellow]warning:[/] the label-issue check could not run ({describe(exc)}); the run is complete.", highlight=False)
@@ -209,8 +244,11 @@ def print_top(found: LabelIssues, console: Console, shown: int = 10) -> None:
 
     for rank, i in enumerate(found.issues[:shown], 1):
         near = ", ".join(n.labels for n in i.neighbours)
-        console.print(f"{rank:3d}. {escape(relative(i.path, found.root))}: given {escape(i.given)} ({i.p_given:.2f}) -> "
-                      f"{escape(i.suggested)} ({i.p_suggested:.2f}){'' if i.issue == 'mislabelled' else ' ' + i.issue}"
-                      + (f"; neighbours: {escape(near)}" if near else ""), highlight=False)
+        console.print(
+            f"{rank:3d}. {escape(relative(i.path, found.root))}: given {escape(i.given)} ({i.p_given:.2f}) -> "
+            f"{escape(i.suggested)} ({i.p_suggested:.2f}){'' if i.issue == 'mislabelled' else ' ' + i.issue}"
+            + (f"; neighbours: {escape(near)}" if near else ""),
+            highlight=False,
+        )
     if len(found.issues) > shown:
         console.print(f"     ... {len(found.issues) - shown} more", highlight=False)

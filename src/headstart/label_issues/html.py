@@ -10,7 +10,8 @@ from headstart.label_issues.table import LabelIssues, relative
 
 SHOWN = 24  # findings with thumbnails (each with its neighbours: ~6 images); every one is in label_issues.csv
 
-SECTION = jinja2.Template("""\
+SECTION = jinja2.Template(
+    """\
 <div class="label-issues">
 <p>{{ n }} of {{ images }} images may be mislabelled: {{ folds }} heads, each trained on the other
 folds of the frozen-base features, give their given label under 5 % (out-of-fold); the suggested
@@ -27,7 +28,9 @@ are right, then <code>headstart train DATA --exclude label_issues.csv</code>. DA
 {% endfor %}
 {% if n > rows|length %}<p>&hellip; {{ n - rows|length }} more in label_issues.csv.</p>{% endif %}
 </div>
-""", autoescape=True)
+""",
+    autoescape=True,
+)
 
 
 def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
@@ -36,9 +39,17 @@ def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
 
     rows = []
     for rank, issue in enumerate(found.issues[:shown], 1):
-        rows.append({
-            "rank": rank, "path": relative(issue.path, found.root), "thumb": _thumb(issue.path, 96), "given": issue.given,
-            "suggested": issue.suggested, "issue": issue.issue, "p_given": issue.p_given, "p_suggested": issue.p_suggested,
-            "neighbours": [{"thumb": _thumb(n.path), "labels": n.labels, "similarity": n.similarity} for n in issue.neighbours],
-        })
+        rows.append(
+            {
+                "rank": rank,
+                "path": relative(issue.path, found.root),
+                "thumb": _thumb(issue.path, 96),
+                "given": issue.given,
+                "suggested": issue.suggested,
+                "issue": issue.issue,
+                "p_given": issue.p_given,
+                "p_suggested": issue.p_suggested,
+                "neighbours": [{"thumb": _thumb(n.path), "labels": n.labels, "similarity": n.similarity} for n in issue.neighbours],
+            }
+        )
     return Markup(SECTION.render(rows=rows, n=len(found.issues), images=found.images, folds=found.summary.get("folds", "k")))

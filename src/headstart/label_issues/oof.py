@@ -8,8 +8,8 @@ the others. A head on cached (N, F) features trains in a fraction of a second pe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -72,8 +72,9 @@ def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
-def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, k: int, multilabel: bool,
-                 weight_decay: float) -> torch.Tensor:
+def _fit_predict(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, k: int, multilabel: bool, weight_decay: float
+) -> torch.Tensor:
     """A linear head (F -> k) fitted by full-batch L-BFGS; probabilities of ``x_test`` (M, k)."""
     weight = torch.zeros(x_train.shape[1], k, requires_grad=True)
     bias = torch.zeros(k, requires_grad=True)
@@ -92,8 +93,16 @@ def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Ten
         return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
 
 
-def out_of_fold(features: np.ndarray | torch.Tensor, targets: np.ndarray, num_classes: int, *, multilabel: bool = False,
-                folds: int = 5, seed: int = 0, weight_decay: float = WEIGHT_DECAY) -> np.ndarray:
+def out_of_fold(
+    features: np.ndarray | torch.Tensor,
+    targets: np.ndarray,
+    num_classes: int,
+    *,
+    multilabel: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+    weight_decay: float = WEIGHT_DECAY,
+) -> np.ndarray:
     """(N, K) out-of-fold probabilities: softmax rows (multi-class) or per-label sigmoids.
 
     Args:
@@ -113,8 +122,9 @@ def out_of_fold(features: np.ndarray | torch.Tensor, targets: np.ndarray, num_cl
         return _out_of_fold(features, targets, num_classes, multilabel, folds, seed, weight_decay)
 
 
-def _out_of_fold(features: np.ndarray | torch.Tensor, targets: np.ndarray, num_classes: int, multilabel: bool,
-                 folds: int, seed: int, weight_decay: float) -> np.ndarray:
+def _out_of_fold(
+    features: np.ndarray | torch.Tensor, targets: np.ndarray, num_classes: int, multilabel: bool, folds: int, seed: int, weight_decay: float
+) -> np.ndarray:
     x = torch.as_tensor(np.asarray(features, dtype=np.float32))
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)  # standardised: one weight decay suits any base
     x = principal_components(x, min(COMPONENTS, max(1, len(x) - 1)), seed)  # unsupervised: no label leaks across folds

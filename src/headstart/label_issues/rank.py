@@ -81,8 +81,10 @@ def flag_multiclass(probs: np.ndarray, labels: np.ndarray, floor: float = FLOOR)
     others[rows, labels] = -1.0
     suggested = np.where((confident >= 0) & (confident != labels), confident, others.argmax(1))
     p_given = probs[rows, labels]
-    flags = [Flag(int(r), int(labels[r]), int(suggested[r]), "mislabelled", float(p_given[r]), float(probs[r, suggested[r]]))
-             for r in np.flatnonzero(p_given < floor)]
+    flags = [
+        Flag(int(r), int(labels[r]), int(suggested[r]), "mislabelled", float(p_given[r]), float(probs[r, suggested[r]]))
+        for r in np.flatnonzero(p_given < floor)
+    ]
     return sorted(flags, key=lambda f: (f.p_given, f.row))
 
 

@@ -55,8 +55,13 @@ class LabelIssue:
 
     def to_dict(self, root: str | os.PathLike) -> dict:
         return {
-            "path": relative(self.path, root), "given": self.given, "suggested": self.suggested, "issue": self.issue,
-            "p_given": self.p_given, "p_suggested": self.p_suggested, "score": self.score,
+            "path": relative(self.path, root),
+            "given": self.given,
+            "suggested": self.suggested,
+            "issue": self.issue,
+            "p_given": self.p_given,
+            "p_suggested": self.p_suggested,
+            "score": self.score,
             "neighbours": [{"path": relative(n.path, root), "labels": n.labels, "similarity": n.similarity} for n in self.neighbours],
             "exclude": self.exclude,
         }
@@ -74,8 +79,15 @@ class LabelIssues:
     summary: dict = field(default_factory=dict)  # folds, thresholds, out-of-fold accuracy, seconds...
 
     def to_dict(self) -> dict:
-        return {"root": self.root, "task": self.task, "classes": self.classes, "images": self.images,
-                "flagged": len(self.issues), **self.summary, "issues": [i.to_dict(self.root) for i in self.issues]}
+        return {
+            "root": self.root,
+            "task": self.task,
+            "classes": self.classes,
+            "images": self.images,
+            "flagged": len(self.issues),
+            **self.summary,
+            "issues": [i.to_dict(self.root) for i in self.issues],
+        }
 
 
 def relative(path: str, root: str | os.PathLike) -> str:
@@ -142,13 +154,21 @@ def read_csv(path: str | os.PathLike, root: str | os.PathLike) -> list[LabelIssu
 
         neighbours = tuple(
             Neighbour(resolve(get(f"neighbour_{n}"), root), get(f"neighbour_{n}_label"), float(get(f"neighbour_{n}_similarity")))
-            for n in range(1, k + 1) if get(f"neighbour_{n}")
+            for n in range(1, k + 1)
+            if get(f"neighbour_{n}")
         )
-        issues.append(LabelIssue(
-            resolve(get("path"), root), get("given"), get("suggested"), get("issue"),
-            float(get("p_given") or "nan"), float(get("p_suggested") or "nan"), neighbours,
-            _flag(get("exclude"), f"{path} line {line}") if "exclude" in col else True,
-        ))
+        issues.append(
+            LabelIssue(
+                resolve(get("path"), root),
+                get("given"),
+                get("suggested"),
+                get("issue"),
+                float(get("p_given") or "nan"),
+                float(get("p_suggested") or "nan"),
+                neighbours,
+                _flag(get("exclude"), f"{path} line {line}") if "exclude" in col else True,
+            )
+        )
     return issues
 
 
@@ -159,7 +179,10 @@ def excluded_paths(path: str | os.PathLike, root: str | os.PathLike) -> tuple[se
     at_path = header.index("path")
     if "exclude" in header:
         at = header.index("exclude")
-        chosen = {resolve(r[at_path].strip(), root) for line, r in enumerate(rows, start=2)
-                  if _flag(r[at] if at < len(r) else "", f"{path} line {line}")}
+        chosen = {
+            resolve(r[at_path].strip(), root)
+            for line, r in enumerate(rows, start=2)
+            if _flag(r[at] if at < len(r) else "", f"{path} line {line}")
+        }
         return chosen, "rows with exclude = true"
     return {resolve(r[at_path].strip(), root) for r in rows}, "every listed path (no exclude column)"

@@ -61,8 +61,7 @@ def create_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module
         if config.pretrained and load_weights:
             if config.weights is None:
                 raise ConfigError(
-                    f"'{config.arch}' has no pretrained weights; add --no-pretrained to train it from "
-                    "scratch, or --weights PATH."
+                    f"'{config.arch}' has no pretrained weights; add --no-pretrained to train it from scratch, or --weights PATH."
                 )
             load_into(backbone, read_state_dict(config.weights), config.weights)
         return backbone

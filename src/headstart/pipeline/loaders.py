@@ -33,8 +33,9 @@ class FrozenFeatures:
     feature cache (lr-find and phase 1 share them). View 0 is the evaluation view of each
     image; view v > 0 a random training view (seed + v)."""
 
-    def __init__(self, network: Network, prepared: Prepared, preprocess: Preprocess, config: TrainConfig,
-                 cache: bool, console: Console) -> None:
+    def __init__(
+        self, network: Network, prepared: Prepared, preprocess: Preprocess, config: TrainConfig, cache: bool, console: Console
+    ) -> None:
         self.network, self.prepared, self.preprocess = network, prepared, preprocess
         self.config, self.cache, self.console = config, cache, console
         self._memo: dict[tuple[str, int], torch.Tensor] = {}
@@ -44,8 +45,14 @@ class FrozenFeatures:
 
         if (split, view) not in self._memo:
             self._memo[(split, view)] = cached_features(
-                self.network.backbone, self.prepared.images.array, self.prepared.rows[split], self.preprocess, self.cache,
-                show=not self.console.quiet, augment=self.config.augment if view else None, seed=self.config.seed + view,
+                self.network.backbone,
+                self.prepared.images.array,
+                self.prepared.rows[split],
+                self.preprocess,
+                self.cache,
+                show=not self.console.quiet,
+                augment=self.config.augment if view else None,
+                seed=self.config.seed + view,
             )
         return self._memo[(split, view)]
 
@@ -77,8 +84,17 @@ class FrozenFeatures:
 class PhaseLoaders:
     """phase -> (train loader, val loader, on_features) for ``two_phase_fit``."""
 
-    def __init__(self, config: TrainConfig, prepared: Prepared, preprocess: Preprocess, features: FrozenFeatures,
-                 task: str, num_classes: int, shared: Path | None = None, rank: int = 0) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        prepared: Prepared,
+        preprocess: Preprocess,
+        features: FrozenFeatures,
+        task: str,
+        num_classes: int,
+        shared: Path | None = None,
+        rank: int = 0,
+    ) -> None:
         self.config, self.prepared, self.preprocess, self.features = config, prepared, preprocess, features
         self.task, self.k, self.shared, self.rank = task, num_classes, shared, rank
         self.y_train = encode_targets(prepared.samples["train"], num_classes, task)
@@ -113,11 +129,25 @@ class PhaseLoaders:
         pin = torch.cuda.is_available()
         init = _one_thread if workers else None
         train = DataLoader(
-            train_ds, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler, generator=self.generator,
+            train_ds,
+            batch_size=cfg.batch_size,
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=self.generator,
             drop_last=n % cfg.batch_size == 1,  # a batch of one breaks batch norm
-            collate_fn=getattr(train_ds, "collate", None), num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=pin, worker_init_fn=init,
+            collate_fn=getattr(train_ds, "collate", None),
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin,
+            worker_init_fn=init,
         )
-        val = DataLoader(val_ds, batch_size=cfg.batch_size * 2, num_workers=workers, persistent_workers=workers > 0,
-                         pin_memory=pin, worker_init_fn=init, collate_fn=getattr(val_ds, "collate", None))
+        val = DataLoader(
+            val_ds,
+            batch_size=cfg.batch_size * 2,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=pin,
+            worker_init_fn=init,
+            collate_fn=getattr(val_ds, "collate", None),
+        )
         return train, val

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
@@ -56,7 +57,7 @@ def write_config(run_dir: Path, saved: dict[str, Any]) -> None:
     atomic_write(run_dir / CONFIG, json.dumps(saved, indent=2, ensure_ascii=False))
 
 
-def write_lr_finding(folder: Path, finding: "LRFinding", console: Console) -> None:
+def write_lr_finding(folder: Path, finding: LRFinding, console: Console) -> None:
     from headstart.report import figures
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -65,7 +66,7 @@ def write_lr_finding(folder: Path, finding: "LRFinding", console: Console) -> No
     console.print(f"Range test plot: [bold]{folder / 'lr_find.png'}[/]")
 
 
-def write_metrics(folder: Path, metrics: dict[str, "Metrics"], console: Console, monitor: str | None = None) -> None:
+def write_metrics(folder: Path, metrics: dict[str, Metrics], console: Console, monitor: str | None = None) -> None:
     """metrics.json, a confusion matrix per split and, after training (``monitor`` given),
     the learning curves from RUN/epochs.csv. A figure that fails is a warning: the
     metrics are what matters, and the run has succeeded."""
@@ -77,7 +78,9 @@ def write_metrics(folder: Path, metrics: dict[str, "Metrics"], console: Console,
     for split, m in metrics.items():
         if m.task != "multilabel":
             title = f"{split}: confusion matrix (counts)"
-            drawings[f"confusion_matrix_{split}.png"] = partial(figures.confusion_matrix, np.asarray(m.confusion), m.classes, False, title=title)
+            drawings[f"confusion_matrix_{split}.png"] = partial(
+                figures.confusion_matrix, np.asarray(m.confusion), m.classes, False, title=title
+            )
     rows = read_epochs(folder / "epochs.csv") if monitor is not None else []
     if rows:
         drawings["learning_curves.png"] = partial(figures.learning_curves, rows, monitor or "", None)
@@ -88,8 +91,17 @@ def write_metrics(folder: Path, metrics: dict[str, "Metrics"], console: Console,
             console.print(f"[yellow]warning:[/] {name} could not be drawn ({describe(exc)})", highlight=False)
 
 
-def print_model(console: Console, arch: str, pretrained: bool, head_name: str, network: Any, input_size: int,
-                mean: tuple[float, ...], std: tuple[float, ...], task: str) -> None:
+def print_model(
+    console: Console,
+    arch: str,
+    pretrained: bool,
+    head_name: str,
+    network: Any,
+    input_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    task: str,
+) -> None:
     total = sum(p.numel() for p in network.parameters())
     head = sum(p.numel() for p in network.head.parameters())
     console.print(
@@ -99,7 +111,7 @@ def print_model(console: Console, arch: str, pretrained: bool, head_name: str, n
     )
 
 
-def print_data(console: Console, prepared: "Prepared", classes: list[str], run_dir: Path) -> None:
+def print_data(console: Console, prepared: Prepared, classes: list[str], run_dir: Path) -> None:
     table = Table(title="Images per class", title_justify="left")
     table.add_column("class")
     splits = list(prepared.samples)
@@ -115,7 +127,7 @@ def print_data(console: Console, prepared: "Prepared", classes: list[str], run_d
             console.print(f"  {s.path}: {s.reason}")
 
 
-def print_summary(console: Console, folder: Path, results: dict[str, "Metrics"]) -> None:
+def print_summary(console: Console, folder: Path, results: dict[str, Metrics]) -> None:
     for split, m in results.items():
         console.print(
             f"[bold]{split}[/]: accuracy {m.accuracy:.4f}  balanced accuracy {m.balanced_accuracy:.4f}  "
@@ -124,7 +136,7 @@ def print_summary(console: Console, folder: Path, results: dict[str, "Metrics"])
     console.print(f"Results in [bold]{folder}[/]")
 
 
-def write_report(inputs: "ReportInputs", console: Console) -> Path | None:
+def write_report(inputs: ReportInputs, console: Console) -> Path | None:
     """``report.html`` in ``inputs.folder``; a failure only warns (see ``headstart.report``)."""
     from headstart.report import write_report_safely
 

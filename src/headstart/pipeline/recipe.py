@@ -31,8 +31,22 @@ if TYPE_CHECKING:
 # The options a plan chooses. Setting any of them by hand means "my recipe, as given".
 PLANNED_MODEL = ("arch", "pretrained", "weights")
 PLANNED_TRAIN = (
-    "frozen_epochs", "finetune_epochs", "lr", "finetune_lr", "base_lr_ratio", "unfreeze", "optimizer", "weight_decay",
-    "schedule", "warmup_fraction", "anneal", "label_smoothing", "batch_size", "augment", "feature_cache", "feature_views",
+    "frozen_epochs",
+    "finetune_epochs",
+    "lr",
+    "finetune_lr",
+    "base_lr_ratio",
+    "unfreeze",
+    "optimizer",
+    "weight_decay",
+    "schedule",
+    "warmup_fraction",
+    "anneal",
+    "label_smoothing",
+    "batch_size",
+    "augment",
+    "feature_cache",
+    "feature_views",
 )
 GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
 GREY_SAMPLE = 64  # files whose header mode decides "greyscale"
@@ -59,15 +73,19 @@ def pinned_options(model: ModelConfig, train: TrainConfig, image_size: int | Non
     return names + (["--image-size"] if image_size is not None else [])
 
 
-def data_facts(spec: "RunSpec", pretrained: bool = True) -> DataFacts:
+def data_facts(spec: RunSpec, pretrained: bool = True) -> DataFacts:
     """Counts from the split; the median shorter side and greyscale from file headers."""
     from headstart.data.index import image_sizes
 
     train = [s.path for s in spec.splits["train"]]
     sizes = image_sizes(train)
     return DataFacts(
-        images=len(train), classes=max(2, len(spec.classes)), median_side=max(1, int(sizes.median or 224)),
-        greyscale=_greyscale(train), pretrained=pretrained, val_images=len(spec.splits.get("val", [])),
+        images=len(train),
+        classes=max(2, len(spec.classes)),
+        median_side=max(1, int(sizes.median or 224)),
+        greyscale=_greyscale(train),
+        pretrained=pretrained,
+        val_images=len(spec.splits.get("val", [])),
     )
 
 
@@ -87,8 +105,14 @@ def _greyscale(paths: list[str]) -> bool:
 
 
 def choose_recipe(
-    model: ModelConfig, train: TrainConfig, image_size: int | None, spec: "RunSpec", console: Console,
-    *, accelerated: bool, spent_s: float = 0.0,
+    model: ModelConfig,
+    train: TrainConfig,
+    image_size: int | None,
+    spec: RunSpec,
+    console: Console,
+    *,
+    accelerated: bool,
+    spent_s: float = 0.0,
 ) -> Recipe:
     """The recipe for this run (see the module docstring); prints what was chosen and why.
 
@@ -98,8 +122,10 @@ def choose_recipe(
         return given
     pins = pinned_options(model, train, image_size)
     if pins:
-        note = (f"Recipe: your options as given ({', '.join(pins)} set); without them headstart plans the recipe "
-                "from the data and this machine.")
+        note = (
+            f"Recipe: your options as given ({', '.join(pins)} set); without them headstart plans the recipe "
+            "from the data and this machine."
+        )
         return replace(given, note=note)
     if accelerated:
         # Throughput is measured on the CPU; a GPU run keeps the GPU defaults (frozen, then
@@ -124,19 +150,37 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
     augment = AugmentConfig.flip_shift() if plan.augment == "flip+shift" else train.augment
     model = replace(model, arch=plan.arch, pretrained=plan.pretrained, weights=None)
     common: dict[str, Any] = {
-        "label_smoothing": plan.label_smoothing, "batch_size": plan.batch_size, "augment": augment,
-        "warmup_fraction": 0.2, "recipe": "fixed",
+        "label_smoothing": plan.label_smoothing,
+        "batch_size": plan.batch_size,
+        "augment": augment,
+        "warmup_fraction": 0.2,
+        "recipe": "fixed",
     }
     if "scratch" in kinds:
         p = kinds["scratch"]
-        train = replace(train, **common, frozen_epochs=0, finetune_epochs=p.epochs, lr=p.lr, optimizer=OPTIMIZERS[p.optimizer],
-                        weight_decay=p.weight_decay, schedule=SCHEDULES[p.schedule])
+        train = replace(
+            train,
+            **common,
+            frozen_epochs=0,
+            finetune_epochs=p.epochs,
+            lr=p.lr,
+            optimizer=OPTIMIZERS[p.optimizer],
+            weight_decay=p.weight_decay,
+            schedule=SCHEDULES[p.schedule],
+        )
     else:
         frozen, tune = kinds["frozen"], kinds.get("finetune")
         train = replace(
-            train, **common, frozen_epochs=frozen.epochs, lr=frozen.lr, feature_cache=frozen.cached,
-            optimizer=OPTIMIZERS[frozen.optimizer], weight_decay=frozen.weight_decay, schedule=SCHEDULES[frozen.schedule],
-            finetune_epochs=tune.epochs if tune else 0, finetune_lr=tune.lr if tune else None,
+            train,
+            **common,
+            frozen_epochs=frozen.epochs,
+            lr=frozen.lr,
+            feature_cache=frozen.cached,
+            optimizer=OPTIMIZERS[frozen.optimizer],
+            weight_decay=frozen.weight_decay,
+            schedule=SCHEDULES[frozen.schedule],
+            finetune_epochs=tune.epochs if tune else 0,
+            finetune_lr=tune.lr if tune else None,
             base_lr_ratio=tune.base_lr_ratio if tune else train.base_lr_ratio,
         )
     # "fixed" once planned: a resumed run or a rank > 0 reads these options and trains them as they are.

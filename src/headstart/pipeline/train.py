@@ -89,7 +89,7 @@ class RunSpec:
     meta: dict[str, Any]
 
     @classmethod
-    def read(cls, run_dir: Path, saved: dict[str, Any]) -> "RunSpec":
+    def read(cls, run_dir: Path, saved: dict[str, Any]) -> RunSpec:
         splits = read_split(run_dir / "split.csv", saved["classes"])
         skipped = [Skipped(s["path"], s["reason"]) for s in saved.get("indexed_skipped", [])]
         return cls(saved["classes"], saved["task"], splits, skipped, saved["meta"])
@@ -98,8 +98,7 @@ class RunSpec:
 class Training:
     """One run's training pipeline (see the module docstring)."""
 
-    def __init__(self, model: ModelConfig, train: TrainConfig, image_size: int | None, cache: bool,
-                 console: Console, report: bool) -> None:
+    def __init__(self, model: ModelConfig, train: TrainConfig, image_size: int | None, cache: bool, console: Console, report: bool) -> None:
         self.model, self.train, self.image_size = model, train, image_size
         self.cache, self.console, self.report = cache, console, report
         self.plan: dict[str, Any] | None = None  # the planned recipe (pipeline/recipe.py), when one was
@@ -107,8 +106,13 @@ class Training:
         self.started = time.time()  # the time budget counts from here
 
     # -- entry points ----------------------------------------------------------------------
-    def fit(self, data: str | os.PathLike, out: str | os.PathLike | None, callbacks: list["L.Callback"] | None,
-            exclude: str | os.PathLike | None = None) -> TrainedRun:
+    def fit(
+        self,
+        data: str | os.PathLike,
+        out: str | os.PathLike | None,
+        callbacks: list[L.Callback] | None,
+        exclude: str | os.PathLike | None = None,
+    ) -> TrainedRun:
         self.started = time.time()
         rank = global_rank()
         run_dir = self._run_dir_for(data, out, rank)
@@ -129,8 +133,12 @@ class Training:
             self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
         self._quick_doctor(index)
         task = resolve_task(self.model.task, index)
-        meta = {"data": str(Path(data).resolve()), "layout": index.layout, "ignored_files": index.ignored,
-                **({"excluded_by": str(Path(exclude).resolve())} if exclude is not None else {})}
+        meta = {
+            "data": str(Path(data).resolve()),
+            "layout": index.layout,
+            "ignored_files": index.ignored,
+            **({"excluded_by": str(Path(exclude).resolve())} if exclude is not None else {}),
+        }
         spec = RunSpec(index.classes, task, self._splits(index), index.skipped, meta)
         self._choose_recipe(spec)
         return self._run(run_dir, spec, resume=False, callbacks=callbacks)
@@ -139,28 +147,39 @@ class Training:
         from headstart.engine.fit import accelerated
         from headstart.pipeline.recipe import choose_recipe
 
-        recipe = choose_recipe(self.model, self.train, self.image_size, spec, self.console,
-                               accelerated=accelerated(self.train.accelerator), spent_s=time.time() - self.started)
+        recipe = choose_recipe(
+            self.model,
+            self.train,
+            self.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(self.train.accelerator),
+            spent_s=time.time() - self.started,
+        )
         self.model, self.train, self.image_size = recipe.model, recipe.train, recipe.image_size
         # as JSON holds it, so the artifact and a resumed run see the same plan
         self.plan = json.loads(json.dumps(recipe.plan.to_dict())) if recipe.plan is not None else None
         self.recipe_note = recipe.note
 
-    def resume(self, run_dir: Path, saved: dict[str, Any], callbacks: list["L.Callback"] | None) -> TrainedRun:
+    def resume(self, run_dir: Path, saved: dict[str, Any], callbacks: list[L.Callback] | None) -> TrainedRun:
         """Continue the run saved in ``run_dir`` (``saved``: its config.json, from which this
         Training was built; see ``Training.from_saved``)."""
         self.plan = saved.get("plan")
         return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
 
     @classmethod
-    def from_saved(cls, saved: dict[str, Any], placement: dict[str, Any], console: Console, report: bool) -> "Training":
+    def from_saved(cls, saved: dict[str, Any], placement: dict[str, Any], console: Console, report: bool) -> Training:
         """The Training of a saved run, with its placement (devices, ...) changed if asked."""
         return cls(
-            ModelConfig.from_dict(saved["model"]), TrainConfig.from_dict({**saved["train"], **check_placement(placement)}),
-            saved["image_size"], saved["cache"], console, report,
+            ModelConfig.from_dict(saved["model"]),
+            TrainConfig.from_dict({**saved["train"], **check_placement(placement)}),
+            saved["image_size"],
+            saved["cache"],
+            console,
+            report,
         )
 
-    def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None) -> "LRFinding":
+    def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None) -> LRFinding:
         if not self.model.pretrained:
             raise ConfigError("lr-find sweeps the head on a frozen pretrained base; it needs pretrained=True (and weights).")
         index = scan(data)
@@ -176,7 +195,7 @@ class Training:
         return finding
 
     # -- the run -----------------------------------------------------------------------------
-    def _run(self, run_dir: Path, spec: RunSpec, *, resume: bool, callbacks: list["L.Callback"] | None) -> TrainedRun:
+    def _run(self, run_dir: Path, spec: RunSpec, *, resume: bool, callbacks: list[L.Callback] | None) -> TrainedRun:
         import lightning as L
 
         from headstart.engine.fit import two_phase_fit
@@ -194,8 +213,17 @@ class Training:
         k, task = len(spec.classes), spec.task
         network = build_network(self.model, num_outputs(task, spec.classes))  # weights fail fast, before decoding
         preprocess = Preprocess.from_timm_config(data_config(network.backbone), self.image_size)
-        outputs.print_model(self.console, self.model.arch, self.model.pretrained, self.model.head, network,
-                            preprocess.input_size, preprocess.mean, preprocess.std, task)
+        outputs.print_model(
+            self.console,
+            self.model.arch,
+            self.model.pretrained,
+            self.model.head,
+            network,
+            preprocess.input_size,
+            preprocess.mean,
+            preprocess.std,
+            task,
+        )
         if self.recipe_note:
             self.console.print(self.recipe_note, highlight=False)
 
@@ -216,10 +244,20 @@ class Training:
 
         loaders = PhaseLoaders(cfg, prepared, preprocess, features, task, k, run_dir if several else None, rank)
         result = two_phase_fit(
-            network, task=task, num_classes=k, threshold=self.model.threshold, config=cfg,
-            pretrained=self.model.pretrained, loaders=loaders, run_dir=run_dir,
+            network,
+            task=task,
+            num_classes=k,
+            threshold=self.model.threshold,
+            config=cfg,
+            pretrained=self.model.pretrained,
+            loaders=loaders,
+            run_dir=run_dir,
             loss_weights=loss_weights(prepared.samples["train"], k, task) if cfg.class_weights else None,
-            resume=resume, callbacks=callbacks, console=self.console, rank=rank, deadline=deadline,
+            resume=resume,
+            callbacks=callbacks,
+            console=self.console,
+            rank=rank,
+            deadline=deadline,
         )
         if rank > 0:
             return TrainedRun(run_dir, cfg)  # rank 0 evaluates and writes the artifact
@@ -227,16 +265,21 @@ class Training:
         network.cpu().eval()
         artifact = Artifact(network, self.model, list(spec.classes), task, preprocess, {})
         predictor = Predictor(artifact)
-        scored = {split: score(predictor, prepared, split, self.model.threshold)
-                  for split in ("val", "test") if len(prepared.rows.get(split, ())) > 0}
+        scored = {
+            split: score(predictor, prepared, split, self.model.threshold)
+            for split in ("val", "test")
+            if len(prepared.rows.get(split, ())) > 0
+        }
         metrics = {split: m for split, (m, _) in scored.items()}
         artifact.meta = {
             "versions": versions(),
             "train": cfg.to_dict(),
             "data": {**spec.meta, "counts": {s: len(v) for s, v in prepared.samples.items()}, "skipped": len(prepared.skipped)},
             "result": {"best_phase": result.best_phase, "monitor": result.monitor, "best_score": result.best_score},
-            "metrics": {split: {"accuracy": m.accuracy, "balanced_accuracy": m.balanced_accuracy, "macro_f1": m.macro_f1}
-                        for split, m in metrics.items()},
+            "metrics": {
+                split: {"accuracy": m.accuracy, "balanced_accuracy": m.balanced_accuracy, "macro_f1": m.macro_f1}
+                for split, m in metrics.items()
+            },
             "seconds": round(time.time() - started, 1),
         }
         if finding is not None:
@@ -252,12 +295,21 @@ class Training:
         if self.report:
             from headstart.report import ReportInputs
 
-            inputs = ReportInputs(run_dir, "train", artifact, prepared, metrics, {s: p for s, (_, p) in scored.items()},
-                                  run_dir, spec.meta.get("data"), label_issues=issues)
+            inputs = ReportInputs(
+                run_dir,
+                "train",
+                artifact,
+                prepared,
+                metrics,
+                {s: p for s, (_, p) in scored.items()},
+                run_dir,
+                spec.meta.get("data"),
+                label_issues=issues,
+            )
             outputs.write_report(inputs, self.console)
         return TrainedRun(run_dir, cfg, artifact, predictor, metrics)
 
-    def _follow(self, run_dir: Path, rank: int, callbacks: list["L.Callback"] | None) -> TrainedRun:
+    def _follow(self, run_dir: Path, rank: int, callbacks: list[L.Callback] | None) -> TrainedRun:
         """Ranks > 0 of a fresh run: wait for rank 0's split, then train on it."""
         wait_for_rank0(run_dir, rank)
         saved = outputs.read_config(run_dir)
@@ -266,15 +318,19 @@ class Training:
         self.image_size, self.plan = saved["image_size"], saved.get("plan")
         return self._run(run_dir, RunSpec.read(run_dir, saved), resume=False, callbacks=callbacks)
 
-    def _write_run_start(self, run_dir: Path, spec: RunSpec, prepared: Prepared, resume: bool,
-                         finding: "LRFinding | None") -> None:
+    def _write_run_start(self, run_dir: Path, spec: RunSpec, prepared: Prepared, resume: bool, finding: LRFinding | None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         if finding is not None:
             outputs.write_lr_finding(run_dir, finding, self.console)
         if not resume:
             saved: dict[str, Any] = {
-                "model": self.model.to_dict(), "train": self.train.to_dict(), "image_size": self.image_size,
-                "cache": self.cache, "classes": spec.classes, "task": spec.task, "meta": spec.meta,
+                "model": self.model.to_dict(),
+                "train": self.train.to_dict(),
+                "image_size": self.image_size,
+                "cache": self.cache,
+                "classes": spec.classes,
+                "task": spec.task,
+                "meta": spec.meta,
                 "indexed_skipped": [{"path": s.path, "reason": s.reason} for s in spec.skipped],
             }
             if finding is not None:
@@ -293,13 +349,14 @@ class Training:
             splits = {**stratified_split(pool, self.train.val_fraction, self.train.seed), **splits}
         return splits
 
-    def _find_lr(self, network: Network, features: FrozenFeatures, prepared: Prepared, task: str, k: int) -> "LRFinding":
+    def _find_lr(self, network: Network, features: FrozenFeatures, prepared: Prepared, task: str, k: int) -> LRFinding:
         from headstart.engine.lr_find import range_test
 
         samples = prepared.samples["train"]
         weights = loss_weights(samples, k, task) if self.train.class_weights else None
-        finding = range_test(network.head, features.get("train"), encode_targets(samples, k, task), task=task,
-                             config=self.train, loss_weights=weights)
+        finding = range_test(
+            network.head, features.get("train"), encode_targets(samples, k, task), task=task, config=self.train, loss_weights=weights
+        )
         self.console.print(
             f"[bold]lr-find[/]: suggested learning rate {finding.suggestion:.2g} (steepest descent {finding.steepest:.2g}, "
             f"loss minimum at {finding.min_loss_lr:.2g}; {len(finding.lrs)} steps{', stopped at divergence' if finding.diverged else ''})"
@@ -314,7 +371,9 @@ class Training:
         for f in findings:
             self.console.print(f"[yellow]doctor {f.severity}:[/] {f.message}", highlight=False)
         if findings:
-            self.console.print("  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False)
+            self.console.print(
+                "  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False
+            )
 
     def _run_dir_for(self, data: str | os.PathLike, out: str | os.PathLike | None, rank: int) -> Path:
         if out is not None:
@@ -342,4 +401,3 @@ def check_prepared(prepared: Prepared, classes: list[str]) -> None:
         )
     if len(prepared.samples.get("val", [])) == 0:
         raise DataError("The validation split is empty: add images to val/, or give each class at least 2 readable images.")
-

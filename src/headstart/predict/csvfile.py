@@ -16,8 +16,8 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from headstart.errors import DataError
 from headstart.predict.base import BatchPredictor, Prediction

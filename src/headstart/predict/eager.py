@@ -27,9 +27,7 @@ class Predictor(BatchPredictor):
 
     backend = "torch"
 
-    def __init__(
-        self, artifact: Artifact, device: str | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, artifact: Artifact, device: str | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
         self.artifact = artifact
         self.tta = tta
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

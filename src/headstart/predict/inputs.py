@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import itertools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from headstart.data.index import walk_files
 from headstart.errors import DataError

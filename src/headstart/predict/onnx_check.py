@@ -127,8 +127,6 @@ def check_external_data(model: bytes, path: Path) -> None:
     for location in external_locations(model):
         target = (folder / location).resolve()
         if Path(location).is_absolute() or folder not in target.parents:
-            raise ArtifactError(
-                f"{path} reads external data from {location!r}, outside its folder {folder}: refused."
-            )
+            raise ArtifactError(f"{path} reads external data from {location!r}, outside its folder {folder}: refused.")
         if not target.is_file():
             raise ArtifactError(f"{path} needs external data {location!r}, which is missing next to it.")

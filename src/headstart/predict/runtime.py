@@ -50,9 +50,7 @@ class RuntimePredictor(BatchPredictor):
 
     backend = "onnxruntime"
 
-    def __init__(
-        self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()
-    ) -> None:
+    def __init__(self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
         self.session = session
         self.meta = meta
         self.path = path
@@ -70,7 +68,7 @@ class RuntimePredictor(BatchPredictor):
     @classmethod
     def load(
         cls, target: str | os.PathLike, threads: int | None = None, batch_size: int = 32, tta: tuple[str, ...] = ()
-    ) -> "RuntimePredictor":
+    ) -> RuntimePredictor:
         """Load ``model.onnx`` (or a run folder holding ``export/model.onnx``), checked first."""
         path = find_onnx(target)
         if path is None:

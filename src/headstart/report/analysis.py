@@ -168,7 +168,9 @@ def confident_mistakes(probs: np.ndarray, truth: np.ndarray, classes: list[str],
         wrong: np.ndarray = np.flatnonzero(pred != truth_idx)
         conf = probs[wrong, pred[wrong]]
         for i in wrong[np.argsort(-conf, kind="stable")][:limit]:
-            out.append(Mistake(int(i), true_names[i], [classes[pred[i]]], float(probs[i, pred[i]]), float(probs[i, truth_idx[i]]), int(pred[i])))
+            out.append(
+                Mistake(int(i), true_names[i], [classes[pred[i]]], float(probs[i, pred[i]]), float(probs[i, truth_idx[i]]), int(pred[i]))
+            )
         return out
     decided = probs >= threshold
     wrong = np.argwhere(decided != truth)  # (M, 2): image, label

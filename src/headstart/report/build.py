@@ -15,9 +15,9 @@ from pathlib import Path
 import jinja2
 from rich.console import Console
 
-from headstart.report import results, sections
 from headstart.errors import describe
 from headstart.files import atomic_write
+from headstart.report import results, sections
 from headstart.report.inputs import Problems, ReportInputs
 
 REPORT = "report.html"
@@ -85,7 +85,9 @@ def write_report_safely(inp: ReportInputs, console: Console) -> Path | None:
             (inp.folder / "report-error.txt").write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
         except OSError:
             pass
-        console.print(f"[yellow]warning:[/] the report could not be written ({describe(exc)}); the results above are complete.", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] the report could not be written ({describe(exc)}); the results above are complete.", highlight=False
+        )
         return None
     console.print(f"Report: [bold]{path}[/]", highlight=False)
     return path

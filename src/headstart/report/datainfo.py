@@ -53,7 +53,12 @@ class ImageStats:
         ]
         bomb = Image.MAX_IMAGE_PIXELS
         if bomb and (self.widths * self.heights > bomb).any():
-            rows.append((f"larger than {bomb / 1e6:.0f} Mpx (Pillow's decompression-bomb limit)", f"{int((self.widths * self.heights > bomb).sum()):,}"))
+            rows.append(
+                (
+                    f"larger than {bomb / 1e6:.0f} Mpx (Pillow's decompression-bomb limit)",
+                    f"{int((self.widths * self.heights > bomb).sum()):,}",
+                )
+            )
         if self.unreadable:
             rows.append(("headers that could not be read", f"{self.unreadable:,}"))
         return rows

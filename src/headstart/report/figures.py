@@ -39,7 +39,7 @@ STYLE: dict[RcKeyType, Any] = {
 }
 
 
-def png(fig: "plt.Figure") -> bytes:
+def png(fig: plt.Figure) -> bytes:
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
@@ -117,14 +117,20 @@ def _column(rows: list[dict[str, str]], name: str) -> np.ndarray:
     return np.array([float(r[name]) if r.get(name) not in (None, "") else np.nan for r in rows])
 
 
-def _phase_boundaries(ax: "plt.Axes", phases: list[int]) -> None:
+def _phase_boundaries(ax: plt.Axes, phases: list[int]) -> None:
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     for i in range(1, len(phases)):
         if phases[i] != phases[i - 1]:
             ax.axvline(i + 0.5, color="grey", linestyle="--", linewidth=1)
             ax.annotate(
-                "fine-tuning →", (i + 0.5, 1), xycoords=("data", "axes fraction"), xytext=(3, -3),
-                textcoords="offset points", va="top", fontsize=8, color="grey",
+                "fine-tuning →",
+                (i + 0.5, 1),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -3),
+                textcoords="offset points",
+                va="top",
+                fontsize=8,
+                color="grey",
             )
 
 
@@ -171,9 +177,7 @@ def learning_curves(rows: list[dict[str, str]], monitor: str, best_epoch: int | 
         return png(fig)
 
 
-def confusion_matrix(
-    matrix: np.ndarray, classes: list[str], normalised: bool, numbers_up_to: int = 20, title: str | None = None
-) -> bytes:
+def confusion_matrix(matrix: np.ndarray, classes: list[str], normalised: bool, numbers_up_to: int = 20, title: str | None = None) -> bytes:
     """Rows = true class. Counts or row-normalised rates; per-cell numbers only up to
     ``numbers_up_to`` classes, beyond that a plain heat map whose size grows with k."""
     m = np.asarray(matrix, dtype=float)
@@ -185,7 +189,9 @@ def confusion_matrix(
         fig, ax = plt.subplots(figsize=(side + 1.2, side))
         shown = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalised else max(1.0, m.max()), interpolation="nearest")
         fs = _label_size(k)
-        ax.set_xticks(range(k), classes, rotation=60 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=fs, rotation_mode="anchor")
+        ax.set_xticks(
+            range(k), classes, rotation=60 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=fs, rotation_mode="anchor"
+        )
         ax.set_yticks(range(k), classes, fontsize=fs)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -209,7 +215,16 @@ def reliability(cal: Calibration) -> bytes:
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.2, 5.4), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
         has = cal.count > 0
         top.bar(centres[has], cal.accuracy[has], width=width * 0.9, color="#4C72B0", label="observed frequency")
-        top.scatter(centres[has], cal.confidence[has], marker="_", s=180, linewidths=2.5, color="#C44E52", zorder=3, label="mean predicted probability")
+        top.scatter(
+            centres[has],
+            cal.confidence[has],
+            marker="_",
+            s=180,
+            linewidths=2.5,
+            color="#C44E52",
+            zorder=3,
+            label="mean predicted probability",
+        )
         top.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="perfectly calibrated")
         top.set_ylim(0, 1)
         per_label = cal.what.startswith("each label")

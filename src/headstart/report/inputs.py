@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +63,9 @@ class Problems:
     def __init__(self) -> None:
         self.items: list[str] = []
 
-    def figure(self, title: str, make: Callable[..., bytes], *args: Any, width: int | None = None, mime: str = "image/png", **kw: Any) -> Figure:
+    def figure(
+        self, title: str, make: Callable[..., bytes], *args: Any, width: int | None = None, mime: str = "image/png", **kw: Any
+    ) -> Figure:
         """``make(*args, **kw)`` -> PNG bytes as a Figure; an exception becomes a note."""
         try:
             return Figure(title, data_uri(make(*args, **kw), mime), width=width)

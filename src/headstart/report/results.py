@@ -53,11 +53,19 @@ def _gallery(inp: ReportInputs, split: str, mistakes: list[analysis.Mistake], pr
         except Exception as exc:
             problems.note(f"thumbnail of {samples[mk.index].path}", exc)
             uri, error = None, describe(exc)
-        out.append({
-            "uri": uri, "error": error, "path": samples[mk.index].path, "name": _name(samples[mk.index].path),
-            "true": ", ".join(mk.true) or "(no label)", "predicted": ", ".join(mk.predicted) or "(no label)",
-            "probability": mk.probability, "p_true": mk.p_true, "note": mk.note,
-        })
+        out.append(
+            {
+                "uri": uri,
+                "error": error,
+                "path": samples[mk.index].path,
+                "name": _name(samples[mk.index].path),
+                "true": ", ".join(mk.true) or "(no label)",
+                "predicted": ", ".join(mk.predicted) or "(no label)",
+                "probability": mk.probability,
+                "p_true": mk.p_true,
+                "note": mk.note,
+            }
+        )
     return out
 
 
@@ -126,7 +134,14 @@ def _tta_effect(inp: ReportInputs, split: str, m: Metrics, probs: np.ndarray, tr
     changed = int((before != after).sum())
     fixed = int((~right_before & right_after).sum())
     broken = int((right_before & ~right_after).sum())
-    return {"rows": rows, "changed": changed, "fixed": fixed, "broken": broken, "unit": unit, "views": [VIEW_NAMES.get(v, v) for v in inp.tta]}
+    return {
+        "rows": rows,
+        "changed": changed,
+        "fixed": fixed,
+        "broken": broken,
+        "unit": unit,
+        "views": [VIEW_NAMES.get(v, v) for v in inp.tta],
+    }
 
 
 def split_results(inp: ReportInputs, split: str, problems: Problems) -> dict[str, Any]:
@@ -152,8 +167,10 @@ def split_results(inp: ReportInputs, split: str, problems: Problems) -> dict[str
         ]
         out["pairs"] = problems.section("most-confused pairs", analysis.confused_pairs, matrix, classes)
     else:
+        per_label = np.asarray(m.confusion)  # (K, 2, 2): [[tn, fp], [fn, tp]] per label
         out["label_confusion"] = [
-            {"name": c, "tn": cm[0][0], "fp": cm[0][1], "fn": cm[1][0], "tp": cm[1][1]} for c, cm in zip(classes, m.confusion)  # type: ignore[index]
+            {"name": c, "tn": int(cm[0, 0]), "fp": int(cm[0, 1]), "fn": int(cm[1, 0]), "tp": int(cm[1, 1])}
+            for c, cm in zip(classes, per_label)
         ]
     mistakes = problems.section("mistakes", analysis.confident_mistakes, probs, truth, classes, task, threshold, GALLERY)
     if isinstance(mistakes, list):
@@ -163,16 +180,25 @@ def split_results(inp: ReportInputs, split: str, problems: Problems) -> dict[str
         out["gallery_error"] = mistakes["error"]
     out["calibration"] = (
         problems.figure(f"{split}: reliability diagram", figures.reliability, cal, width=520)
-        if cal is not None else Figure("reliability diagram", error="calibration could not be computed")
+        if cal is not None
+        else Figure("reliability diagram", error="calibration could not be computed")
     )
     out["calibration_what"] = cal.what if cal is not None else ""
     if task != "multiclass":
-        curves = problems.section("PR/ROC curves", lambda: [analysis.curve(n, s, p, threshold) for n, s, p in analysis.score_columns(probs, truth, classes, task)])
+        curves = problems.section(
+            "PR/ROC curves", lambda: [analysis.curve(n, s, p, threshold) for n, s, p in analysis.score_columns(probs, truth, classes, task)]
+        )
         if isinstance(curves, list):
             out["curves"] = problems.figure(f"{split}: precision-recall and ROC", figures.pr_roc, curves, threshold, width=1000)
             out["curve_rows"] = [
-                {"name": c.name, "positives": c.positives, "ap": c.average_precision, "auc": c.roc_auc,
-                 "precision": c.at_threshold[0], "recall": c.at_threshold[1]}
+                {
+                    "name": c.name,
+                    "positives": c.positives,
+                    "ap": c.average_precision,
+                    "auc": c.roc_auc,
+                    "precision": c.at_threshold[0],
+                    "recall": c.at_threshold[1],
+                }
                 for c in curves
             ]
         out["thresholds"] = problems.section("threshold table", analysis.threshold_table, probs, truth, task, threshold)
@@ -180,4 +206,3 @@ def split_results(inp: ReportInputs, split: str, problems: Problems) -> dict[str
         out["positive"] = classes[1] if task == "binary" else None
     out["tta"] = problems.section("TTA comparison", _tta_effect, inp, split, m, probs, truth)
     return out
-

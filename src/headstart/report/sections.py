@@ -9,8 +9,8 @@ import csv
 import os
 import platform
 import sys
-from importlib import metadata
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -59,7 +59,9 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
     if isinstance(stats, datainfo.ImageStats):
         size_rows = stats.summary(inp.artifact.preprocess.input_size)
         if len(stats.widths):
-            size_fig = problems.figure("Image sizes", figures.image_sizes, stats.widths, stats.heights, inp.artifact.preprocess.input_size, width=520)
+            size_fig = problems.figure(
+                "Image sizes", figures.image_sizes, stats.widths, stats.heights, inp.artifact.preprocess.input_size, width=520
+            )
     meta_data = inp.artifact.meta.get("data", {}) if inp.kind == "train" else {}
     return {
         "source": inp.data,
@@ -71,7 +73,9 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
         "rows": rows,
         "multilabel": inp.artifact.task == "multilabel",
         "imbalance": imbalance,
-        "counts_figure": problems.figure("Images per class", figures.class_counts, counts, classes, width=760 if len(classes) <= 20 else None),
+        "counts_figure": problems.figure(
+            "Images per class", figures.class_counts, counts, classes, width=760 if len(classes) <= 20 else None
+        ),
         "skipped": skipped[:SKIPPED_SHOWN],
         "skipped_total": len(skipped),
         "size_rows": size_rows,
@@ -116,16 +120,18 @@ def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | 
         mine = [r for r in rows if int(r["phase"]) == number]
         lr_head = [float(r["lr_head"]) for r in mine if r.get("lr_head")]
         lr_base = [float(r["lr_base"]) for r in mine if r.get("lr_base")]
-        phases.append({
-            "number": number,
-            "what": "frozen base, head only" if number == 1 else "fine-tuning the base and head",
-            "epochs": len(mine),
-            "lr_head": f"{max(lr_head):.2g} → {min(lr_head):.2g}" if lr_head else "",
-            "lr_base": f"{max(lr_base):.2g} → {min(lr_base):.2g}" if lr_base else "—",
-            "seconds": sum(float(r["seconds"] or 0) for r in mine),
-            "best": _phase_best(mine, monitor),
-            "kept": result.get("best_phase") == number,
-        })
+        phases.append(
+            {
+                "number": number,
+                "what": "frozen base, head only" if number == 1 else "fine-tuning the base and head",
+                "epochs": len(mine),
+                "lr_head": f"{max(lr_head):.2g} → {min(lr_head):.2g}" if lr_head else "",
+                "lr_base": f"{max(lr_base):.2g} → {min(lr_base):.2g}" if lr_base else "—",
+                "seconds": sum(float(r["seconds"] or 0) for r in mine),
+                "best": _phase_best(mine, monitor),
+                "kept": result.get("best_phase") == number,
+            }
+        )
     best = _best_epoch(rows, result)
     return {
         "monitor": monitor,
@@ -166,29 +172,47 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
     pre = art.preprocess
     train = meta.get("train", {})
     model_rows = [
-        ("architecture", f"{model.arch} ({'pretrained' + (f', weights {model.weights}' if model.weights else '') if model.pretrained else 'random init'})"),
-        ("head", model.head + (f", hidden {', '.join(map(str, model.hidden))}" if model.hidden else "") + (f", dropout {model.dropout}" if model.dropout else "")),
+        (
+            "architecture",
+            f"{model.arch} ({'pretrained' + (f', weights {model.weights}' if model.weights else '') if model.pretrained else 'random init'})",
+        ),
+        (
+            "head",
+            model.head
+            + (f", hidden {', '.join(map(str, model.hidden))}" if model.hidden else "")
+            + (f", dropout {model.dropout}" if model.dropout else ""),
+        ),
         ("parameters", f"{total:,} ({head:,} in the head)"),
         ("task", art.task + ("" if art.task == "multiclass" else f", threshold {art.threshold:g}")),
         ("classes", f"{len(art.classes)}: " + ", ".join(art.classes[:30]) + (" …" if len(art.classes) > 30 else "")),
-        ("preprocessing", f"{pre.input_size} px input from a {pre.resize_size} px square, {pre.interpolation}, mean {list(pre.mean)}, std {list(pre.std)}"),
+        (
+            "preprocessing",
+            f"{pre.input_size} px input from a {pre.resize_size} px square, {pre.interpolation}, mean {list(pre.mean)}, std {list(pre.std)}",
+        ),
     ]
     if inp.tta:
-        model_rows.append(("test-time augmentation", "centre crop + " + ", ".join(inp.tta) + f" (evaluate --tta-views {','.join(inp.tta)})"))
+        model_rows.append(
+            ("test-time augmentation", "centre crop + " + ", ".join(inp.tta) + f" (evaluate --tta-views {','.join(inp.tta)})")
+        )
     run_rows = [
         ("report", f"{'training run' if inp.kind == 'train' else 'evaluation'}, written {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"),
         ("data", str(inp.data or "")),
         ("data fingerprint", f"{data.get('fingerprint', '')} (sha256 of split, relative path, size and labels of every image)"),
     ]
     if training and "phases" in training:
-        run_rows.append(("phases", "; ".join(
-            f"{p['number']}: {p['what']}, {p['epochs']} epochs in {p['seconds']:.1f} s" for p in training["phases"]
-        )))
+        run_rows.append(
+            ("phases", "; ".join(f"{p['number']}: {p['what']}, {p['epochs']} epochs in {p['seconds']:.1f} s" for p in training["phases"]))
+        )
     plan = meta.get("plan")
     if isinstance(plan, dict):
         budget = f" of a {plan['budget_seconds']:.0f} s budget" if plan.get("budget_seconds") else ""
-        run_rows.append(("recipe", f"planned from the data and this machine: {plan.get('arch')} at {plan.get('input_size')} px, "
-                                   f"estimated {plan.get('estimated_seconds', 0):.0f} s{budget}"))
+        run_rows.append(
+            (
+                "recipe",
+                f"planned from the data and this machine: {plan.get('arch')} at {plan.get('input_size')} px, "
+                f"estimated {plan.get('estimated_seconds', 0):.0f} s{budget}",
+            )
+        )
         run_rows.extend(("why", str(reason)) for reason in plan.get("reasons", []))
     elif train:
         run_rows.append(("recipe", "the options as given (see Training options)"))

@@ -16,8 +16,12 @@ from headstart.serve.config import ServeConfig
 
 
 def run_server(
-    run: str | Path, host: str = "127.0.0.1", port: int = 8000, backend: str = "auto",
-    config: ServeConfig | None = None, console: Console | None = None,
+    run: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    backend: str = "auto",
+    config: ServeConfig | None = None,
+    console: Console | None = None,
 ) -> None:
     """Load the model, then serve it with uvicorn until interrupted."""
     import uvicorn

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import asynccontextmanager
-from typing import Any, List
+from typing import Any
 
 from fastapi import FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -35,11 +35,20 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
     """A FastAPI app serving ``predictor``, wrapped in the body/time limits."""
     cfg = config or ServeConfig()
     batcher = MicroBatcher(predictor.probabilities, cfg.max_batch, cfg.max_wait_ms / 1000, cfg.queue_size)
-    info = {**describe_backend(predictor), "headstart": __version__, "limits": {
-        "max_batch": cfg.max_batch, "max_wait_ms": cfg.max_wait_ms, "queue_size": cfg.queue_size,
-        "max_body_bytes": cfg.max_body_bytes, "max_files": cfg.max_files, "max_pixels": cfg.max_pixels,
-        "request_timeout_s": cfg.request_timeout_s, "formats": ["JPEG", "PNG", "GIF", "BMP", "WEBP"],
-    }}
+    info = {
+        **describe_backend(predictor),
+        "headstart": __version__,
+        "limits": {
+            "max_batch": cfg.max_batch,
+            "max_wait_ms": cfg.max_wait_ms,
+            "queue_size": cfg.queue_size,
+            "max_body_bytes": cfg.max_body_bytes,
+            "max_files": cfg.max_files,
+            "max_pixels": cfg.max_pixels,
+            "request_timeout_s": cfg.request_timeout_s,
+            "formats": ["JPEG", "PNG", "GIF", "BMP", "WEBP"],
+        },
+    }
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -48,8 +57,14 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
         await batcher.stop()
 
     # No /docs or /redoc: their pages load scripts from a CDN. The schema stays at /openapi.json.
-    app = FastAPI(title="headstart", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description=f"Image classifier ({', '.join(predictor.classes[:10])}{', ...' if len(predictor.classes) > 10 else ''}).")
+    app = FastAPI(
+        title="headstart",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        description=f"Image classifier ({', '.join(predictor.classes[:10])}{', ...' if len(predictor.classes) > 10 else ''}).",
+    )
     app.state.batcher = batcher
 
     @app.exception_handler(RequestValidationError)
@@ -78,14 +93,17 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
 
     @app.post("/predict")
     async def predict(
-        file: List[UploadFile] = File(..., description="One or more images (repeat the field)."),
+        file: list[UploadFile] = File(..., description="One or more images (repeat the field)."),
         top_k: int = Query(cfg.top_k, ge=1, le=1000, description="Classes to return per image."),
     ) -> Any:
         """Top-k classes and probabilities for each uploaded image, in upload order."""
         if len(file) > cfg.max_files:
             return _error(413, f"{len(file)} files in one request; the limit is {cfg.max_files}.")
-        busy = JSONResponse({"error": f"server busy: {batcher.waiting} images waiting (queue holds {cfg.queue_size}); retry shortly"},
-                            status_code=503, headers={"Retry-After": "1"})
+        busy = JSONResponse(
+            {"error": f"server busy: {batcher.waiting} images waiting (queue holds {cfg.queue_size}); retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
         if batcher.waiting + len(file) > cfg.queue_size:
             return busy  # before decoding: a full server must not spend CPU on work it will refuse
         start = time.perf_counter()
@@ -110,8 +128,9 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
         results = []
         for upload, i, p in zip(file, range(len(file)), rows):
             pred = predictor.describe((upload.filename or f"file {i + 1}")[:200], p, top_k)
-            results.append({"file": pred.source, "labels": pred.labels,
-                            "top": [{"class": c, "probability": round(v, 6)} for c, v in pred.top]})
+            results.append(
+                {"file": pred.source, "labels": pred.labels, "top": [{"class": c, "probability": round(v, 6)} for c, v in pred.top]}
+            )
         return {"predictions": results, "ms": round((time.perf_counter() - start) * 1000, 2)}
 
     def full() -> str | None:

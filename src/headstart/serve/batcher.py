@@ -9,8 +9,8 @@ themselves and at concurrency 1 an image waits only ``max_wait``. The queue is b
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import numpy as np
 

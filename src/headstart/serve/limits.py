@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -70,9 +71,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
 
 
-async def send_json(
-    send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
-) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None) -> None:
     payload = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), (b"connection", b"close")]
     headers += extra or []
@@ -88,9 +87,7 @@ class LimitsMiddleware:
     event loop, which at twice saturation had delayed /health by up to 218 ms.
     """
 
-    def __init__(
-        self, app: ASGIApp, max_body_bytes: int, timeout_s: float, busy: Callable[[], str | None] | None = None
-    ) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, timeout_s: float, busy: Callable[[], str | None] | None = None) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.timeout_s = timeout_s
