@@ -32,7 +32,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def _bar(console: Console) -> Progress:
+def bar(console: Console) -> Progress:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     return Progress(*columns, console=console, transient=True)
 
@@ -88,9 +88,9 @@ def track(
         yield lambda n=1: None
         return
     if out.is_terminal:
-        with _bar(out) as bar:
-            task = bar.add_task(what, total=total)
-            yield lambda n=1: bar.advance(task, n)
+        with bar(out) as shown:
+            task = shown.add_task(what, total=total)
+            yield lambda n=1: shown.advance(task, n)
         return
     plain = PlainLines(what, total, out, every)
     try:

@@ -183,7 +183,7 @@ def diagnose(
 
 
 # -- output --------------------------------------------------------------------------------
-def _thumb(path: str, side: int = 72) -> str:
+def thumbnail_uri(path: str, side: int = 72) -> str:
     """A small inline PNG (data URI) of an image, or "" when it cannot be read."""
     try:
         with Image.open(path) as image:
@@ -204,7 +204,7 @@ def render_html(diagnosis: Diagnosis, max_groups: int = 30) -> str:
         for group in f.items[:max_groups] if isinstance(f.items, list) else []:
             if isinstance(group, list):
                 for member in group[:6]:
-                    thumbs.setdefault(member["path"], _thumb(member["path"]))
+                    thumbs.setdefault(member["path"], thumbnail_uri(member["path"]))
     labels = None
     if diagnosis.label_issues is not None:
         from headstart.label_issues.html import render_section

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks.progress import ProgressBar
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from headstart.progress import EVERY, PlainLines, _bar
+from headstart.progress import EVERY, PlainLines, bar
 
 
 class EpochProgress(ProgressBar):
@@ -43,7 +43,7 @@ class EpochProgress(ProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self._shown(trainer) and self.console.is_terminal:
-            self._bar = _bar(self.console)
+            self._bar = bar(self.console)
             self._bar.start()
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:

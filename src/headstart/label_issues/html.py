@@ -35,7 +35,7 @@ are right, then <code>headstart train DATA --exclude label_issues.csv</code>. DA
 
 def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
     """The section's HTML (thumbnails inline as data: URIs)."""
-    from headstart.doctor.run import _thumb
+    from headstart.doctor.run import thumbnail_uri
 
     rows = []
     for rank, issue in enumerate(found.issues[:shown], 1):
@@ -43,13 +43,13 @@ def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
             {
                 "rank": rank,
                 "path": relative(issue.path, found.root),
-                "thumb": _thumb(issue.path, 96),
+                "thumb": thumbnail_uri(issue.path, 96),
                 "given": issue.given,
                 "suggested": issue.suggested,
                 "issue": issue.issue,
                 "p_given": issue.p_given,
                 "p_suggested": issue.p_suggested,
-                "neighbours": [{"thumb": _thumb(n.path), "labels": n.labels, "similarity": n.similarity} for n in issue.neighbours],
+                "neighbours": [{"thumb": thumbnail_uri(n.path), "labels": n.labels, "similarity": n.similarity} for n in issue.neighbours],
             }
         )
     return Markup(SECTION.render(rows=rows, n=len(found.issues), images=found.images, folds=found.summary.get("folds", "k")))
