@@ -103,24 +103,28 @@ class DataFacts:
 
     @classmethod
     def from_files(cls, train: Sequence[str], classes: int, val_images: int = 0, pretrained: bool = True, sample: int = 500) -> DataFacts:
-        """Facts from the training files' headers (up to ``sample`` of them; pixels not decoded).
+        """Facts from the training files' headers (up to ``sample`` of them; pixels not decoded;
+        unreadable files skipped: the store reports them).
 
-        Greyscale means every sampled file is stored as a grey mode (L, LA, 1, I;16).
+        Greyscale means every sampled file is stored as a grey mode (L, LA, 1, I, I;16).
         """
         from PIL import Image
 
-        picked = list(train)[:: max(1, len(train) // sample)]
-        sides, grey = [], True
-        for path in picked:
-            with Image.open(path) as image:
-                sides.append(min(image.size))
-                grey = grey and image.mode in ("L", "LA", "1", "I;16")
-        sides.sort()
+        from headstart.data.index import image_sizes
+
+        sizes = image_sizes(list(train), limit=sample)
+        modes = set()
+        for path in list(train)[:: max(1, len(train) // sample)][:sample]:
+            try:
+                with Image.open(path) as image:
+                    modes.add(image.mode)
+            except Exception:  # noqa: BLE001 - unreadable files are the store's to report
+                continue
         return cls(
             images=len(train),
-            classes=classes,
-            median_side=sides[len(sides) // 2],
-            greyscale=grey,
+            classes=max(2, classes),
+            median_side=max(1, int(sizes.median or NATIVE_SIZE)),
+            greyscale=bool(modes) and modes <= {"L", "LA", "1", "I", "I;16"},
             pretrained=pretrained,
             val_images=val_images,
         )

@@ -15,7 +15,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -48,8 +47,6 @@ PLANNED_TRAIN = (
     "feature_cache",
     "feature_views",
 )
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F", "P;L"}
-GREY_SAMPLE = 64  # files whose header mode decides "greyscale"
 OPTIMIZERS = {"sgd-nesterov": "sgd", "adamw": "adamw", "adam": "adam", "sgd": "sgd"}
 SCHEDULES = {"one-cycle": "onecycle", "cosine": "cosine", "constant": "constant"}
 
@@ -75,33 +72,8 @@ def pinned_options(model: ModelConfig, train: TrainConfig, image_size: int | Non
 
 def data_facts(spec: RunSpec, pretrained: bool = True) -> DataFacts:
     """Counts from the split; the median shorter side and greyscale from file headers."""
-    from headstart.data.index import image_sizes
-
     train = [s.path for s in spec.splits["train"]]
-    sizes = image_sizes(train)
-    return DataFacts(
-        images=len(train),
-        classes=max(2, len(spec.classes)),
-        median_side=max(1, int(sizes.median or 224)),
-        greyscale=_greyscale(train),
-        pretrained=pretrained,
-        val_images=len(spec.splits.get("val", [])),
-    )
-
-
-def _greyscale(paths: list[str]) -> bool:
-    """Every sampled file is stored as a grey image (header mode, no pixels decoded)."""
-    from PIL import Image
-
-    step = max(1, len(paths) // GREY_SAMPLE)
-    modes = set()
-    for path in paths[::step][:GREY_SAMPLE]:
-        try:
-            with Image.open(path) as im:
-                modes.add(im.mode)
-        except Exception:  # unreadable files are the store's to report
-            continue
-    return bool(modes) and modes <= GREY_MODES
+    return DataFacts.from_files(train, len(spec.classes), val_images=len(spec.splits.get("val", [])), pretrained=pretrained)
 
 
 def choose_recipe(
@@ -184,4 +156,4 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
             base_lr_ratio=tune.base_lr_ratio if tune else train.base_lr_ratio,
         )
     # "fixed" once planned: a resumed run or a rank > 0 reads these options and trains them as they are.
-    return Recipe(model, dataclasses.replace(train), plan.input_size, plan)
+    return Recipe(model, train, plan.input_size, plan)
