@@ -9,10 +9,10 @@ from __future__ import annotations
 import math
 from typing import Any, TypeGuard
 
+from headstart.config import TASKS
 from headstart.errors import ArtifactError
 from headstart.preprocess import Preprocess
 
-TASKS = ("multiclass", "binary", "multilabel")
 MAX_CLASSES = 100_000
 
 # ModelConfig fields as stored in headstart.json, and the JSON types each may have.

@@ -27,6 +27,11 @@ RECIPES: tuple[str, ...] = ("auto", "fixed")  # see pipeline/recipe.py
 LOGGERS: tuple[str, ...] = ("auto", "csv", "tensorboard", "mlflow")  # see engine/loggers.py
 
 
+def monitor_mode(monitor: str) -> Literal["min", "max"]:
+    """Whether a better ``monitor`` value is lower (losses) or higher (accuracy, F1)."""
+    return "min" if monitor.endswith("loss") else "max"
+
+
 def _choice(name: str, value: Any, options: tuple[str, ...]) -> None:
     if value not in options:
         close = difflib.get_close_matches(str(value), options, n=1)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.machine import cpu_count
 from headstart.preprocess import Preprocess
 from headstart.progress import track
 
@@ -46,13 +47,6 @@ def cache_root() -> Path:
         return Path(os.environ["HEADSTART_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "headstart"
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class Squares:

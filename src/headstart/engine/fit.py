@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from headstart.allocator import keep_freed_memory
-from headstart.config import TrainConfig
+from headstart.config import TrainConfig, monitor_mode
 from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
@@ -160,10 +160,6 @@ def make_strategy(config: TrainConfig) -> str | Strategy:
     return name
 
 
-def _mode(monitor: str) -> str:
-    return "min" if monitor.endswith("loss") else "max"
-
-
 def load_weights_from_checkpoint(network: Network, path: str | Path) -> None:
     """Copy the network tensors out of an internal Lightning checkpoint (tensors only).
 
@@ -227,7 +223,7 @@ def two_phase_fit(
     if rank == 0:
         ckpt_root.mkdir(parents=True, exist_ok=True)
     records: dict[int, PhaseRecord] = {}
-    mode = _mode(config.monitor)
+    mode = monitor_mode(config.monitor)
     start = time.perf_counter()
     on_gpu = accelerated(config.accelerator)
     if pretrained and config.finetune_epochs is None and not on_gpu:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import lightning as L
 import torch
 import torchmetrics
 from torch import nn
 
-from headstart.config import TrainConfig
+from headstart.config import TrainConfig, monitor_mode
 from headstart.engine.metrics import make_metrics
 from headstart.models import Network
 from headstart.models.network import to_channels_last
@@ -48,7 +47,7 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps:
     ``warmup_fraction`` of the steps, then anneals it ("cos" or "linear") towards zero.
     """
     if config.schedule == "plateau":
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=_mode(config.monitor), factor=0.3, patience=1)
+        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=monitor_mode(config.monitor), factor=0.3, patience=1)
         return {"scheduler": plateau, "monitor": config.monitor}
     if config.schedule == "cosine":
         cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, steps), eta_min=0.0)
@@ -190,7 +189,3 @@ class ClassifierModule(L.LightningModule):
         steps = int(self.trainer.estimated_stepping_batches) if cfg.schedule in ("cosine", "onecycle") else 0
         scheduler = make_scheduler(optimizer, cfg, steps)
         return {"optimizer": optimizer, "lr_scheduler": scheduler} if scheduler else optimizer
-
-
-def _mode(monitor: str) -> Literal["min", "max"]:
-    return "min" if monitor.endswith("loss") else "max"

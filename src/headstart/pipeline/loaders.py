@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomS
 from headstart.config import TrainConfig
 from headstart.data.datasets import SquaresDataset, encode_targets
 from headstart.data.prepare import Prepared
-from headstart.data.store import cpu_count
 from headstart.engine.balance import sample_weights
+from headstart.machine import cpu_count
 from headstart.models import Network
 from headstart.preprocess import Preprocess
 

@@ -9,7 +9,6 @@ batching, the decision rule and the output format are this one piece of code.
 from __future__ import annotations
 
 import itertools
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from headstart.evaluate import predict_labels
+from headstart.machine import cpu_count
 from headstart.preprocess import ImageSource, Preprocess
 from headstart.tta import iter_views
 
@@ -44,13 +44,6 @@ def describe(name: str, p: np.ndarray, classes: list[str], task: str, threshold:
         top=[(classes[i], float(p[i])) for i in order],
         labels=labels,
     )
-
-
-def _workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class BatchPredictor:
@@ -86,7 +79,7 @@ class BatchPredictor:
         one batch at a time."""
         items = iter(sources)
         start = 0
-        with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        with ThreadPoolExecutor(max_workers=cpu_count()) as pool:
 
             def submit() -> tuple[list[ImageSource], list]:
                 batch = list(itertools.islice(items, self.batch_size))
