@@ -1,108 +1,75 @@
-"""Kill anywhere (issue 13, first part): SIGKILL `headstart train` at spread-out moments,
-then resume, and check the run ends as an uninterrupted one does.
+"""Proven under faults (issue 13): kills, a full disk, a memory limit, racing processes and
+hostile clients, tried on one machine; prints a table of what was tried and what survived.
 
-For each of ``--kills`` moments spread over a reference run's wall time (indexing,
-decoding, features, each phase, checkpoint and artifact writes, the report), one fresh
-run folder: start ``headstart train DATA --out RUN``, SIGKILL it at that moment, then
-``headstart train --resume RUN`` (or the same command again when the kill came before
-config.json existed), and compare with the uninterrupted reference:
+    python bench/faults.py                      # every scenario at benchmark scale
+    python bench/faults.py kill disk            # some of them
+    python bench/faults.py --quick              # the reduced version the test suite runs
+    python bench/faults.py kill --data DIR --kills 20
+    python bench/faults.py server --minutes 10
 
-  * the same metrics (accuracy of every split) — weights are not compared: resuming
-    mid-epoch replays data order from the last checkpoint, which is not bit-identical;
-  * no orphan temporary files (``.*.tmp``) in the run folder or the cache;
-  * a finished artifact (headstart.json + model.safetensors) that loads.
-
-    python bench/faults.py [--data DIR] [--kills 20] [--recipe fixed options...]
-
-Prints one row per kill and a summary; exit status 1 when any kill broke something.
-Not yet covered (the rest of issue 13): full disk, memory limits, concurrent processes,
-hostile server load.
+Scenarios live in bench/faultkit/ (one module each; see its __init__ for the list). The
+disk and memory scenarios mount tmpfs and create cgroups: they need root, and say so in
+their rows when they cannot. Exit status 1 when anything broke.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-DEMO = Path(__file__).resolve().parents[1] / "src" / "headstart" / "demo_data" / "openclipart"
-# A short deterministic two-phase run: every phase boundary and write point inside ~1 min.
-OPTIONS = ["--recipe", "fixed", "--frozen-epochs", "4", "--finetune-epochs", "1", "--patience", "0", "--image-size", "96"]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from faultkit.common import DEMO, Context, Row  # noqa: E402
+
+SCENARIOS = ("kill", "disk", "memory", "crowd", "server")
 
 
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "headstart.cli", "train", *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def metrics(run: Path) -> dict[str, float]:
-    return {split: m["accuracy"] for split, m in json.loads((run / "metrics.json").read_text()).items()}
-
-
-def orphans(*folders: Path) -> list[str]:
-    return [str(p) for folder in folders if folder.exists() for p in folder.rglob("*.tmp")]
+def table(rows: list[Row]) -> str:
+    width = max((len(r.case) for r in rows), default=10)
+    lines = [f"{'scenario':8}  {'case':{width}}  ok  outcome"]
+    lines += [f"{r.scenario:8}  {r.case:{width}}  {'ok' if r.ok else '!!'}  {r.outcome}" for r in rows]
+    return "\n".join(lines)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEMO)
-    ap.add_argument("--kills", type=int, default=20)
+    ap.add_argument("scenarios", nargs="*", metavar="SCENARIO", help=f"Some of {', '.join(SCENARIOS)} (default: all).")
+    ap.add_argument("--quick", action="store_true", help="The reduced version (tiny data, seconds per scenario).")
+    ap.add_argument("--data", type=Path, default=DEMO, help="Image folder to train on (default: the bundled demo).")
+    ap.add_argument("--kills", type=int, default=20, help="kill: how many timed kills of train.")
+    ap.add_argument("--minutes", type=float, default=10.0, help="server: how long the hostile soak lasts.")
+    ap.add_argument("--json", type=Path, help="Also write the rows here.")
     args = ap.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="faults-"))
-    cache = work / "cache"
-    env = {**os.environ, "HEADSTART_CACHE_DIR": str(cache)}
+    unknown = sorted(set(args.scenarios) - set(SCENARIOS))
+    if unknown:
+        ap.error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
 
-    reference = work / "reference"
-    began = time.perf_counter()
-    done = start([str(args.data), "--out", str(reference), *OPTIONS], env)
-    _, err = done.communicate()
-    total = time.perf_counter() - began
-    if done.returncode:
-        print(err[-2000:])
-        return 1
-    expected = metrics(reference)
-    print(f"reference: {expected} in {total:.1f} s")
-
-    rows, broken = [], 0
-    for k in range(args.kills):
-        at = total * (k + 0.5) / args.kills
-        run = work / f"kill-{k:02d}"
-        if k % 2:  # half the kills with a cold cache: decoding and feature extraction are write points too
-            shutil.rmtree(cache, ignore_errors=True)
-        proc = start([str(args.data), "--out", str(run), *OPTIONS], env)
-        time.sleep(at)
-        killed = proc.poll() is None
-        if killed:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        resumed = ["--resume", str(run)] if (run / "config.json").exists() else [str(args.data), "--out", str(run), *OPTIONS]
-        if not killed and (run / "headstart.json").exists():
-            resumed = []
-        if resumed:
-            again = start(resumed, env)
-            _, err = again.communicate()
-            if again.returncode:
-                rows.append((k, at, "resume failed: " + err.strip().splitlines()[-1][:160]))
-                broken += 1
-                continue
-        got = metrics(run)
-        left = orphans(run, cache)
-        ok = got == expected and not left and (run / "model.safetensors").is_file()
-        broken += not ok
-        how = "resume" if resumed and resumed[0] == "--resume" else ("rerun" if resumed else "finished before the kill")
-        rows.append((k, at, f"{'ok' if ok else 'BROKEN'} ({how}); {got}" + (f"; orphans {left[:3]}" if left else "")))
-
-    for k, at, what in rows:
-        print(f"kill {k:2d} at {at:5.1f} s: {what}")
-    print(f"\n{args.kills - broken} of {args.kills} kills ended like the uninterrupted run")
-    shutil.rmtree(work, ignore_errors=True)
+    rows: list[Row] = []
+    for name in args.scenarios or SCENARIOS:
+        work = Path(tempfile.mkdtemp(prefix=f"faults-{name}-"))
+        ctx = Context(work=work, quick=args.quick, data=args.data, options={"kills": args.kills, "minutes": args.minutes})
+        began = time.perf_counter()
+        try:
+            got = importlib.import_module(f"faultkit.{name}").run(ctx)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(f"-- {name}: {sum(r.ok for r in got)} of {len(got)} fine in {time.perf_counter() - began:.0f} s", flush=True)
+        rows += got
+    print()
+    print(table(rows))
+    broken = [r for r in rows if not r.ok]
+    print(
+        f"\n{len(rows) - len(broken)} of {len(rows)} fine"
+        + (f"; broken: {', '.join(r.scenario + '/' + r.case for r in broken)}" if broken else "")
+    )
+    if args.json:
+        args.json.write_text(json.dumps([r.__dict__ for r in rows], indent=1))
     return 1 if broken else 0
 
 

@@ -1,0 +1,32 @@
+"""The reduced fault suite (bench/faults.py --quick): every scenario on tiny data, in seconds.
+
+Each scenario returns one row per thing it tried; a test fails with the table of rows
+when any of them broke. The full version (minutes, real data) is the benchmark.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+from faultkit.common import Context, Row  # noqa: E402
+
+
+def run_quick(name: str, tmp_path: Path) -> list[Row]:
+    import importlib
+
+    rows = importlib.import_module(f"faultkit.{name}").run(Context(work=tmp_path, quick=True, say=lambda _: None))
+    assert rows, f"{name} tried nothing"
+    broken = [f"{r.case}: {r.outcome}" for r in rows if not r.ok]
+    assert not broken, "\n".join(broken)
+    return rows
+
+
+@pytest.mark.slow
+def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
+    rows = run_quick("kill", tmp_path)
+    assert any("resume" in r.outcome for r in rows), "no kill landed after config.json: the resume path went untested"
