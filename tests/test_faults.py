@@ -30,3 +30,9 @@ def run_quick(name: str, tmp_path: Path) -> list[Row]:
 def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
     rows = run_quick("kill", tmp_path)
     assert any("resume" in r.outcome for r in rows), "no kill landed after config.json: the resume path went untested"
+
+
+@pytest.mark.slow
+def test_a_memory_limit_ends_in_one_line_not_a_kernel_kill(tmp_path):
+    rows = run_quick("memory", tmp_path)
+    assert any("out of memory" in r.outcome for r in rows), "no limit was low enough to be reached"

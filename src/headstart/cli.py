@@ -417,11 +417,39 @@ def _calm_openmp_on_a_busy_machine() -> None:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
+# What lowers memory, by command: named in the one line when a run runs out of it.
+MEMORY_HINTS = {
+    "train": "lower --batch-size (activations grow with it) or --image-size, or give fewer --workers, and train again into a new --out",
+    "lr-find": "lower --batch-size or --image-size",
+    "demo": "train on the demo data with a lower --batch-size: headstart train DEMO_DATA --batch-size 16",
+}
+
+
+def _command(argv: list[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+# The commands that load torch (or a model), for which a too-small ulimit -v is refused up front.
+HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
+
+
 def main() -> None:
     """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
     _calm_openmp_on_a_busy_machine()
+    from headstart.memory_guard import address_space_too_small, is_out_of_memory, memory_guard, out_of_memory
+
+    command = _command(sys.argv[1:])
+    hint = MEMORY_HINTS.get(command or "", "free memory or raise the limit")
+    cramped = address_space_too_small() if command in HEAVY and "--help" not in sys.argv else None
+    if cramped:
+        err.print(f"[red]error:[/] {escape(cramped)}", highlight=False, soft_wrap=True)
+        sys.exit(2)
     try:
-        app(standalone_mode=False)
+        if command == "serve":  # a server answers 503 under load; it must not stop itself
+            app(standalone_mode=False)
+        else:
+            with memory_guard(hint):
+                app(standalone_mode=False)
     except HeadstartError as exc:
         err.print(f"[red]error:[/]{_rank_prefix()} {escape(str(exc))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
@@ -437,6 +465,13 @@ def main() -> None:
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         err.print(f"[red]error:[/] {escape(message())}{escape(where)}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
+    except (MemoryError, RuntimeError) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        from headstart.machine import memory_limit
+
+        err.print(f"[red]error:[/]{_rank_prefix()} {escape(out_of_memory(None, memory_limit(), hint))}", highlight=False, soft_wrap=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

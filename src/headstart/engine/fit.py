@@ -42,6 +42,7 @@ from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
 from headstart.engine.progress import EpochProgress
 from headstart.errors import ArtifactError, ConfigError
+from headstart.memory_guard import is_out_of_memory
 from headstart.models import Network
 
 if TYPE_CHECKING:
@@ -99,6 +100,8 @@ class ResumeHint(L.Callback):
         self.run_dir, self.console = run_dir, console
 
     def on_exception(self, trainer: L.Trainer, module: L.LightningModule, exc: BaseException) -> None:
+        if is_out_of_memory(exc):  # resuming would run out again: the error says what to lower
+            return
         if trainer.world_size > 1:  # the other ranks are stopped by the launcher; name the culprit
             cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             # a fresh console: ranks > 0 run with a quiet one, but this line must be seen
