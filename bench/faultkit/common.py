@@ -81,9 +81,15 @@ def metrics(run_dir: Path) -> dict[str, float]:
     return {split: m["accuracy"] for split, m in json.loads((run_dir / "metrics.json").read_text()).items()}
 
 
-def orphans(*folders: Path) -> list[str]:
-    """Temporary files left behind (atomic writes name them .<name>.<pid>.tmp)."""
-    return [str(p) for folder in folders if folder.exists() for p in folder.rglob("*.tmp")]
+def orphans(*paths: Path) -> list[str]:
+    """Temporary files left behind in folders (or beside files): atomic writes name them
+    .<name>.<pid>.tmp; anything else with '.tmp' in its name counts too."""
+    found = []
+    for path in paths:
+        folder, pattern = (path, "*") if path.is_dir() else (path.parent, f".{path.name}*")
+        if folder.exists():
+            found += [str(p) for p in folder.rglob(pattern) if ".tmp" in p.name]
+    return found
 
 
 def tiny_data(root: Path, classes: Sequence[str] = ("red", "green", "blue"), per_class: int = 12, size: int = 32) -> Path:

@@ -1,5 +1,5 @@
-"""Kill anywhere: SIGKILL a command at spread-out moments, then resume it (or run it again)
-and check it ends as an uninterrupted run does.
+"""Kill anywhere: SIGKILL train, export and predict --out at spread-out moments, then resume
+them (or run them again) and check each ends as an uninterrupted run does.
 
 train: for each of N moments spread over a reference run's wall time (indexing, decoding,
 features, each phase, checkpoint and artifact writes, the report), a fresh run folder is
@@ -13,11 +13,15 @@ so decoding and feature extraction are hit.
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import shutil
 import signal
+import subprocess
 import time
+from pathlib import Path
 
-from faultkit.common import Context, Row, headstart, metrics, orphans, start, train_data, train_options
+from faultkit.common import Context, Row, headstart, last_line, metrics, orphans, start, train_data, train_options
 
 
 def train_kills(ctx: Context) -> list[Row]:
@@ -32,7 +36,7 @@ def train_kills(ctx: Context) -> list[Row]:
         return [Row("kill", "train reference", "reference run failed: " + done.stderr[-300:], False)]
     expected = metrics(reference)
     ctx.say(f"kill: reference train {expected} in {total:.1f} s")
-    kills = 4 if ctx.quick else int(ctx.options.get("kills", 20))
+    kills = 3 if ctx.quick else int(ctx.options.get("kills", 20))
     rows = []
     for k in range(kills):
         at = total * (k + 0.5) / kills
@@ -42,25 +46,124 @@ def train_kills(ctx: Context) -> list[Row]:
         proc = start(["train", str(data), "--out", str(folder), *options], env)
         time.sleep(at)
         killed = proc.poll() is None
+        how_killed = signal.SIGTERM if k % 4 == 2 else signal.SIGKILL  # a polite kill must clean up after itself
         if killed:
-            proc.send_signal(signal.SIGKILL)
+            proc.send_signal(how_killed)
         proc.communicate()
+        litter = orphans(folder, cache) if killed and how_killed == signal.SIGTERM else []
         if not killed and (folder / "headstart.json").exists():
             how, again = "finished before the kill", None
         elif (folder / "config.json").exists():
             how, again = "resume", headstart(["train", "--resume", str(folder)], env)
         else:
             how, again = "rerun", headstart(["train", str(data), "--out", str(folder), *options], env)
-        case = f"train killed at {at:4.1f} s"
+        case = f"train {'terminated' if how_killed == signal.SIGTERM else 'killed'} at {at:4.1f} s"
         if again is not None and again.returncode:
             rows.append(Row("kill", case, f"{how} failed: {again.stderr.strip().splitlines()[-1][:160]}", False))
             continue
         got = metrics(folder)
-        left = orphans(folder, cache)
+        left = orphans(folder, cache) + litter
         ok = got == expected and not left and (folder / "model.safetensors").is_file()
         rows.append(Row("kill", case, f"{how}; {got}" + (f"; orphans {left[:3]}" if left else ""), ok))
     return rows
 
 
+def kill_at(args: list[str], env: dict[str, str], at: float) -> bool:
+    """Start ``headstart ARGS``, SIGKILL it ``at`` seconds in; True when it was still running."""
+    proc = start(args, env, stdout=subprocess.DEVNULL)
+    try:
+        proc.wait(at)
+        return False
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        return True
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12] if path.is_file() else "missing"
+
+
+def export_kills(ctx: Context, run_dir: Path, kills: int) -> list[Row]:
+    """SIGKILL ``export`` anywhere: the target is absent or whole, and the same command again
+    writes the same bytes as an uninterrupted export (ONNX export is deterministic)."""
+    env = ctx.env()
+    reference = ctx.work / "reference.onnx"
+    began = time.perf_counter()
+    done = headstart(["export", str(run_dir), "--out", str(reference)], env)
+    total = time.perf_counter() - began
+    if done.returncode:
+        return [Row("kill", "export reference", "reference export failed: " + last_line(done.stderr), False)]
+    expected = digest(reference)
+    rows = []
+    for k in range(kills):
+        at = total * (k + 0.5) / kills
+        target = ctx.work / f"export-kill-{k:02d}" / "model.onnx"
+        target.parent.mkdir()
+        killed = kill_at(["export", str(run_dir), "--out", str(target)], env, at)
+        after_kill = digest(target)
+        torn = after_kill not in ("missing", expected)  # a file at the target must be the whole export
+        again = headstart(["export", str(run_dir), "--out", str(target)], env)
+        left = orphans(target.parent)
+        ok = not torn and again.returncode == 0 and digest(target) == expected and not left
+        how = "killed" if killed else "finished before the kill"
+        rows.append(
+            Row(
+                "kill",
+                f"export killed at {at:4.1f} s",
+                f"{how}; target after the kill: {'torn' if torn else after_kill}; again: exit {again.returncode}, "
+                f"{'same bytes' if digest(target) == expected else 'DIFFERENT bytes'}" + (f"; orphans {left[:2]}" if left else ""),
+                ok,
+            )
+        )
+    return rows
+
+
+def rows_of(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.reader(handle))
+
+
+def predict_kills(ctx: Context, run_dir: Path, inputs: list[str], kills: int) -> list[Row]:
+    """SIGKILL ``predict --out`` anywhere, then ``--resume``: the file ends with exactly the
+    rows of an uninterrupted run, none repeated or missing, byte for byte."""
+    env = ctx.env()
+    reference = ctx.work / "reference.csv"
+    began = time.perf_counter()
+    done = headstart(["predict", str(run_dir), *inputs, "--out", str(reference)], env)
+    total = time.perf_counter() - began
+    if done.returncode:
+        return [Row("kill", "predict reference", "reference predict failed: " + last_line(done.stderr), False)]
+    expected = rows_of(reference)
+    rows = []
+    for k in range(kills):
+        at = total * (k + 0.5) / kills
+        out = ctx.work / f"predict-kill-{k:02d}.csv"
+        killed = kill_at(["predict", str(run_dir), *inputs, "--out", str(out)], env, at)
+        held = len(rows_of(out)) - 1 if out.exists() else -1
+        again = headstart(["predict", str(run_dir), *inputs, "--out", str(out), "--resume"], env)
+        got = rows_of(out) if out.exists() else []
+        sources = [r[0] for r in got[1:]]
+        repeated = len(sources) - len(set(sources)) - (len(expected) - 1 - len({r[0] for r in expected[1:]}))
+        ok = again.returncode == 0 and got == expected and not orphans(out)
+        how = f"killed with {held} rows written" if killed else "finished before the kill"
+        outcome = f"{how}; --resume: exit {again.returncode}, {len(got) - 1} of {len(expected) - 1} rows"
+        if again.returncode:
+            outcome += f" ({last_line(again.stderr)})"
+        elif got != expected:
+            outcome += f", {repeated} repeated, {'equal' if got == expected else 'DIFFERENT'}"
+        rows.append(Row("kill", f"predict --out killed at {at:4.1f} s", outcome, ok))
+    return rows
+
+
 def run(ctx: Context) -> list[Row]:
-    return train_kills(ctx)
+    rows = train_kills(ctx)
+    run_dir = ctx.work / "reference"
+    if not (run_dir / "headstart.json").is_file():
+        return rows
+    kills = 2 if ctx.quick else max(4, int(ctx.options.get("kills", 20)) // 4)
+    rows += export_kills(ctx, run_dir, kills)
+    # Enough inputs that predict runs for a while: the training folder, several times over.
+    inputs = [str(train_data(ctx))] * (2 if ctx.quick else 6)
+    rows += predict_kills(ctx, run_dir, inputs, kills)
+    return rows

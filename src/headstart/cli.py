@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from enum import Enum
 from importlib import resources
@@ -433,9 +434,16 @@ def _command(argv: list[str]) -> str | None:
 HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
 
 
+def _terminated(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
     _calm_openmp_on_a_busy_machine()
+    # SIGTERM (kill, docker stop, a batch scheduler) unwinds like Ctrl+C: temporary files are
+    # removed and open writers closed, instead of the process vanishing mid-write.
+    signal.signal(signal.SIGTERM, _terminated)
     from headstart.memory_guard import address_space_too_small, is_out_of_memory, memory_guard, out_of_memory
 
     command = _command(sys.argv[1:])

@@ -34,7 +34,7 @@ def export(artifact: Artifact, run_dir: Path, fmt: str = "onnx", out: str | os.P
         raise ConfigError(f"Unknown export format {fmt!r}; choose one of {list(FORMATS)}.")
     path = Path(out) if out is not None else default_path(run_dir, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # per process: two exports never share one
     remove(path)  # a stale export must not survive a failed one
     writer = EXPORTERS[fmt][0]
     try:
