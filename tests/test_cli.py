@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import lightning as L
 import pytest
@@ -223,3 +225,31 @@ def test_openmp_waits_passively_only_on_a_busy_machine(monkeypatch, load, given,
         monkeypatch.setenv("OMP_WAIT_POLICY", given)
     cli._calm_openmp_on_a_busy_machine()
     assert os.environ.get("OMP_WAIT_POLICY") == expected
+
+
+def test_sigterm_unwinds_and_leaves_no_temporary_file(tmp_path):
+    """kill / docker stop / a scheduler send SIGTERM: the write in progress is abandoned
+    cleanly (its temporary file removed), not cut off mid-file, and the exit is 143."""
+    target = tmp_path / "artifact.bin"
+    script = f"""
+import sys, time
+from headstart import cli
+from headstart.files import atomic_target
+
+def slow_write(**_):
+    with atomic_target({str(target)!r}) as tmp:
+        tmp.write_bytes(b"half")
+        time.sleep(60)
+
+cli.app = slow_write
+sys.argv = ["headstart", "cache", "info"]
+cli.main()
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+        time.sleep(0.05)
+    proc.terminate()
+    assert proc.wait(30) == 128 + signal.SIGTERM
+    assert not list(tmp_path.iterdir()), "a temporary or half-written file was left behind"
