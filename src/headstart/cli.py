@@ -422,7 +422,9 @@ def _calm_openmp_on_a_busy_machine() -> None:
 MEMORY_HINTS = {
     "train": "lower --batch-size (activations grow with it) or --image-size, or give fewer --workers, and train again into a new --out",
     "lr-find": "lower --batch-size or --image-size",
-    "demo": "train on the demo data with a lower --batch-size: headstart train DEMO_DATA --batch-size 16",
+    "demo": "train on the demo data with a lower --batch-size: headstart train "
+    + str(resources.files("headstart") / "demo_data" / "openclipart")
+    + " --batch-size 16",
 }
 
 
