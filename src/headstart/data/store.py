@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.errors import CacheError
 from headstart.machine import cpu_count
 from headstart.preprocess import Preprocess
 from headstart.progress import track
@@ -47,6 +49,39 @@ def cache_root() -> Path:
         return Path(os.environ["HEADSTART_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "headstart"
+
+
+def clear_folder(folder: Path, attempts: int = 5) -> int:
+    """Delete a cache folder (``cache_root() / "images"``...) and return the bytes it held.
+
+    Other runs may be writing entries into it, or clearing it, at the same time: a file that
+    vanishes meanwhile is fine (counted as gone), and when a run adds an entry while the
+    folder is being removed, removal starts again, up to ``attempts`` times. A run still
+    writing keeps what it holds open (on POSIX an unlinked file lives on for its readers)
+    and fails only its cache write, which it survives; nothing is truncated in place.
+
+    Example:
+        >>> clear_folder(cache_root() / "images")   # doctest: +SKIP
+        1250000
+    """
+    size, problems = 0, []
+
+    def keep(_function, _path, exc_info) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):  # already gone: what we wanted
+            problems.append(exc_info[1])
+
+    for _ in range(attempts):
+        for path in folder.rglob("*") if folder.exists() else ():
+            try:
+                size += path.stat().st_size if path.is_file() else 0
+            except FileNotFoundError:
+                pass  # renamed or removed meanwhile by another run
+        problems.clear()
+        shutil.rmtree(folder, onerror=keep)
+        if not folder.exists():
+            return size
+    reason = next((str(p) for p in problems if not (isinstance(p, OSError) and p.errno == errno.ENOTEMPTY)), "files keep appearing in it")
+    raise CacheError(f"cannot remove {folder}: {reason}. Stop the runs using the cache (or fix its permissions) and clear it again.")
 
 
 class Squares:
