@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,11 @@ from rich.table import Table
 
 from headstart.errors import ConfigError, describe
 from headstart.files import atomic_write, safe_name
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one run per folder is then the user's care
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -42,6 +48,54 @@ def default_run_dir(data: str | os.PathLike) -> Path:
         candidate = Path("runs") / f"{name}-{n}"
         n += 1
     return candidate
+
+
+def new_run_dir(data: str | os.PathLike) -> Path:
+    """``default_run_dir``, created here, atomically: of trains started together on the same
+    data without --out, each gets a folder of its own (runs/pets, runs/pets-2, ...)."""
+    for _ in range(10_000):
+        candidate = default_run_dir(data)
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            continue  # another train took it between the look and the mkdir
+    raise ConfigError(f"cannot find a free run folder beside {candidate}; give --out RUN.")
+
+
+@contextmanager
+def claimed(run_dir: Path, made: bool = False) -> Iterator[None]:
+    """Hold ``run_dir`` for this process (an advisory lock on the folder, released when the
+    process ends, however it ends): two trains, or a train and a --resume, writing one run
+    folder at once would mix their checkpoints and results. A folder created for the run
+    (``made``, or here) and still empty when the run fails early is removed again.
+
+    Example:
+        >>> with claimed(Path("runs/pets")):   # doctest: +SKIP
+        ...     train_into("runs/pets")
+    """
+    made = made or not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"{run_dir} is being written by another headstart train still running; choose another --out, "
+                    f"or wait for it to end (then --resume {run_dir} if it was stopped)."
+                ) from None
+        yield
+    except BaseException:
+        if made:
+            try:
+                run_dir.rmdir()  # only when empty: a run that wrote anything keeps it for --resume
+            except OSError:
+                pass
+        raise
+    finally:
+        os.close(fd)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
