@@ -30,3 +30,9 @@ def run_quick(name: str, tmp_path: Path) -> list[Row]:
 def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
     rows = run_quick("kill", tmp_path)
     assert any("resume" in r.outcome for r in rows), "no kill landed after config.json: the resume path went untested"
+
+
+@pytest.mark.slow
+def test_many_processes_at_once_end_as_each_would_alone(tmp_path):
+    rows = run_quick("crowd", tmp_path)
+    assert any("refused" in r.outcome for r in rows), "the second writer of one predictions file was never refused"
