@@ -331,9 +331,12 @@ def test_a_run_folder_has_one_writer_and_trains_without_out_get_one_each(tmp_pat
             tiny().fit(data, out=run)
     assert not any(run.iterdir())  # refused before writing anything
     monkeypatch.chdir(tmp_path)
-    training = Training(ModelConfig(), TrainConfig(), None, False, Console(quiet=True), False)
-    first, second = (training._run_dir_for(data, None, 0) for _ in range(2))  # both looked before either wrote
-    assert (first, second) == (Path("runs/data"), Path("runs/data-2")) and first.is_dir() and second.is_dir()
+    default = Training(ModelConfig(), TrainConfig(), None, False, Console(quiet=True), False)._run_dir_for(data, None, 0)
+    with outputs.claimed(default, default_for=data) as first, outputs.claimed(default, default_for=data) as second:
+        assert (first, second) == (Path("runs/data"), Path("runs/data-2"))  # both had looked at runs/data
+    with pytest.raises(DataError), outputs.claimed(default, default_for=tmp_path / "nothing"):
+        raise DataError("a run failing before it wrote anything")
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["data", "data-2"]  # no empty runs/nothing left
 
 
 def test_task_override_errors_come_before_training(tmp_path, make_images, tiny):

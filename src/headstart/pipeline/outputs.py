@@ -50,32 +50,42 @@ def default_run_dir(data: str | os.PathLike) -> Path:
     return candidate
 
 
-def new_run_dir(data: str | os.PathLike) -> Path:
-    """``default_run_dir``, created here, atomically: of trains started together on the same
-    data without --out, each gets a folder of its own (runs/pets, runs/pets-2, ...)."""
+def _missing(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _new_default(data: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """``default_run_dir``, created here atomically, and the folders made for it: of trains
+    started together on the same data without --out, each gets its own (runs/pets, runs/pets-2)."""
     for _ in range(10_000):
         candidate = default_run_dir(data)
+        made = _missing(candidate)
         try:
             candidate.mkdir(parents=True)
-            return candidate
+            return candidate, made
         except FileExistsError:
             continue  # another train took it between the look and the mkdir
-    raise ConfigError(f"cannot find a free run folder beside {candidate}; give --out RUN.")
+    raise ConfigError(f"cannot find a free run folder like {default_run_dir(data)}; give --out RUN.")
 
 
 @contextmanager
-def claimed(run_dir: Path, made: bool = False) -> Iterator[None]:
-    """Hold ``run_dir`` for this process (an advisory lock on the folder, released when the
-    process ends, however it ends): two trains, or a train and a --resume, writing one run
-    folder at once would mix their checkpoints and results. A folder created for the run
-    (``made``, or here) and still empty when the run fails early is removed again.
+def claimed(run_dir: Path, *, default_for: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Hold ``run_dir`` for this process, or with ``default_for`` (the data of a run without
+    --out) a fresh default folder, and yield it. The hold is an advisory lock on the folder,
+    released when the process ends however it ends: two trains, or a train and a --resume,
+    writing one run folder at once would mix their checkpoints and results. Folders made
+    here are removed again when the run fails while they are still empty.
 
     Example:
-        >>> with claimed(Path("runs/pets")):   # doctest: +SKIP
-        ...     train_into("runs/pets")
+        >>> with claimed(Path("runs/pets")) as run_dir:   # doctest: +SKIP
+        ...     train_into(run_dir)
     """
-    made = made or not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if default_for is not None:
+        run_dir, made = _new_default(default_for)
+    else:
+        made = _missing(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir, os.O_RDONLY)
     try:
         if fcntl is not None:
@@ -86,13 +96,13 @@ def claimed(run_dir: Path, made: bool = False) -> Iterator[None]:
                     f"{run_dir} is being written by another headstart train still running; choose another --out, "
                     f"or wait for it to end (then --resume {run_dir} if it was stopped)."
                 ) from None
-        yield
+        yield run_dir
     except BaseException:
-        if made:
+        for folder in made:
             try:
-                run_dir.rmdir()  # only when empty: a run that wrote anything keeps it for --resume
+                folder.rmdir()  # only when empty: a run that wrote anything keeps it for --resume
             except OSError:
-                pass
+                break
         raise
     finally:
         os.close(fd)

@@ -118,7 +118,7 @@ class Training:
         run_dir = self._run_dir_for(data, out, rank)
         if rank > 0:  # rank 0 indexes and splits; this process trains on rank 0's split
             return self._follow(run_dir, rank, callbacks)
-        with outputs.claimed(run_dir, made=out is None):
+        with outputs.claimed(run_dir, default_for=data if out is None else None) as run_dir:
             if (run_dir / outputs.CONFIG).exists():
                 raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
             return self._start(run_dir, data, exclude, callbacks)
@@ -174,7 +174,7 @@ class Training:
         self.plan = saved.get("plan")
         if global_rank() > 0:
             return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
-        with outputs.claimed(run_dir):
+        with outputs.claimed(run_dir) as run_dir:
             return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
 
     @classmethod
@@ -392,7 +392,7 @@ class Training:
             return Path(os.environ[RUN_DIR_ENV])
         if self.train.planned_processes() > 1 and (rank > 0 or "WORLD_SIZE" in os.environ):
             raise ConfigError("Runs started by torchrun or SLURM need --out RUN_DIR (the same for every process).")
-        return outputs.new_run_dir(data)
+        return outputs.default_run_dir(data)  # a name; claimed() takes the first free one
 
 
 def _data_root(data: str | None) -> str:
