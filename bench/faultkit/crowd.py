@@ -184,8 +184,8 @@ def same_bytes(cache: Path, private: list[Path]) -> list[str]:
     ]
 
 
-def trains(ctx: Context) -> tuple[list[Row], dict[tuple, Result], float]:
-    """The crowd of trains; also returns the solo results and one solo run's seconds."""
+def trains(ctx: Context) -> tuple[list[Row], dict[tuple, Result]]:
+    """The crowd of trains; also returns the solo results."""
     todo = plans(ctx)
     cache = ctx.work / "shared-cache"
     distinct = list({plan.key: plan for plan in reversed(todo)}.values())[::-1]
@@ -197,11 +197,11 @@ def trains(ctx: Context) -> tuple[list[Row], dict[tuple, Result], float]:
     else:
         alone = []
         for one in private:
-            got, seconds = train_all(ctx, [one], ctx.work / "alone")
+            got, _ = train_all(ctx, [one], ctx.work / "alone")
             alone += got
     failed = [f"{plan.name} failed alone: {last_line(proc.stderr)}" for (plan, _, _), proc in zip(private, alone) if proc.returncode]
     if failed:
-        return [Row("crowd", "references", "; ".join(failed), False)], {}, seconds
+        return [Row("crowd", "references", "; ".join(failed), False)], {}
     expected = {plan.key: result(out) for plan, _, out in private}
     ctx.say(f"crowd: alone {expected}")
     rows = []
@@ -227,7 +227,7 @@ def trains(ctx: Context) -> tuple[list[Row], dict[tuple, Result], float]:
     rows.append(Row("crowd", "the shared cache afterwards", outcome, not wrong))
     if not ctx.quick:
         rows.append(one_out(ctx, distinct[:1] + [p for p in distinct if p.seed == 1][:1], cache, expected))
-    return rows, expected, seconds
+    return rows, expected
 
 
 def one_out(ctx: Context, two: list[Plan], cache: Path, expected: dict[tuple, Result]) -> Row:
@@ -373,17 +373,20 @@ def clear_during(
     return job.wait(), cleared, late, isinstance(at, str) and not paused
 
 
-def clears(ctx: Context, want: Result, total: float) -> list[Row]:
-    """``total``: seconds of a solo run, over which the moments of the clears are spread."""
+def clears(ctx: Context, want: Result) -> list[Row]:
+    """The clears at each moment; the timed ones spread over the wall time of a train under
+    clears (the one cleared over and over), so they fall inside it whatever the load."""
     cache = ctx.work / "clear-cache"
     count = int(ctx.options.get("clears", 4))
-    moments: list[float | str | None] = ["decoding"]
-    if not ctx.quick:
-        moments += [None, "features", "training"] + [total * (k + 0.5) / count for k in range(count)]
-    rows = []
+    moments: list[float | str | None] = ["decoding"] if ctx.quick else [None, "decoding", "features", "training"]
+    rows, took = [], 0.0
     for k, at in enumerate(moments):
+        if at == "training":  # the last event: the timed moments follow
+            moments += [took * (i + 0.5) / count for i in range(count)]
         folder = ctx.work / "clears" / f"train-{k:02d}"
+        began = time.perf_counter()
         proc, cleared, late, missed = clear_during(ctx, folder, cache, at)
+        took = time.perf_counter() - began if at is None else took
         wrong = [f"cache clear exit {c.returncode}: {last_line(c.stderr)}" for c in cleared if c.returncode or "Traceback" in c.stderr]
         how = "finished" + (" (before the clears ended)" if late else "") + (" (the moment never came)" if missed else "")
         if proc.returncode:
@@ -415,9 +418,9 @@ def clears(ctx: Context, want: Result, total: float) -> list[Row]:
 
 
 def run(ctx: Context) -> list[Row]:
-    rows, expected, seconds = trains(ctx)
+    rows, expected = trains(ctx)
     if not expected:
         return rows
     first = plans(ctx)[0]
     rows += predicts(ctx, ctx.work / "alone" / first.name)
-    return rows + clears(ctx, expected[first.key], seconds)
+    return rows + clears(ctx, expected[first.key])
