@@ -91,6 +91,36 @@ def test_resume_refuses_other_inputs(tmp_path, make_images, predictor):
         predict_to_file(predictor, [data / "red"], out, top_k=3, resume=True)
 
 
+class Meddled(Predictor):
+    """Mid-way through its job, another writer tries the same file (found by bench/faults.py crowd:
+    two predict --out into one file interleaved their rows)."""
+
+    def __init__(self, base: Predictor, other) -> None:
+        self.__dict__.update(base.__dict__)
+        self.other, self.refusals = other, []
+
+    def iter_predict(self, sources, top_k=5):
+        for n, p in enumerate(super().iter_predict(sources, top_k)):
+            if n == 4:
+                with pytest.raises(DataError, match="being written by another process") as refused:
+                    self.other()
+                self.refusals.append(refused.value)
+            yield p
+
+
+def test_a_second_writer_of_the_same_file_is_refused(tmp_path, make_images, predictor):
+    data = make_images(tmp_path / "d", per_class=3)
+    out, whole = tmp_path / "p.csv", tmp_path / "whole.csv"
+    predict_to_file(predictor, [data], whole, top_k=2)
+    first = Meddled(predictor, lambda: predict_to_file(predictor, [data / "red"], out, top_k=2))
+    assert predict_to_file(first, [data], out, top_k=2, chunk=3) == (9, 0)
+    assert first.refusals and rows(out) == rows(whole)  # refused before it touched a byte
+    resumed = Meddled(predictor, lambda: predict_to_file(predictor, [data], out, top_k=2, resume=True))
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:3]))  # 2 rows, as if killed
+    assert predict_to_file(resumed, [data], out, top_k=2, resume=True) == (7, 2)
+    assert resumed.refusals and rows(out) == rows(whole)
+
+
 def test_shards_split_the_inputs(tmp_path, make_images, predictor):
     data = make_images(tmp_path / "d", per_class=4)
     parts = []

@@ -36,3 +36,8 @@ def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
 def test_a_memory_limit_ends_in_one_line_not_a_kernel_kill(tmp_path):
     rows = run_quick("memory", tmp_path)
     assert any("out of memory" in r.outcome for r in rows), "no limit was low enough to be reached"
+
+
+def test_many_processes_at_once_end_as_each_would_alone(tmp_path):
+    rows = run_quick("crowd", tmp_path)
+    assert any("refused" in r.outcome for r in rows), "the second writer of one predictions file was never refused"

@@ -95,6 +95,21 @@ def test_truncated_entry_is_announced_in_one_line_and_rebuilt(squares, calls, ca
     assert calls == [5, 5] and capsys.readouterr().err == ""
 
 
+def test_a_cache_clear_while_writing_is_told_as_such(squares, calls, monkeypatch, capsys):
+    """Found by bench/faults.py crowd (a train paused as its features were written while
+    `cache clear` ran): the notice said the cache could not be written, as for a broken folder."""
+    import os
+    import shutil
+
+    folder, replace = cache_root() / "features", os.replace
+    monkeypatch.setattr(os, "replace", lambda src, dst: (shutil.rmtree(folder), replace(src, dst)))
+    got = cached_features(base(), squares, np.arange(5), PRE)
+    err = capsys.readouterr().err
+    assert "cleared meanwhile" in err and "cannot write" not in err and len(err.strip().splitlines()) == 1
+    torch.testing.assert_close(got, cached_features(base(), squares, np.arange(5), PRE, cache=False), rtol=0, atol=0)
+    assert not folder.exists()  # the clear won
+
+
 def test_cache_off_writes_nothing(squares, calls):
     cached_features(base(), squares, np.arange(4), PRE, cache=False)
     cached_features(base(), squares, np.arange(4), PRE, cache=False)

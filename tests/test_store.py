@@ -232,6 +232,28 @@ def test_two_processes_filling_the_same_entry_at_once_both_get_correct_pixels(fi
     assert decode_all(files, PRE, show=False).cached is True
 
 
+@pytest.mark.parametrize("moment", ["rows written", "entry published"])
+def test_a_cache_clear_while_writing_costs_no_second_decode(files, monkeypatch, capsys, moment):
+    """Found by bench/faults.py crowd (a train paused mid-decode while `cache clear` ran): the
+    run decoded everything a second time, uncached, and told the user to move the cache."""
+    import shutil
+
+    from headstart.data import store
+
+    folder, decodes = cache_root() / "images", []
+    decode, write, replace = store._decode, store._decode_to_file, os.replace
+    monkeypatch.setattr(store, "_decode", lambda *a: decodes.append(1) or decode(*a))
+    if moment == "rows written":
+        monkeypatch.setattr(store, "_decode_to_file", lambda *a: (write(*a), shutil.rmtree(folder))[0])
+    else:
+        monkeypatch.setattr(os, "replace", lambda src, dst: (replace(src, dst), str(dst).endswith(".json") and shutil.rmtree(folder))[0])
+    out = decode_all(files, PRE, show=False)
+    np.testing.assert_array_equal(out.array, fresh(files))
+    assert len(decodes) == 1
+    assert "cannot write" not in capsys.readouterr().err
+    assert not folder.exists()  # the clear won: nothing written back behind it
+
+
 # -- moved from the former tests/test_decode.py -------------------------------------------------
 def test_cache_hit_invalidation_and_corruption_end_to_end(tmp_path, make_images):
     pre = Preprocess(input_size=16, resize_size=20, mean=(0.5,) * 3, std=(0.5,) * 3)

@@ -316,6 +316,29 @@ def test_refuses_to_overwrite_a_run(tmp_path, make_images, tiny):
     assert (tmp_path / "run" / "model.safetensors").read_bytes() == before
 
 
+def test_a_run_folder_has_one_writer_and_trains_without_out_get_one_each(tmp_path, make_images, tiny, monkeypatch):
+    """Found by bench/faults.py crowd: trains started together without --out all chose
+    runs/<data> (looked free to each) and wrote into it together; two given one --out did too."""
+    from rich.console import Console
+
+    from headstart.pipeline import outputs
+    from headstart.pipeline.train import Training
+
+    data = make_images(tmp_path / "data", per_class=3)
+    run = tmp_path / "run"
+    with outputs.claimed(run):  # another train is writing this folder
+        with pytest.raises(ConfigError, match="being written by another headstart train"):
+            tiny().fit(data, out=run)
+    assert not any(run.iterdir())  # refused before writing anything
+    monkeypatch.chdir(tmp_path)
+    default = Training(ModelConfig(), TrainConfig(), None, False, Console(quiet=True), False)._run_dir_for(data, None, 0)
+    with outputs.claimed(default, default_for=data) as first, outputs.claimed(default, default_for=data) as second:
+        assert (first, second) == (Path("runs/data"), Path("runs/data-2"))  # both had looked at runs/data
+    with pytest.raises(DataError), outputs.claimed(default, default_for=tmp_path / "nothing"):
+        raise DataError("a run failing before it wrote anything")
+    assert sorted(p.name for p in Path("runs").iterdir()) == ["data", "data-2"]  # no empty runs/nothing left
+
+
 def test_task_override_errors_come_before_training(tmp_path, make_images, tiny):
     data = make_images(tmp_path / "data", per_class=3)
     with pytest.raises(ConfigError, match="binary"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import sys
 from enum import Enum
@@ -375,12 +374,11 @@ CACHE_PARTS = {"images": "decoded images", "features": "frozen-base features"}
 @cache_app.command("clear")
 def cache_clear() -> None:
     """Delete headstart's caches (decoded images and frozen-base features)."""
-    from headstart.data.store import cache_root
+    from headstart.data.store import cache_root, clear_folder
 
     for part in CACHE_PARTS:
         folder = cache_root() / part
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.exists() else 0
-        shutil.rmtree(folder, ignore_errors=True)
+        size = clear_folder(folder)
         err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
 
 

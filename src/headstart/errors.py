@@ -27,6 +27,10 @@ class ExportError(HeadstartError):
     """An exported model does not predict like the run it came from (parity failed)."""
 
 
+class CacheError(HeadstartError):
+    """The on-disk cache cannot be cleared (or used) as asked."""
+
+
 class MissingExtraError(HeadstartError):
     """A command needs an optional part of headstart that is not installed."""
 

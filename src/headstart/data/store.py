@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart.errors import CacheError
 from headstart.machine import cpu_count
 from headstart.preprocess import Preprocess
 from headstart.progress import track
@@ -47,6 +49,39 @@ def cache_root() -> Path:
         return Path(os.environ["HEADSTART_CACHE_DIR"]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "headstart"
+
+
+def clear_folder(folder: Path, attempts: int = 5) -> int:
+    """Delete a cache folder (``cache_root() / "images"``...) and return the bytes it held.
+
+    Other runs may be writing entries into it, or clearing it, at the same time: a file that
+    vanishes meanwhile is fine (counted as gone), and when a run adds an entry while the
+    folder is being removed, removal starts again, up to ``attempts`` times. A run still
+    writing keeps what it holds open (on POSIX an unlinked file lives on for its readers)
+    and fails only its cache write, which it survives; nothing is truncated in place.
+
+    Example:
+        >>> clear_folder(cache_root() / "images")   # doctest: +SKIP
+        1250000
+    """
+    size, problems = 0, []
+
+    def keep(_function, _path, exc_info) -> None:
+        if not isinstance(exc_info[1], FileNotFoundError):  # already gone: what we wanted
+            problems.append(exc_info[1])
+
+    for _ in range(attempts):
+        for path in folder.rglob("*") if folder.exists() else ():
+            try:
+                size += path.stat().st_size if path.is_file() else 0
+            except FileNotFoundError:
+                pass  # renamed or removed meanwhile by another run
+        problems.clear()
+        shutil.rmtree(folder, onerror=keep)
+        if not folder.exists():
+            return size
+    reason = next((str(p) for p in problems if not (isinstance(p, OSError) and p.errno == errno.ENOTEMPTY)), "files keep appearing in it")
+    raise CacheError(f"cannot remove {folder}: {reason}. Stop the runs using the cache (or fix its permissions) and clear it again.")
 
 
 class Squares:
@@ -234,11 +269,13 @@ def _npy_header(length: int) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool | None) -> _Decoded:
+def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool | None) -> tuple[_Decoded, np.ndarray]:
     """Write the store as a (total,) uint8 .npy: a placeholder header, the rows appended
-    chunk by chunk (memory bounded by a chunk), then the real header once the length is known."""
+    chunk by chunk (memory bounded by a chunk), then the real header once the length is known.
+    Returns the rows too, (total,) memory-mapped through the open file: valid even if the
+    file's name is gone by then (a ``cache clear`` meanwhile), as an unlinked file lives on."""
     header = len(_npy_header(0))
-    with open(tmp, "wb") as handle:
+    with open(tmp, "w+b") as handle:
         handle.write(b"\0" * header)
 
         def write(rows: list[np.ndarray]) -> None:
@@ -252,7 +289,9 @@ def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: b
             raise OSError(errno.EIO, f"unexpected .npy header size {len(final)} != {header}")
         handle.seek(0)
         handle.write(final)
-    return decoded
+        handle.flush()
+        rows = np.memmap(handle, np.uint8, mode="r", offset=header, shape=(total,)) if total else np.zeros(0, np.uint8)
+    return decoded, rows
 
 
 def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, show: bool | None = None) -> DecodedImages:
@@ -282,33 +321,39 @@ def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, sho
     try:
         folder.mkdir(parents=True, exist_ok=True)
         _sweep_orphans(folder)
-        decoded = _decode_to_file(tmp, paths, preprocess, show)
-        written = Squares(np.load(tmp, mmap_mode="r"), np.array(decoded.sides), np.array(decoded.channels), preprocess)
-        info = {
-            "version": STORE_VERSION,
-            "failed": decoded.failed,
-            "count": len(paths),
-            "sides": decoded.sides,
-            "channels": decoded.channels,
-            "crc32": _row_crcs(written),
-        }
-        del written
-        meta_tmp.write_text(json.dumps(info))
-        os.replace(tmp, npy)
-        os.replace(meta_tmp, meta)
+        decoded, rows = _decode_to_file(tmp, paths, preprocess, show)
     except OSError as exc:
-        for leftover in (tmp, meta_tmp):
-            try:
-                leftover.unlink(missing_ok=True)
-            except OSError:
-                pass  # the folder itself is unusable; nothing was written
+        _remove(tmp)
         print(
             f"headstart: cannot write the image cache in {folder} ({exc.strerror}); "
             "continuing without it (set HEADSTART_CACHE_DIR or use --no-cache).",
             file=sys.stderr,
         )
         return decode_all(paths, preprocess, cache=False, show=show)
-    found = _load_cached(npy, meta, len(paths), preprocess)
-    if found is None:  # replaced by a concurrent run between our rename and this read
-        return decode_all(paths, preprocess, cache=False, show=show)
-    return DecodedImages(found.array, found.failed, cached=False)
+    # The rows are decoded and mapped: whatever happens to the names below, they are used as they are.
+    written = Squares(rows, np.array(decoded.sides), np.array(decoded.channels), preprocess)
+    info = {
+        "version": STORE_VERSION,
+        "failed": decoded.failed,
+        "count": len(paths),
+        "sides": decoded.sides,
+        "channels": decoded.channels,
+        "crc32": _row_crcs(written),
+    }
+    try:
+        meta_tmp.write_text(json.dumps(info))
+        os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata
+        os.replace(meta_tmp, meta)
+    except OSError as exc:
+        _remove(tmp, meta_tmp)
+        why = "it was cleared meanwhile" if isinstance(exc, FileNotFoundError) else exc.strerror
+        print(f"headstart: the decoded images were not kept in the cache ({why}); this run goes on with them.", file=sys.stderr)
+    return DecodedImages(written, decoded.failed, cached=False)
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the folder itself is unusable; nothing was written

@@ -146,5 +146,8 @@ def cached_features(
                 leftover.unlink(missing_ok=True)
             except OSError:
                 pass
-        print(f"headstart: cannot write the feature cache in {folder} ({exc.strerror}); continuing without it.", file=sys.stderr)
+        if isinstance(exc, FileNotFoundError):  # the folder was made above: removed since, by a `cache clear`
+            print("headstart: the frozen-base features were not kept in the cache (it was cleared meanwhile).", file=sys.stderr)
+        else:
+            print(f"headstart: cannot write the feature cache in {folder} ({exc.strerror}); continuing without it.", file=sys.stderr)
     return features

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,11 @@ from rich.table import Table
 
 from headstart.errors import ConfigError, describe
 from headstart.files import atomic_write, safe_name
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one run per folder is then the user's care
+    fcntl = None  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -42,6 +48,64 @@ def default_run_dir(data: str | os.PathLike) -> Path:
         candidate = Path("runs") / f"{name}-{n}"
         n += 1
     return candidate
+
+
+def _missing(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first."""
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _new_default(data: str | os.PathLike) -> tuple[Path, list[Path]]:
+    """``default_run_dir``, created here atomically, and the folders made for it: of trains
+    started together on the same data without --out, each gets its own (runs/pets, runs/pets-2)."""
+    for _ in range(10_000):
+        candidate = default_run_dir(data)
+        made = _missing(candidate)
+        try:
+            candidate.mkdir(parents=True)
+            return candidate, made
+        except FileExistsError:
+            continue  # another train took it between the look and the mkdir
+    raise ConfigError(f"cannot find a free run folder like {default_run_dir(data)}; give --out RUN.")
+
+
+@contextmanager
+def claimed(run_dir: Path, *, default_for: str | os.PathLike | None = None) -> Iterator[Path]:
+    """Hold ``run_dir`` for this process, or with ``default_for`` (the data of a run without
+    --out) a fresh default folder, and yield it. The hold is an advisory lock on the folder,
+    released when the process ends however it ends: two trains, or a train and a --resume,
+    writing one run folder at once would mix their checkpoints and results. Folders made
+    here are removed again when the run fails while they are still empty.
+
+    Example:
+        >>> with claimed(Path("runs/pets")) as run_dir:   # doctest: +SKIP
+        ...     train_into(run_dir)
+    """
+    if default_for is not None:
+        run_dir, made = _new_default(default_for)
+    else:
+        made = _missing(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir, os.O_RDONLY)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ConfigError(
+                    f"{run_dir} is being written by another headstart train still running; choose another --out, "
+                    f"or wait for it to end (then --resume {run_dir} if it was stopped)."
+                ) from None
+        yield run_dir
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()  # only when empty: a run that wrote anything keeps it for --resume
+            except OSError:
+                break
+        raise
+    finally:
+        os.close(fd)
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

@@ -118,8 +118,15 @@ class Training:
         run_dir = self._run_dir_for(data, out, rank)
         if rank > 0:  # rank 0 indexes and splits; this process trains on rank 0's split
             return self._follow(run_dir, rank, callbacks)
-        if (run_dir / outputs.CONFIG).exists():
-            raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
+        with outputs.claimed(run_dir, default_for=data if out is None else None) as run_dir:
+            if (run_dir / outputs.CONFIG).exists():
+                raise ConfigError(f"{run_dir} already holds a run; choose another --out, or continue it with --resume {run_dir}.")
+            return self._start(run_dir, data, exclude, callbacks)
+
+    def _start(
+        self, run_dir: Path, data: str | os.PathLike, exclude: str | os.PathLike | None, callbacks: list[L.Callback] | None
+    ) -> TrainedRun:
+        """A fresh run in ``run_dir``: index, split, choose the recipe, train."""
         index = scan(data)
         if exclude is not None:  # the split is made without them, so --resume needs nothing more
             from headstart.label_issues import apply_exclude
@@ -165,7 +172,10 @@ class Training:
         """Continue the run saved in ``run_dir`` (``saved``: its config.json, from which this
         Training was built; see ``Training.from_saved``)."""
         self.plan = saved.get("plan")
-        return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
+        if global_rank() > 0:
+            return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
+        with outputs.claimed(run_dir) as run_dir:
+            return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
 
     @classmethod
     def from_saved(cls, saved: dict[str, Any], placement: dict[str, Any], console: Console, report: bool) -> Training:
@@ -382,7 +392,7 @@ class Training:
             return Path(os.environ[RUN_DIR_ENV])
         if self.train.planned_processes() > 1 and (rank > 0 or "WORLD_SIZE" in os.environ):
             raise ConfigError("Runs started by torchrun or SLURM need --out RUN_DIR (the same for every process).")
-        return outputs.default_run_dir(data)
+        return outputs.default_run_dir(data)  # a name; claimed() takes the first free one
 
 
 def _data_root(data: str | None) -> str:

@@ -8,7 +8,9 @@ perhaps one torn line. ``resume`` cuts
 the torn line, counts the rows, checks that the last one is the input at that position
 (the same inputs in the same order), and skips that many inputs: memory stays constant
 however many files there are. ``shard=(k, n)`` keeps every n-th input from the k-th, so n
-processes (one per device) split a job into n files.
+processes (one per device) split a job into n files. One file has one writer at a time: a
+second ``predict --out`` into a file being written is refused (an advisory lock, released
+when the writer ends, however it ends), since two writers would interleave their rows.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ import csv
 import itertools
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one writer per file is then the caller's care
+    fcntl = None  # type: ignore[assignment]
 
 from headstart.errors import DataError
 from headstart.predict.base import BatchPredictor, Prediction
@@ -67,6 +75,25 @@ def _written(path: Path, top_k: int) -> tuple[int, str | None]:
     return count, last
 
 
+@contextmanager
+def _sole_writer(path: Path) -> Iterator[int]:
+    """``path`` opened for appending (created, never truncated here) under an exclusive lock:
+    the lock is taken before a byte changes, so a refused second writer harms nothing."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DataError(
+                    f"{path} is being written by another process (a predict --out still running); "
+                    "wait for it to end (then --resume if it was stopped), or write to another --out."
+                ) from None
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def predict_to_file(
     predictor: BatchPredictor,
     inputs: Iterable[str | os.PathLike],
@@ -82,30 +109,33 @@ def predict_to_file(
         >>> predict_to_file(Predictor(load_artifact("runs/pets")), ["photos/"], Path("p.csv"))  # doctest: +SKIP
     """
     sources: Iterator[str] = shard_of(iter_sources(inputs), shard)
-    done, last = _written(out, top_k) if resume and out.exists() else (0, None)
-    if done:
-        skipped = list(itertools.islice(sources, done - 1))
-        at = next(sources, None)
-        if at != last:
-            raise DataError(
-                f"{out} holds {done} predictions ending with {last!r}, but input {done} is {at!r}: "
-                "resume with the same inputs (and --shard), or write to another --out."
-            )
-        del skipped
-    mode = "a" if done or (resume and out.exists()) else "w"
-    written = 0
-    with out.open(mode, newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if mode == "w" or handle.tell() == 0:
-            writer.writerow(header(top_k))
-            handle.flush()
-        predictions = predictor.iter_predict(sources, top_k)
-        while True:
-            rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
-            if not rows:
-                break
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
-            written += len(rows)
+    existed = out.exists()
+    with _sole_writer(out) as fd:
+        done, last = _written(out, top_k) if resume and existed else (0, None)
+        if done:
+            skipped = list(itertools.islice(sources, done - 1))
+            at = next(sources, None)
+            if at != last:
+                raise DataError(
+                    f"{out} holds {done} predictions ending with {last!r}, but input {done} is {at!r}: "
+                    "resume with the same inputs (and --shard), or write to another --out."
+                )
+            del skipped
+        if not resume:
+            os.ftruncate(fd, 0)
+        written = 0
+        with os.fdopen(fd, "a", newline="", encoding="utf-8", closefd=False) as handle:
+            writer = csv.writer(handle)
+            if os.fstat(fd).st_size == 0:
+                writer.writerow(header(top_k))
+                handle.flush()
+            predictions = predictor.iter_predict(sources, top_k)
+            while True:
+                rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
+                if not rows:
+                    break
+                writer.writerows(rows)
+                handle.flush()
+                os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
+                written += len(rows)
     return written, done
