@@ -30,3 +30,13 @@ def run_quick(name: str, tmp_path: Path) -> list[Row]:
 def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
     rows = run_quick("kill", tmp_path)
     assert any("resume" in r.outcome for r in rows), "no kill landed after config.json: the resume path went untested"
+
+
+@pytest.mark.slow
+def test_server_survives_hostile_clients(tmp_path):
+    rows = run_quick("server", tmp_path)
+    summary = next(r for r in rows if r.case == "summary").figures
+    assert summary["normal_200"] > 0 and summary["normal_unanswered"] == 0
+    assert summary["5xx_not_503"] == 0 and summary["rss_growth_pct"] <= 10  # found 174 % before memory went back to the OS
+    decoded = next(r for r in rows if r.case == "40 MP").figures
+    assert decoded.get("PNG: 200", 0) > 0 and decoded.get("PNG +1 column: 413", 0) > 0  # the limit's both sides were hit
