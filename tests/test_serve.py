@@ -274,3 +274,81 @@ def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
         reply, waited = asyncio.run(fill_and_probe())
     assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply.lower(), reply[:200]
     assert waited < 1.0  # answered at once, not after the 5 s request timeout
+
+
+def _read_until_closed(sock, within: float) -> tuple[bytes, float]:
+    """What the server sends before closing ``sock``, and when it closed (raises socket.timeout if it never does)."""
+    sock.settimeout(within)
+    start, reply = time.perf_counter(), b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    return reply, time.perf_counter() - start
+
+
+def test_a_request_head_must_arrive_in_time():
+    """Found by bench/faults.py server: uvicorn held a connection that sent nothing, or a
+    header a byte at a time, for as long as the client liked (slowloris)."""
+    import socket
+
+    with serving(create_app(FakePredictor()), ServeConfig(head_timeout_s=0.5)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as idle:
+            assert _read_until_closed(idle, 3)[0] == b""  # nothing sent: closed without a word
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(2):  # a header a byte at a time: each byte in time, the head never complete
+                time.sleep(0.15)
+                slow.sendall(b"X")
+            reply, _ = _read_until_closed(slow, 3)
+        assert reply.startswith(b"HTTP/1.1 408") and b"head" in reply
+        with socket.create_connection((host, int(port))) as kept:  # a kept-alive connection's next head too
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = kept.recv(4096)
+            kept.sendall(b"GET /health HTTP/1.1\r\n")
+            rest, _ = _read_until_closed(kept, 3)
+        assert first.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in first + rest  # the first body may come with the 408
+        with socket.create_connection((host, int(port))) as fine:  # a head in time, body after it: not the head's deadline
+            fine.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 9\r\n\r\n"
+            )
+            time.sleep(0.8)
+            fine.sendall(b"--xyz--\r\n")
+            reply, _ = _read_until_closed(fine, 3)
+        assert reply.startswith(b"HTTP/1.1 422"), reply[:100]
+
+
+def test_idle_connections_do_not_take_requests_places():
+    """Found by bench/faults.py server: uvicorn's limit_concurrency counted idle connections,
+    so 1,024 of them (and fewer with other traffic) made every request a 503."""
+    import socket
+
+    from headstart.serve.transport import raise_open_file_limit
+
+    raise_open_file_limit(4096)
+    with serving(create_app(FakePredictor())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(1030)]
+        try:
+            r = httpx.post(f"{url}/predict", files={"file": ("r.png", png())})
+            assert r.status_code == 200, r.text
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_connections_beyond_the_cap_are_refused_at_once():
+    import socket
+
+    with serving(create_app(FakePredictor()), ServeConfig(max_connections=8)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(8)]
+        try:
+            time.sleep(0.2)  # let the server accept them all
+            with socket.create_connection((host, int(port))) as extra:
+                reply, waited = _read_until_closed(extra, 3)
+            assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply and waited < 1
+        finally:
+            for s in idle:
+                s.close()
+        time.sleep(0.2)
+        assert httpx.get(f"{url}/health").status_code == 200  # closed ones free their places

@@ -13,6 +13,7 @@ from rich.console import Console
 from headstart.serve.app import create_app
 from headstart.serve.backend import load_backend
 from headstart.serve.config import ServeConfig
+from headstart.serve.transport import raise_open_file_limit, uvicorn_settings
 
 
 def run_server(
@@ -31,9 +32,12 @@ def run_server(
     app = create_app(predictor, cfg)
     if console is not None:
         console.print(f"Serving {run} ({predictor.backend}, {len(predictor.classes)} classes) at http://{host}:{port}/  (Ctrl+C stops)")
-    # uvicorn's own caps: idle keep-alive connections close after 5 s, and beyond 1024
-    # concurrent connections it answers 503 before any of our code runs.
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_keep_alive=5, limit_concurrency=1024)
+    # Connection limits (head deadline, connection cap): see transport.py for what the
+    # hostile-client soak found without them.
+    files = raise_open_file_limit(cfg.max_connections + 256)  # + model files, threads' pipes, the listener
+    if files < cfg.max_connections + 64 and console is not None:
+        console.print(f"Note: this process may open {files} files; connections beyond about {files - 64} will fail (ulimit -n).")
+    uvicorn.run(app, host=host, port=port, log_level="warning", **uvicorn_settings(cfg))
 
 
 __all__ = ["ServeConfig", "create_app", "load_backend", "run_server"]
