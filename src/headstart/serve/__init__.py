@@ -13,7 +13,7 @@ from rich.console import Console
 from headstart.serve.app import create_app
 from headstart.serve.backend import load_backend
 from headstart.serve.config import ServeConfig
-from headstart.serve.transport import raise_open_file_limit, uvicorn_settings
+from headstart.serve.transport import raise_open_file_limit, release_freed_memory, uvicorn_settings
 
 
 def run_server(
@@ -32,8 +32,9 @@ def run_server(
     app = create_app(predictor, cfg)
     if console is not None:
         console.print(f"Serving {run} ({predictor.backend}, {len(predictor.classes)} classes) at http://{host}:{port}/  (Ctrl+C stops)")
-    # Connection limits (head deadline, connection cap): see transport.py for what the
-    # hostile-client soak found without them.
+    # Connection limits (head deadline, connection cap) and memory returned to the OS after
+    # big decodes: see transport.py for what the hostile-client soak found without them.
+    release_freed_memory()
     files = raise_open_file_limit(cfg.max_connections + 256)  # + model files, threads' pipes, the listener
     if files < cfg.max_connections + 64 and console is not None:
         console.print(f"Note: this process may open {files} files; connections beyond about {files - 64} will fail (ulimit -n).")

@@ -1,4 +1,4 @@
-"""How uvicorn runs the app: the connection limits it lacks.
+"""How uvicorn runs the app: the connection limits it lacks, and freed memory given back.
 
 Found by ``bench/faults.py server`` (issue 13), each fixed here:
 
@@ -10,11 +10,16 @@ Found by ``bench/faults.py server`` (issue 13), each fixed here:
   with 1,030 idle connections open, every request was answered 503. Here connections
   are capped on their own (``max_connections``, refused at once with a 503 beyond it) and
   idle ones no longer cost requests their place.
+* glibc keeps freed blocks in per-thread arenas: after four concurrent decodes of 40 MP
+  uploads the process stayed at 706 MB instead of 31. Allocations of 1 MiB and more are
+  made with mmap instead, so they go back to the OS when freed (``release_freed_memory``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
 import resource
 from typing import Any
@@ -111,3 +116,19 @@ def raise_open_file_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
+
+
+_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+
+
+def release_freed_memory(threshold_bytes: int = 1 << 20) -> bool:
+    """Serve allocations of ``threshold_bytes`` and more from mmap, so that freeing them
+    returns the memory to the OS (glibc only; elsewhere a no-op). True when applied."""
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
