@@ -352,3 +352,29 @@ def test_connections_beyond_the_cap_are_refused_at_once():
                 s.close()
         time.sleep(0.2)
         assert httpx.get(f"{url}/health").status_code == 200  # closed ones free their places
+
+
+def test_decodes_run_at_most_one_per_core(monkeypatch):
+    """A 40 MP upload takes about 170 MB while it decodes; Starlette's thread pool would run 40 at once."""
+    import threading
+
+    from headstart.serve import app as app_module
+
+    running, most, lock = [0], [0], threading.Lock()
+    decode = app_module.decode_upload
+
+    def counting_decode(*args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return decode(*args)
+
+    monkeypatch.setattr(app_module, "decode_upload", counting_decode)
+    monkeypatch.setattr(app_module, "cpu_count", lambda: 2)
+    with serving(create_app(FakePredictor(), ServeConfig(max_wait_ms=0))) as url:
+        responses = _concurrent(url, 8)
+    assert all(r.status_code == 200 for r in responses)
+    assert most[0] == 2
