@@ -354,14 +354,14 @@ def test_connections_beyond_the_cap_are_refused_at_once():
         assert httpx.get(f"{url}/health").status_code == 200  # closed ones free their places
 
 
-def test_decodes_run_at_most_one_per_core(monkeypatch):
+def test_large_uploads_decode_one_per_core_and_small_ones_never_wait_behind_them(monkeypatch):
     """A 40 MP upload takes about 170 MB while it decodes; Starlette's thread pool would run 40 at once."""
     import threading
 
     from headstart.serve import app as app_module
 
     running, most, lock = [0], [0], threading.Lock()
-    decode = app_module.decode_upload
+    decode = app_module.decode_image
 
     def counting_decode(*args):
         with lock:
@@ -372,9 +372,15 @@ def test_decodes_run_at_most_one_per_core(monkeypatch):
             running[0] -= 1
         return decode(*args)
 
-    monkeypatch.setattr(app_module, "decode_upload", counting_decode)
+    monkeypatch.setattr(app_module, "decode_image", counting_decode)
     monkeypatch.setattr(app_module, "cpu_count", lambda: 2)
-    with serving(create_app(FakePredictor(), ServeConfig(max_wait_ms=0))) as url:
-        responses = _concurrent(url, 8)
-    assert all(r.status_code == 200 for r in responses)
-    assert most[0] == 2
+    seen = {}
+    for large in (0, app_module.LARGE_PIXELS):  # every upload counted as large, then none (40x30 px)
+        monkeypatch.setattr(app_module, "LARGE_PIXELS", large)
+        most[0] = 0
+        with serving(create_app(FakePredictor(), ServeConfig(max_wait_ms=0))) as url:
+            responses = _concurrent(url, 8)
+        assert all(r.status_code == 200 for r in responses)
+        seen[large] = most[0]
+    assert seen[0] == 2, seen  # one per core
+    assert seen[app_module.LARGE_PIXELS] > 2, seen  # small ones not queued

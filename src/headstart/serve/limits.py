@@ -38,8 +38,9 @@ class UploadError(Exception):
 UPLOAD_FORMATS = {"jpeg": "JPEG", "png": "PNG", "gif": "GIF", "bmp": "BMP", "webp": "WEBP"}
 
 
-def decode_upload(data: bytes, name: str, preprocess: Preprocess, max_pixels: int) -> np.ndarray:
-    """Bytes of one upload -> the model input (3, S, S), or UploadError (415/413/422)."""
+def open_upload(data: bytes, name: str, max_pixels: int) -> Image.Image:
+    """Bytes of one upload -> the image with only its header read (type from its bytes,
+    pixel count checked), or UploadError (415/413/422). No pixel is decoded yet."""
     kind = UPLOAD_FORMATS.get(sniff(data[:16]))
     if kind is None:
         raise UploadError(415, f"{name}: not a JPEG, PNG, GIF, BMP or WebP image (checked from its bytes).")
@@ -52,12 +53,22 @@ def decode_upload(data: bytes, name: str, preprocess: Preprocess, max_pixels: in
     w, h = image.size
     if w * h > max_pixels:
         raise UploadError(413, f"{name}: {w}x{h} = {w * h} pixels, over the limit of {max_pixels}.")
+    return image
+
+
+def decode_image(image: Image.Image, name: str, preprocess: Preprocess) -> np.ndarray:
+    """An image from ``open_upload`` -> the model input (3, S, S), or UploadError (413/422)."""
     try:
         return preprocess(image)  # the same code as training and evaluation
     except Image.DecompressionBombError as exc:
         raise UploadError(413, f"{name}: {exc}") from None
     except Exception as exc:  # truncated or corrupt pixel data; Pillow raises several types
-        raise UploadError(422, f"{name}: cannot decode the {kind} image ({type(exc).__name__}: {str(exc)[:120]}).") from None
+        raise UploadError(422, f"{name}: cannot decode the {image.format} image ({type(exc).__name__}: {str(exc)[:120]}).") from None
+
+
+def decode_upload(data: bytes, name: str, preprocess: Preprocess, max_pixels: int) -> np.ndarray:
+    """Bytes of one upload -> the model input (3, S, S), or UploadError (415/413/422)."""
+    return decode_image(open_upload(data, name, max_pixels), name, preprocess)
 
 
 class _BodyTooLarge(Exception):
