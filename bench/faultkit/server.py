@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import multiprocessing
 import os
 import random
 import socket
@@ -36,6 +37,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from PIL import Image
@@ -249,8 +251,10 @@ class Attack:
     name: str
     tally: Tally
     run: Callable[[asyncio.Event], Awaitable[None]]
-    # In a soak of a minute or more, some outcome must start with this (the server ended it).
-    must: str | None = None
+
+
+# In a soak of a minute or more, the server must have ended some of these (closed, or 408).
+MUST = {"idle": "closed", "slow head": "408", "slow body": "408"}
 
 
 def attacks(port: int, quick: bool) -> list[Attack]:
@@ -301,16 +305,36 @@ def attacks(port: int, quick: bool) -> list[Attack]:
         await asyncio.gather(looping(stop, 0.5, cycle("40 MP", 120)), looping(stop, 0.5, cycle("40 MP", 120, 1)))
 
     return [
-        Attack("idle", t["idle"], lambda stop: idle_connections(port, idle_n, t["idle"], stop), must="closed"),
-        Attack("slow head", t["slow head"], slow("slow head", slow_head, b"X-Slow: abcdefghijklmnopqrstuvwxyz\r\n", slow_n), must="408"),
-        Attack(
-            "slow body", t["slow body"], slow("slow body", slow_body, b"--hsfaults\r\nContent-Disposition: form-data", slow_n), must="408"
-        ),
+        Attack("idle", t["idle"], lambda stop: idle_connections(port, idle_n, t["idle"], stop)),
+        Attack("slow head", t["slow head"], slow("slow head", slow_head, b"X-Slow: abcdefghijklmnopqrstuvwxyz\r\n", slow_n)),
+        Attack("slow body", t["slow body"], slow("slow body", slow_body, b"--hsfaults\r\nContent-Disposition: form-data", slow_n)),
         Attack("many parts", t["many parts"], lambda stop: looping(stop, 0.5, cycle("many parts", 60))),
         Attack("huge head", t["huge head"], lambda stop: looping(stop, 0.3, cycle("huge head", 30))),
         Attack("random", t["random"], lambda stop: looping(stop, 0.3, cycle("random", 30))),
         Attack("40 MP", t["40 MP"], two_at_a_time),
     ]
+
+
+def attacker(port: int, quick: bool, conn: Connection) -> None:
+    """The hostile clients, in a process of their own: their event loop (1,000 sockets and
+    more) must not delay the normal client's and the /health poller's measurements."""
+    hostile = attacks(port, quick)  # seconds of payload making, while the server loads
+    conn.send("ready")
+    seconds = conn.recv()
+    if seconds is None:
+        return
+
+    async def go() -> None:
+        stop = asyncio.Event()
+
+        async def timer() -> None:
+            await asyncio.sleep(seconds)
+            stop.set()
+
+        await asyncio.gather(timer(), *[a.run(stop) for a in hostile])
+
+    asyncio.run(go())
+    conn.send({a.name: a.tally for a in hostile})
 
 
 # -- the server process -----------------------------------------------------------------
@@ -342,17 +366,25 @@ async def wait_healthy(port: int, proc: subprocess.Popen, within: float) -> bool
     return False
 
 
-async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, hostile: list[Attack]) -> list[Row]:
+async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection) -> list[Row]:
     if not await wait_healthy(port, proc, 180):
         return [Row("server", "start", "the server did not answer /health", False)]
     raw = predict_request([("normal.png", image)])
-    warm = [await exchange(port, raw, 60) for _ in range(10 if ctx.quick else 50)]
+
+    async def warm_client() -> list[str]:  # as the normal traffic runs: two clients at once
+        return [await exchange(port, raw, 60) for _ in range(5 if ctx.quick else 50)]
+
+    warm = [status for client in await asyncio.gather(warm_client(), warm_client()) for status in client]
     if warm.count("200") != len(warm):
         return [Row("server", "warm-up", f"normal requests failed before any attack: {Counter(warm)}", False)]
+    if not await asyncio.to_thread(attackers.poll, 180):
+        return [Row("server", "attackers", "the attacking process did not get ready", False)]
+    attackers.recv()
     pid = proc.pid
     rss0, fd0 = rss_mb(pid), fds(pid)
     seconds = 6.0 if ctx.quick else 60 * float(ctx.options.get("minutes", 10))
     ctx.say(f"server: warm at {rss0:.0f} MB RSS, {fd0} fds; attacking for {seconds:.0f} s")
+    attackers.send(seconds)
 
     stop = asyncio.Event()
     normal, health = Tally(), Tally()
@@ -368,14 +400,18 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, ho
         began = time.monotonic()
         while time.monotonic() - began < seconds and proc.poll() is None:
             await asyncio.sleep(min(1.0, seconds))
-            if not ctx.quick and int(time.monotonic() - began) % 60 == 0:
-                ctx.say(f"server: {time.monotonic() - began:.0f} s, normal {normal.summary()}, health max {max(health.ms or [0]):.0f} ms")
+            if not ctx.quick and int(time.monotonic() - began) % int(ctx.options.get("report_s", 60)) == 0:
+                ctx.say(
+                    f"server: {time.monotonic() - began:.0f} s, normal {normal.summary()}, health max {max(health.ms or [0]):.0f} ms, "
+                    f"RSS {rss_mb(pid):.0f} MB, {fds(pid)} fds"
+                )
         stop.set()
 
     tasks = [asyncio.ensure_future(c) for c in [monitor(), timer(), health_poller(port, health, stop)]]
     tasks += [asyncio.ensure_future(normal_client(port, raw, normal, stop)) for _ in range(2)]
-    tasks += [asyncio.ensure_future(a.run(stop)) for a in hostile]
     await asyncio.gather(*tasks)
+    # The attackers finish what they have in flight (a 40 MP upload may take a while), then report.
+    hostile: dict[str, Tally] = attackers.recv() if await asyncio.to_thread(attackers.poll, 300) else {}
 
     alive = proc.poll() is None
     # Every attacker has closed its sockets: the server's descriptors should fall back.
@@ -385,7 +421,7 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, ho
     after = await exchange(port, raw, 60) if alive else "dead"
     rss1, fd1 = (rss_mb(pid), fds(pid)) if alive else (float("nan"), -1)
 
-    everything = [normal, health] + [a.tally for a in hostile]
+    everything = [normal, health, *hostile.values()]
     fives = sum(v for t in everything for k, v in t.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
     busy = sum(v for t in everything for k, v in t.got.items() if status_part(k) == "503")
     unanswered = sum(v for k, v in normal.got.items() if not k.isdigit())
@@ -412,18 +448,19 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, ho
         "fds_peak": float(peak["fds"]),
     }
     rows = []
-    for a in hostile:
-        got = Counter({round_outcome(k): 0 for k in a.tally.got})
-        for k, v in a.tally.got.items():
+    for name, tally in hostile.items():
+        got: Counter = Counter()
+        for k, v in tally.got.items():
             got[round_outcome(k)] += v
-        bad = sum(v for k, v in a.tally.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
-        p99 = f"; p99 {percentile(a.tally.ms, 99):.0f} ms" if a.tally.ms else ""
+        bad = sum(v for k, v in tally.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
+        p99 = f"; p99 {percentile(tally.ms, 99):.0f} ms" if tally.ms else ""
         outcome = ", ".join(f"{k} x{v}" for k, v in got.most_common()) + p99
-        ended = a.must is None or seconds < 60 or any(k.startswith(a.must) for k in a.tally.got)
+        must = MUST.get(name)
+        ended = must is None or seconds < 60 or any(k.startswith(must) for k in tally.got)
         if not ended:
-            outcome += f"; never {a.must} by the server in {seconds:.0f} s"
-        rows.append(Row("server", a.name, outcome, bad == 0 and ended, {k: float(v) for k, v in got.items()}))
-    problems = []
+            outcome += f"; never {must} by the server in {seconds:.0f} s"
+        rows.append(Row("server", name, outcome, bad == 0 and ended, {k: float(v) for k, v in got.items()}))
+    problems = [] if hostile else ["the attacking process did not report"]
     if not alive:
         problems.append(f"server died (exit {proc.returncode})")
     if after != "200":
@@ -457,10 +494,19 @@ def run(ctx: Context) -> list[Row]:
     port = free_port()
     log = (ctx.work / "serve.log").open("w")
     proc = subprocess.Popen(headstart_cmd("serve", str(run_dir), "--port", str(port)), env=env, stdout=log, stderr=subprocess.STDOUT)
+    spawn = multiprocessing.get_context("spawn")  # not fork: the caller (pytest) may have threads
+    ours, theirs = spawn.Pipe()
+    attacking = spawn.Process(target=attacker, args=(port, ctx.quick, theirs), daemon=True)
+    attacking.start()
     try:
-        hostile = attacks(port, ctx.quick)  # the payloads take seconds to make: while the server loads
-        rows = asyncio.run(soak(ctx, proc, port, normal_image(data), hostile))
+        rows = asyncio.run(soak(ctx, proc, port, normal_image(data), ours))
     finally:
+        if attacking.is_alive():
+            ours.send(None)  # still waiting to start: let it go; else end it
+            attacking.join(5)
+            if attacking.is_alive():
+                attacking.terminate()
+                attacking.join()
         proc.terminate()
         try:
             proc.wait(15)
