@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from PIL import Image
@@ -366,7 +367,18 @@ async def wait_healthy(port: int, proc: subprocess.Popen, within: float) -> bool
     return False
 
 
-async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection) -> list[Row]:
+async def receive(conn: Connection, sender: BaseProcess, within: float) -> object | None:
+    """The next message from ``sender``, or None when it dies or says nothing within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(conn.poll, 0.5):
+            return conn.recv()
+        if not sender.is_alive():
+            return None
+    return None
+
+
+async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:
     if not await wait_healthy(port, proc, 180):
         return [Row("server", "start", "the server did not answer /health", False)]
     raw = predict_request([("normal.png", image)])
@@ -377,9 +389,8 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, at
     warm = [status for client in await asyncio.gather(warm_client(), warm_client()) for status in client]
     if warm.count("200") != len(warm):
         return [Row("server", "warm-up", f"normal requests failed before any attack: {Counter(warm)}", False)]
-    if not await asyncio.to_thread(attackers.poll, 180):
-        return [Row("server", "attackers", "the attacking process did not get ready", False)]
-    attackers.recv()
+    if await receive(attackers, attacking, 180) != "ready":
+        return [Row("server", "attackers", f"the attacking process did not get ready (exit {attacking.exitcode})", False)]
     pid = proc.pid
     rss0, fd0 = rss_mb(pid), fds(pid)
     seconds = 6.0 if ctx.quick else 60 * float(ctx.options.get("minutes", 10))
@@ -411,7 +422,7 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, at
     tasks += [asyncio.ensure_future(normal_client(port, raw, normal, stop)) for _ in range(2)]
     await asyncio.gather(*tasks)
     # The attackers finish what they have in flight (a 40 MP upload may take a while), then report.
-    hostile: dict[str, Tally] = attackers.recv() if await asyncio.to_thread(attackers.poll, 300) else {}
+    hostile: dict[str, Tally] = await receive(attackers, attacking, 300) or {}  # type: ignore[assignment]
 
     alive = proc.poll() is None
     # Every attacker has closed its sockets: the server's descriptors should fall back.
@@ -499,7 +510,7 @@ def run(ctx: Context) -> list[Row]:
     attacking = spawn.Process(target=attacker, args=(port, ctx.quick, theirs), daemon=True)
     attacking.start()
     try:
-        rows = asyncio.run(soak(ctx, proc, port, normal_image(data), ours))
+        rows = asyncio.run(soak(ctx, proc, port, normal_image(data), ours, attacking))
     finally:
         if attacking.is_alive():
             ours.send(None)  # still waiting to start: let it go; else end it
