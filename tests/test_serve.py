@@ -71,6 +71,7 @@ def test_health_info_openapi_and_page(server):
     info = httpx.get(f"{server}/info").json()
     assert info["backend"] == "onnxruntime" and info["classes"] == ["blue", "green", "red"]
     assert info["preprocess"]["input_size"] == 32 and info["limits"]["max_pixels"] == 1_000_000
+    assert info["limits"]["head_timeout_s"] == 10 and info["limits"]["max_connections"] == 2048
     schema = httpx.get(f"{server}/openapi.json").json()
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"/health", "/info", "/predict"} <= set(schema["paths"])
@@ -400,3 +401,4 @@ def test_a_huge_request_head_is_refused_however_it_arrives():
             assert reply.split(b" ")[1] in (b"431", b"400"), reply[:100]  # 400: h11 saw it in pieces
         fair = {f"x-h{i}": "v" for i in range(300)}
         assert httpx.get(f"{url}/health", headers=fair).status_code == 200  # 300 small headers are fine
+

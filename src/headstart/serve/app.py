@@ -24,7 +24,7 @@ from headstart.predict.base import BatchPredictor
 from headstart.serve.backend import describe_backend
 from headstart.serve.batcher import MicroBatcher, QueueFull
 from headstart.serve.config import ServeConfig
-from headstart.serve.limits import LimitsMiddleware, UploadError, decode_image, open_upload
+from headstart.serve.limits import MAX_HEAD_BYTES, LimitsMiddleware, UploadError, decode_image, open_upload
 from headstart.serve.page import PAGE
 
 LARGE_PIXELS = 4_000_000  # uploads above this decode one per core at a time
@@ -62,6 +62,9 @@ def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> 
             "max_files": cfg.max_files,
             "max_pixels": cfg.max_pixels,
             "request_timeout_s": cfg.request_timeout_s,
+            "head_timeout_s": cfg.head_timeout_s,
+            "max_head_bytes": MAX_HEAD_BYTES,
+            "max_connections": cfg.max_connections,
             "formats": ["JPEG", "PNG", "GIF", "BMP", "WEBP"],
         },
     }
