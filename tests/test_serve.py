@@ -402,3 +402,17 @@ def test_a_huge_request_head_is_refused_however_it_arrives():
         fair = {f"x-h{i}": "v" for i in range(300)}
         assert httpx.get(f"{url}/health", headers=fair).status_code == 200  # 300 small headers are fine
 
+
+def test_the_server_runs_one_full_batch_before_serving(monkeypatch):
+    """Found by bench/faults.py server: onnxruntime's arena grows to the largest batch run, so
+    the server's memory rose 14 % under load, the first time batches filled up."""
+    import uvicorn
+
+    from headstart import serve
+
+    fake = FakePredictor()
+    monkeypatch.setattr(serve, "load_backend", lambda *args: fake)
+    monkeypatch.setattr(serve, "release_freed_memory", lambda: True)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: fake.batch_sizes.append(-1))  # marks when serving starts
+    serve.run_server("a run", config=ServeConfig(max_batch=5))
+    assert fake.batch_sizes == [5, -1]
