@@ -12,6 +12,7 @@ import numpy as np
 
 from headstart.predict.base import BatchPredictor
 from headstart.preprocess import Preprocess
+from headstart.serve.config import ServeConfig
 
 
 def free_port() -> int:
@@ -21,11 +22,16 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
+def serving(app, config: ServeConfig | None = None) -> Iterator[str]:
+    """The app behind uvicorn as ``headstart serve`` runs it (its connection limits from ``config``)."""
     import uvicorn
 
+    from headstart.serve.transport import uvicorn_settings
+
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **uvicorn_settings(config or ServeConfig()))
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -41,3 +41,12 @@ def test_a_memory_limit_ends_in_one_line_not_a_kernel_kill(tmp_path):
 def test_many_processes_at_once_end_as_each_would_alone(tmp_path):
     rows = run_quick("crowd", tmp_path)
     assert any("refused" in r.outcome for r in rows), "the second writer of one predictions file was never refused"
+
+
+def test_server_survives_hostile_clients(tmp_path):
+    rows = run_quick("server", tmp_path)
+    summary = next(r for r in rows if r.case == "summary").figures
+    assert summary["normal_200"] > 0 and summary["normal_unanswered"] == 0
+    assert summary["5xx_not_503"] == 0 and summary["rss_growth_pct"] <= 10  # found 174 % before memory went back to the OS
+    decoded = next(r for r in rows if r.case == "40 MP").figures
+    assert decoded.get("PNG: 200", 0) > 0 and decoded.get("PNG +1 column: 413", 0) > 0  # the limit's both sides were hit

@@ -247,3 +247,17 @@ def test_transparency_in_files_is_composited_on_white(tmp_path):
     pal.info["transparency"] = 0
     pal.save(tmp_path / "p.png", transparency=0)
     assert tuple(np.asarray(load_rgb(tmp_path / "p.png"))[1, 1]) == (255, 255, 255)
+
+
+def test_decoding_does_not_copy_the_full_size_image():
+    """Found by bench/faults.py server: decoding made a full-size copy (160 MB for a 40 MP upload)
+    only to apply an EXIF orientation that was not there. Counted in Pillow's 16 MB blocks."""
+    buf = io.BytesIO()
+    Image.new("RGB", (4000, 3000), (40, 120, 200)).save(buf, "PNG")
+    before = Image.core.get_stats()["allocated_blocks"]
+    one = Image.new("RGB", (4000, 3000))
+    full = Image.core.get_stats()["allocated_blocks"] - before
+    del one
+    before = Image.core.get_stats()["allocated_blocks"]
+    Preprocess(96, 109, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")(buf.getvalue())
+    assert Image.core.get_stats()["allocated_blocks"] - before <= full + 2  # the decode, and the small resize passes

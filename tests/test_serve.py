@@ -71,6 +71,7 @@ def test_health_info_openapi_and_page(server):
     info = httpx.get(f"{server}/info").json()
     assert info["backend"] == "onnxruntime" and info["classes"] == ["blue", "green", "red"]
     assert info["preprocess"]["input_size"] == 32 and info["limits"]["max_pixels"] == 1_000_000
+    assert info["limits"]["head_timeout_s"] == 10 and info["limits"]["max_connections"] == 2048
     schema = httpx.get(f"{server}/openapi.json").json()
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert {"/health", "/info", "/predict"} <= set(schema["paths"])
@@ -274,3 +275,160 @@ def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
         reply, waited = asyncio.run(fill_and_probe())
     assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply.lower(), reply[:200]
     assert waited < 1.0  # answered at once, not after the 5 s request timeout
+
+
+def _read_until_closed(sock, within: float) -> tuple[bytes, float]:
+    """What the server sends before closing ``sock``, and when it closed (raises socket.timeout if it never does)."""
+    sock.settimeout(within)
+    start, reply = time.perf_counter(), b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    return reply, time.perf_counter() - start
+
+
+def test_a_request_head_must_arrive_in_time():
+    """Found by bench/faults.py server: uvicorn held a connection that sent nothing, or a
+    header a byte at a time, for as long as the client liked (slowloris)."""
+    import socket
+
+    with serving(create_app(FakePredictor()), ServeConfig(head_timeout_s=1.0)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as idle:
+            assert _read_until_closed(idle, 3)[0] == b""  # nothing sent: closed without a word
+        with socket.create_connection((host, int(port))) as slow:
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            for _ in range(2):  # a header a byte at a time: each byte in time, the head never complete
+                time.sleep(0.1)
+                slow.sendall(b"X")
+            reply, _ = _read_until_closed(slow, 3)
+        assert reply.startswith(b"HTTP/1.1 408") and b"head" in reply
+        with socket.create_connection((host, int(port))) as kept:  # a kept-alive connection's next head too
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            first = kept.recv(4096)
+            kept.sendall(b"GET /health HTTP/1.1\r\n")
+            rest, _ = _read_until_closed(kept, 3)
+        assert first.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in first + rest  # the first body may come with the 408
+        with socket.create_connection((host, int(port))) as fine:  # a head in time, body after it: not the head's deadline
+            fine.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 9\r\n\r\n"
+            )
+            time.sleep(1.3)  # past the head's deadline: the body is the request timeout's business
+            fine.sendall(b"--xyz--\r\n")
+            reply, _ = _read_until_closed(fine, 3)
+        assert reply.startswith(b"HTTP/1.1 422"), reply[:100]
+
+
+def test_idle_connections_do_not_take_requests_places():
+    """Found by bench/faults.py server: uvicorn's limit_concurrency counted idle connections,
+    so 1,024 of them (and fewer with other traffic) made every request a 503."""
+    import socket
+
+    from headstart.serve.transport import raise_open_file_limit
+
+    raise_open_file_limit(4096)
+    with serving(create_app(FakePredictor())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(1030)]
+        try:
+            r = httpx.post(f"{url}/predict", files={"file": ("r.png", png())})
+            assert r.status_code == 200, r.text
+        finally:
+            for s in idle:
+                s.close()
+
+
+def test_connections_beyond_the_cap_are_refused_at_once():
+    import socket
+
+    with serving(create_app(FakePredictor()), ServeConfig(max_connections=8)) as url:
+        host, port = url.removeprefix("http://").split(":")
+        idle = [socket.create_connection((host, int(port))) for _ in range(8)]
+        try:
+            deadline = time.monotonic() + 5
+            while True:  # until the server has accepted all eight (an earlier try is one of them)
+                with socket.create_connection((host, int(port))) as extra:
+                    extra.settimeout(1)
+                    try:
+                        reply = extra.recv(4096)
+                    except TimeoutError:
+                        reply = b""
+                if reply or time.monotonic() > deadline:
+                    break
+            assert reply.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in reply, reply[:100]
+        finally:
+            for s in idle:
+                s.close()
+        deadline = time.monotonic() + 5
+        while (status := _status(f"{url}/health")) != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server notices the closes
+        assert status == 200  # closed ones free their places
+
+
+def _status(url: str) -> int:
+    try:
+        return httpx.get(url).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+def test_large_uploads_decode_one_per_core_and_small_ones_never_wait_behind_them(monkeypatch):
+    """A 40 MP upload takes about 170 MB while it decodes; Starlette's thread pool would run 40 at once."""
+    import threading
+
+    from headstart.serve import app as app_module
+
+    running, most, lock = [0], [0], threading.Lock()
+    decode = app_module.decode_image
+
+    def counting_decode(*args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.1)
+        with lock:
+            running[0] -= 1
+        return decode(*args)
+
+    monkeypatch.setattr(app_module, "decode_image", counting_decode)
+    monkeypatch.setattr(app_module, "cpu_count", lambda: 2)
+    seen = {}
+    for large in (0, app_module.LARGE_PIXELS):  # every upload counted as large, then none (40x30 px)
+        monkeypatch.setattr(app_module, "LARGE_PIXELS", large)
+        most[0] = 0
+        with serving(create_app(FakePredictor(), ServeConfig(max_wait_ms=0))) as url:
+            responses = _concurrent(url, 8)
+        assert all(r.status_code == 200 for r in responses)
+        seen[large] = most[0]
+    assert seen[0] == 2, seen  # one per core
+    assert seen[app_module.LARGE_PIXELS] > 2, seen  # small ones not queued
+
+
+def test_a_huge_request_head_is_refused_however_it_arrives():
+    """Found by bench/faults.py server: a 100 KB header line got 200 when it arrived in one read
+    (h11 caps a head only while it is incomplete) and 400 when split."""
+    import socket
+
+    with serving(create_app(FakePredictor())) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for head in (b"X-Big: " + b"a" * 100_000 + b"\r\n", b"".join(b"X-H%d: v\r\n" % i for i in range(4000))):
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")  # one write: one read on loopback
+                reply, _ = _read_until_closed(sock, 5)
+            assert reply.split(b" ")[1] in (b"431", b"400"), reply[:100]  # 400: h11 saw it in pieces
+        fair = {f"x-h{i}": "v" for i in range(300)}
+        assert httpx.get(f"{url}/health", headers=fair).status_code == 200  # 300 small headers are fine
+
+
+def test_the_server_runs_one_full_batch_before_serving(monkeypatch):
+    """Found by bench/faults.py server: onnxruntime's arena grows to the largest batch run, so
+    the server's memory rose 14 % under load, the first time batches filled up."""
+    import uvicorn
+
+    from headstart import serve
+
+    fake = FakePredictor()
+    monkeypatch.setattr(serve, "load_backend", lambda *args: fake)
+    monkeypatch.setattr(serve, "release_freed_memory", lambda: True)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: fake.batch_sizes.append(-1))  # marks when serving starts
+    serve.run_server("a run", config=ServeConfig(max_batch=5))
+    assert fake.batch_sizes == [5, -1]

@@ -140,7 +140,12 @@ def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
         short = min(w, h)
         if short > 2 * min_side:
             image.draft(image.mode, (math.ceil(w * min_side / short), math.ceil(h * min_side / short)))
-    image = ImageOps.exif_transpose(image)  # loads the pixels; a bad file raises here
+    if image is source:
+        image = ImageOps.exif_transpose(image)  # the caller's image: transposed in a copy, never in place
+    else:
+        # Ours: transposed in place, not copied (a 40 MP upload would need 120 MB more).
+        ImageOps.exif_transpose(image, in_place=True)
+        image.load()  # a bad file raises here
     return to_rgb(image)
 
 

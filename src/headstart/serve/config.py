@@ -19,12 +19,14 @@ class ServeConfig:
     max_files: int = 16  # images in one request
     max_pixels: int = 40_000_000  # width * height of one image, checked before decoding
     request_timeout_s: float = 30.0  # whole request, reading included
+    head_timeout_s: float = 10.0  # a request head (line and headers) must arrive within this
+    max_connections: int = 2048  # open connections, idle ones included; beyond this: 503 and closed
     top_k: int = 5
     threads: int | None = None  # model threads; None: the backend's default (all cores)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "queue_size", "max_body_bytes", "max_files", "max_pixels", "top_k"):
+        for name in ("max_batch", "queue_size", "max_body_bytes", "max_files", "max_pixels", "top_k", "max_connections"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.max_wait_ms < 0 or self.request_timeout_s <= 0:
-            raise ConfigError("max_wait_ms must be >= 0 and request_timeout_s > 0.")
+        if self.max_wait_ms < 0 or self.request_timeout_s <= 0 or self.head_timeout_s <= 0:
+            raise ConfigError("max_wait_ms must be >= 0, request_timeout_s and head_timeout_s > 0.")
