@@ -256,7 +256,10 @@ def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
         async def fill_and_probe():  # type: ignore[no-untyped-def]
             async with httpx.AsyncClient(timeout=30) as client:
                 posts = [asyncio.create_task(client.post(f"{url}/predict", files={"file": (f"{i}.png", png())})) for i in range(4)]
-                await asyncio.sleep(0.2)  # the queue is full now
+                deadline = time.monotonic() + 20  # the queue is full once the server says so (not after a fixed sleep)
+                while (await client.get(f"{url}/health")).json()["waiting"] < 2:
+                    assert time.monotonic() < deadline, "the four uploads never filled the queue"
+                    await asyncio.sleep(0.02)
 
                 def probe() -> tuple[bytes, float]:
                     with socket.create_connection((host, int(port)), timeout=5) as sock:
