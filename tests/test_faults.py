@@ -30,3 +30,15 @@ def run_quick(name: str, tmp_path: Path) -> list[Row]:
 def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
     rows = run_quick("kill", tmp_path)
     assert any("resume" in r.outcome for r in rows), "no kill landed after config.json: the resume path went untested"
+
+
+@pytest.mark.slow
+def test_full_disk_is_one_line_then_resumes_to_the_same_result(tmp_path):
+    from faultkit.disk import can_mount
+
+    why = can_mount(tmp_path)
+    if why is not None:  # CI runs as root, where it is tried
+        pytest.skip(f"the full-disk scenario {why}")
+    rows = run_quick("disk", tmp_path)
+    assert any("resume ok" in r.outcome for r in rows), "no run-folder case reached --resume"
+    assert any("cannot write the image cache" in r.outcome for r in rows), "the cache never ran out of space"

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from headstart.errors import DataError
+from headstart.errors import DataError, DiskFullError, disk_full
 from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.inputs import iter_sources, shard_of
 
@@ -94,18 +94,23 @@ def predict_to_file(
         del skipped
     mode = "a" if done or (resume and out.exists()) else "w"
     written = 0
-    with out.open(mode, newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        if mode == "w" or handle.tell() == 0:
-            writer.writerow(header(top_k))
-            handle.flush()
-        predictions = predictor.iter_predict(sources, top_k)
-        while True:
-            rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
-            if not rows:
-                break
-            writer.writerows(rows)
-            handle.flush()
-            os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
-            written += len(rows)
+    try:
+        with out.open(mode, newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            if mode == "w" or handle.tell() == 0:
+                writer.writerow(header(top_k))
+                handle.flush()
+            predictions = predictor.iter_predict(sources, top_k)
+            while True:
+                rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
+                if not rows:
+                    break
+                writer.writerows(rows)
+                handle.flush()
+                os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
+                written += len(rows)
+    except OSError as exc:  # a full disk: the rows written so far stay, a torn last one is cut by --resume
+        if disk_full(exc) is None:
+            raise
+        raise DiskFullError(out, then="add --resume to the same command to continue the file") from exc
     return written, done
