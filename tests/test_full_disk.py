@@ -167,3 +167,41 @@ def test_training_on_a_full_disk_stops_with_one_error_and_resumes(tmp_path, make
     monkeypatch.setattr(os, "statvfs", real_statvfs)  # space again; later saves succeed
     clf = Classifier.resume(run)
     assert (run / "headstart.json").is_file() and clf.metrics["val"].count > 0
+
+
+def test_a_full_disk_in_the_run_says_to_resume_and_where(tmp_path, monkeypatch):
+    """Writes after config.json (metrics, artifact, TensorBoard's unnamed ones) say --resume."""
+    from headstart.pipeline.train import Training
+
+    def fails(self, run_dir, spec, *, resume, callbacks):
+        (run_dir / "config.json").write_text("{}")
+        raise OSError(errno.ENOSPC, "No space left on device")  # TensorBoard's writer names no file
+
+    monkeypatch.setattr(Training, "_train", fails)
+    run = tmp_path / "run"
+    run.mkdir()
+    with pytest.raises(DiskFullError, match=rf"No space left on the disk of {run}: .*continue with: headstart train --resume {run}\."):
+        Training.__new__(Training)._run(run, None, resume=False, callbacks=None)  # type: ignore[arg-type]
+
+
+def test_a_writer_thread_dying_on_a_full_disk_prints_no_traceback(monkeypatch):
+    import threading
+
+    from headstart.engine.loggers import _quiet_full_disk_in_threads
+
+    printed: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: printed.append(args.exc_value))  # stands for Python's printer
+    _quiet_full_disk_in_threads()
+
+    def die(exc: BaseException) -> None:
+        def run():
+            raise exc
+
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+
+    die(OSError(errno.ENOSPC, "No space left on device"))
+    bug = ValueError("a real bug")
+    die(bug)
+    assert printed == [bug]

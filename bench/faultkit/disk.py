@@ -147,8 +147,10 @@ def run_folder_cases(ctx: Context, reference: Path, expected: dict[str, float]) 
                 problems.append("finished on a disk too small for the reference run, without a warning")
             left, broken = orphans(mount), not_whole(mount)
             problems += [f"orphans {left[:3]}"] * bool(left) + [f"not whole: {broken[:3]}"] * bool(broken)
-            grow(mount)
             how = "resume" if (run / "config.json").is_file() else "rerun"
+            if first.returncode and how == "resume" and f"--resume {run}" not in first.stderr:
+                problems.append("the error does not say to continue with --resume")
+            grow(mount)
             again = headstart(
                 ["train", "--resume", str(run)] if how == "resume" else ["train", str(data), "--out", str(run), *options], env
             )

@@ -38,13 +38,19 @@ class MissingExtraError(HeadstartError):
 class DiskFullError(HeadstartError):
     """A file could not be written because its disk is full (or the user's quota is spent).
 
-    ``path`` is the file that was being written (None: not known); ``then`` says how to
-    carry on once there is space again (run the command again, continue with --resume).
+    ``path`` is the file that was being written, or None when the failing library did not
+    say (then ``folder``, where it was writing, if known); ``then`` says how to carry on
+    once there is space again (run the command again, continue with --resume).
     """
 
-    def __init__(self, path: str | os.PathLike | None, then: str = "run the command again") -> None:
+    def __init__(
+        self, path: str | os.PathLike | None, then: str = "run the command again", folder: str | os.PathLike | None = None
+    ) -> None:
         self.path, self.then = (Path(path) if path is not None else None), then
-        where = f"the disk of {self.path.parent} to write {self.path.name}" if self.path is not None else "a disk headstart writes to"
+        if self.path is not None:
+            where = f"the disk of {self.path.parent} to write {self.path.name}"
+        else:
+            where = f"the disk of {folder}" if folder is not None else "a disk headstart writes to"
         super().__init__(
             f"No space left on {where}: free some space there (or write elsewhere: another --out, "
             f"HEADSTART_CACHE_DIR for the cache), then {then}."

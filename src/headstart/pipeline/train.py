@@ -204,7 +204,8 @@ class Training:
             full = disk_full(exc)
             if full is None or not (run_dir / outputs.CONFIG).is_file():
                 raise
-            raise DiskFullError(full.path, then=f"continue with: headstart train --resume {run_dir}") from exc
+            # a library that did not name its file (TensorBoard's writer) wrote into the run folder
+            raise DiskFullError(full.path, then=f"continue with: headstart train --resume {run_dir}", folder=run_dir) from exc
 
     def _train(self, run_dir: Path, spec: RunSpec, *, resume: bool, callbacks: list[L.Callback] | None) -> TrainedRun:
         import lightning as L
