@@ -48,6 +48,14 @@ def test_a_failed_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_
     assert target.read_text() == "{}" and os.listdir(tmp_path) == ["metrics.json"]
 
 
+def test_a_library_that_removes_its_partial_file_is_still_understood(tmp_path):
+    from safetensors import SafetensorError
+
+    with pytest.raises(DiskFullError, match="to write model.safetensors"):  # the disk has room again: only the message says why
+        with atomic_target(tmp_path / "model.safetensors"):
+            raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+
 def test_other_write_failures_keep_their_own_error(tmp_path):
     with pytest.raises(RuntimeError, match="not about space"):  # the disk has room: not a full disk
         with atomic_target(tmp_path / "a.json"):

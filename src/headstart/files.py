@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from headstart.errors import DiskFullError, disk_full
+from headstart.errors import DISK_FULL, DiskFullError, disk_full
 
 # Leading bytes -> format name (offset, magic). Names are lower case, Pillow's are upper.
 MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -70,14 +70,16 @@ def _temporary(path: Path) -> Path:
 
 
 # Below this many free bytes a failed write is put down to the full disk, whichever library
-# failed: torch.save raises RuntimeError ("unexpected pos"), safetensors SafetensorError,
-# numpy an OSError without errno ("N requested and M written").
+# failed: torch.save raises RuntimeError ("unexpected pos"), numpy an OSError without errno
+# ("N requested and M written"), safetensors a SafetensorError quoting the OS's message.
 NEARLY_FULL = 64 << 10
 
 
 def out_of_space(exc: BaseException, folder: Path) -> bool:
     """Whether a write into ``folder`` failed with ``exc`` because its disk is full."""
     if isinstance(exc, DiskFullError) or disk_full(exc) is not None:
+        return True
+    if any(os.strerror(code) in str(exc) for code in DISK_FULL):  # quoted by safetensors, which removes its partial file
         return True
     try:
         st = os.statvfs(folder)
