@@ -138,8 +138,7 @@ def run_folder_cases(ctx: Context, reference: Path, expected: dict[str, float]) 
             first = headstart(["train", str(data), "--out", str(run), *options], env)
             hit = named(first.stderr, run) if first.returncode else "nothing (finished)"
             warned = [ln for ln in first.stderr.splitlines() if "warning:" in ln]
-            case = f"run folder {size // 1024:>4} KiB: {hit}"
-            ctx.say(f"disk: {case}")
+            case = f"run folder {size // 1024:>5} KiB: {hit}"
             problems = []
             if first.returncode and not one_line_error(first):
                 problems.append(f"exit {first.returncode}: {last_line(first.stderr)}")
@@ -162,6 +161,7 @@ def run_folder_cases(ctx: Context, reference: Path, expected: dict[str, float]) 
                 problems.append(f"orphans after the {how}")
             outcome = ("exit 2, one line" if first.returncode else f"finished, warned: {warned[0][:80]}") + f"; {how} ok"
             rows.append(Row("disk", case, "; ".join(problems) or outcome, not problems, {"tmpfs_bytes": size}))
+            ctx.say(f"disk: {case}: {rows[-1].outcome[:200]}")
     return rows
 
 
