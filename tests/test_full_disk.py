@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import sys
 from types import SimpleNamespace
 
@@ -26,14 +27,9 @@ from headstart.files import atomic_target, atomic_write
 
 
 def full_disk(monkeypatch) -> None:
-    """os.statvfs says no block is free (what a full file system reports)."""
-    real = os.statvfs
-
-    def statvfs(path):
-        st = real(path)
-        return SimpleNamespace(f_bfree=0, f_bavail=0, f_frsize=st.f_frsize)
-
-    monkeypatch.setattr(os, "statvfs", statvfs)
+    """The disk reports no free byte, as a full one does."""
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: real(path)._replace(free=0))
 
 
 def test_a_failed_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
@@ -157,7 +153,7 @@ def test_training_on_a_full_disk_stops_with_one_error_and_resumes(tmp_path, make
     """The third checkpoint save of a run fails as torch.save does on a full disk."""
     data = make_images(tmp_path / "data", per_class=6)
     run = tmp_path / "run"
-    real_save, real_statvfs, saves = torch.save, os.statvfs, {"n": 0}
+    real_save, real_usage, saves = torch.save, shutil.disk_usage, {"n": 0}
 
     def save(obj, path):
         saves["n"] += 1
@@ -172,7 +168,7 @@ def test_training_on_a_full_disk_stops_with_one_error_and_resumes(tmp_path, make
     with pytest.raises(DiskFullError, match=rf"to write \w+\.ckpt.*continue with: headstart train --resume {run}"):
         tiny(train=train).fit(data, out=run)
     assert not list(run.rglob("*.tmp")) and not (run / "headstart.json").exists()
-    monkeypatch.setattr(os, "statvfs", real_statvfs)  # space again; later saves succeed
+    monkeypatch.setattr(shutil, "disk_usage", real_usage)  # space again; later saves succeed
     clf = Classifier.resume(run)
     assert (run / "headstart.json").is_file() and clf.metrics["val"].count > 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,11 +83,9 @@ def out_of_space(exc: BaseException, folder: Path) -> bool:
     if any(os.strerror(code) in str(exc) for code in DISK_FULL):  # quoted by safetensors, which removes its partial file
         return True
     try:
-        st = os.statvfs(folder)
+        return shutil.disk_usage(folder).free < NEARLY_FULL
     except OSError:
         return False
-    free = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use the reserved blocks
-    return free * st.f_frsize < NEARLY_FULL
 
 
 @contextmanager
