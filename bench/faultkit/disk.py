@@ -88,11 +88,11 @@ def training_and_after(files: list[tuple[str, int]]) -> tuple[list[tuple[str, in
 
 def sizes_to_try(files: list[tuple[str, int]], base: int = 0) -> list[int]:
     """tmpfs sizes (bytes) that hold ``base`` pages, every file before one in write order,
-    and half of that one (at least a page short): the run runs out of space at (or before)
-    that file, even when a rerun writes it a little smaller (a report without label issues)."""
+    and a little of that one (half, at most 32 KiB): the run runs out of space at (or before)
+    that file, even when a rerun writes it smaller (a resumed run's report has no label issues)."""
     total, steps = base, []
     for _, nbytes in files:
-        steps.append(max(1, total + pages(nbytes) // 2) * PAGE)
+        steps.append(max(1, total + min(pages(nbytes) // 2, 8)) * PAGE)
         total += pages(nbytes)
     return sorted(set(steps))
 
