@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import os
+from pathlib import Path
+
 
 class HeadstartError(Exception):
     """Base class: the message says what was wrong, where, and how to fix it."""
@@ -33,6 +37,41 @@ class CacheError(HeadstartError):
 
 class MissingExtraError(HeadstartError):
     """A command needs an optional part of headstart that is not installed."""
+
+
+class DiskFullError(HeadstartError):
+    """A file could not be written because its disk is full (or the user's quota is spent).
+
+    ``path`` is the file that was being written, or None when the failing library did not
+    say (then ``folder``, where it was writing, if known); ``then`` says how to carry on
+    once there is space again (run the command again, continue with --resume).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike | None, then: str = "run the command again", folder: str | os.PathLike | None = None
+    ) -> None:
+        self.path, self.then = (Path(path) if path is not None else None), then
+        if self.path is not None:
+            where = f"the disk of {self.path.parent} to write {self.path.name}"
+        else:
+            where = f"the disk of {folder}" if folder is not None else "a disk headstart writes to"
+        super().__init__(
+            f"No space left on {where}: free some space there (or write elsewhere: another --out, "
+            f"HEADSTART_CACHE_DIR for the cache), then {then}."
+        )
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException) -> DiskFullError | None:
+    """``exc`` as a DiskFullError when it is an OSError saying the disk is full, else None.
+    Other OSErrors (permissions, missing folders...) are left for their own handling."""
+    if isinstance(exc, DiskFullError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return DiskFullError(exc.filename if isinstance(exc.filename, str) else None)
+    return None
 
 
 def describe(exc: BaseException, limit: int = 300) -> str:

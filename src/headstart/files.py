@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from headstart.errors import DISK_FULL, DiskFullError, disk_full
 
 # Leading bytes -> format name (offset, magic). Names are lower case, Pillow's are upper.
 MAGIC: tuple[tuple[bytes, int, str], ...] = (
@@ -67,10 +70,29 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
+# Below this many free bytes a failed write is put down to the full disk, whichever library
+# failed: torch.save raises RuntimeError ("unexpected pos"), numpy an OSError without errno
+# ("N requested and M written"), safetensors a SafetensorError quoting the OS's message.
+NEARLY_FULL = 64 << 10
+
+
+def out_of_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a write into ``folder`` failed with ``exc`` because its disk is full."""
+    if isinstance(exc, DiskFullError) or disk_full(exc) is not None:
+        return True
+    if any(os.strerror(code) in str(exc) for code in DISK_FULL):  # quoted by safetensors, which removes its partial file
+        return True
+    try:
+        return shutil.disk_usage(folder).free < NEARLY_FULL
+    except OSError:
+        return False
+
+
 @contextmanager
-def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, then: str = "run the command again") -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` on success,
-    removed on any failure.
+    removed on any failure. A failure on a full disk becomes a DiskFullError naming
+    ``path`` and saying what to do ``then``.
 
     Example:
         >>> with atomic_target("model.onnx") as tmp:            # doctest: +SKIP
@@ -81,13 +103,17 @@ def atomic_target(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except Exception as exc:
+        if out_of_space(exc, path.parent):  # checked while the partial file still fills the disk
+            raise DiskFullError(path, then) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes) -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically."""
-    with atomic_target(path) as tmp:
+def atomic_write(path: str | os.PathLike, data: str | bytes, then: str = "run the command again") -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically (``then``: see ``atomic_target``)."""
+    with atomic_target(path, then) as tmp:
         if isinstance(data, str):
             tmp.write_text(data, encoding="utf-8")
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from headstart.data.index import Sample, Skipped
 from headstart.data.store import DecodedImages, decode_all
+from headstart.files import atomic_write
 from headstart.preprocess import Preprocess
 
 
@@ -36,7 +38,8 @@ def prepare(samples: dict[str, list[Sample]], preprocess: Preprocess, cache: boo
 
 
 def write_skipped(path: Path, skipped: list[Skipped]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "reason"])
-        writer.writerows((s.path, s.reason) for s in skipped)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["path", "reason"])
+    writer.writerows((s.path, s.reason) for s in skipped)
+    atomic_write(path, text.getvalue().encode("utf-8"))

@@ -7,12 +7,14 @@ The split file (``split.csv``: split, path, labels) makes evaluation reproducibl
 from __future__ import annotations
 
 import csv
+import io
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from headstart.data.index import DataIndex, Sample
 from headstart.errors import ArtifactError
+from headstart.files import atomic_write
 
 
 def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> dict[str, list[Sample]]:
@@ -40,14 +42,13 @@ def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> d
 
 
 def write_split(path: Path, index: DataIndex) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["split", "path", "labels"])
-        for split, samples in index.samples.items():
-            for s in samples:
-                writer.writerow([split, s.path, ";".join(index.classes[i] for i in s.labels)])
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["split", "path", "labels"])
+    for split, samples in index.samples.items():
+        for s in samples:
+            writer.writerow([split, s.path, ";".join(index.classes[i] for i in s.labels)])
+    atomic_write(path, text.getvalue().encode("utf-8"))
 
 
 def read_split(path: Path, classes: list[str]) -> dict[str, list[Sample]]:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import io
+import pickle
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 from rich.console import Console
+
+from headstart.errors import ArtifactError, describe
+from headstart.files import atomic_write
 
 COLUMNS = ["phase", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1", "lr_head", "lr_base", "seconds", "train_seconds"]
 
@@ -54,12 +59,11 @@ class EpochLog(L.Callback):
         rows = read_epochs(self.path)
         rows = [r for r in rows if (int(r["phase"]), int(r["epoch"])) != (self.phase, row["epoch"])]
         rows.append({k: str(v) for k, v in row.items()})
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-        tmp.replace(self.path)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write(self.path, text.getvalue().encode(), then=f"continue with: headstart train --resume {self.path.parent}")
         shown = "  ".join(f"{k} {metrics[k]:.4f}" for k in COLUMNS[2:7] if k in metrics)
         self.console.print(f"phase {self.phase} epoch {row['epoch']:>3}  {shown}  ({row['seconds']}s)")
 
@@ -111,7 +115,13 @@ class PhaseRecord(L.Callback):
 
         if not checkpoint.is_file():
             return None
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        try:
+            saved = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:  # truncated or damaged: never trusted
+            raise ArtifactError(
+                f"{checkpoint} is damaged and cannot be resumed from ({describe(exc)}); delete it to train this phase "
+                f"again from its start, then run 'headstart train --resume {checkpoint.parents[2]}'."
+            ) from None
         state = saved.get("callbacks", {}).get(cls.__name__)
         if state is None:
             return None

@@ -37,11 +37,13 @@ from torch.utils.data import DataLoader
 from headstart.allocator import keep_freed_memory
 from headstart.config import TrainConfig, monitor_mode
 from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
+from headstart.engine.checkpoint_io import AtomicCheckpointIO
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
 from headstart.engine.module import ClassifierModule
 from headstart.engine.progress import EpochProgress
 from headstart.errors import ArtifactError, ConfigError
+from headstart.files import atomic_target
 from headstart.memory_guard import is_out_of_memory
 from headstart.models import Network
 
@@ -300,6 +302,7 @@ def two_phase_fit(
             num_sanity_val_steps=0,
             log_every_n_steps=max(1, min(50, len(train_loader) // config.planned_processes())),  # batches per rank
             default_root_dir=str(run_dir),
+            plugins=[AtomicCheckpointIO(then=f"continue with: headstart train --resume {run_dir}")],
         )
         trainer.fit(module, datamodule=_Loaders(train_loader, val_loader), ckpt_path=ckpt_path)
         if not best.best_model_path:
@@ -309,7 +312,8 @@ def two_phase_fit(
         # restores its base (a phase on cached features saved only the head).
         full = folder / "best.safetensors"
         if rank == 0:
-            save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(full))
+            with atomic_target(full, then=f"continue with: headstart train --resume {run_dir}") as tmp:
+                save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(tmp))
         # The finished phase's last.ckpt, written again with its record marked finished: the
         # weights file is written first, so a record that says finished always has them.
         # Every rank calls this (rank 0 writes; Lightning waits for all of them).

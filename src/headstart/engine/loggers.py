@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from pathlib import Path
 
 from headstart.config import LOGGERS  # noqa: F401 - the names, validated in TrainConfig
-from headstart.errors import ConfigError
+from headstart.errors import ConfigError, disk_full
 
 _PACKAGE = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
 
@@ -41,6 +42,8 @@ def make_logger(name: str, run_dir: Path, phase: int):
     if kind == "tensorboard":
         from lightning.pytorch.loggers import TensorBoardLogger
 
+        _quiet_full_disk_in_threads()
+
         # version "": the folder is RUN/tensorboard/phaseN itself, and the progress bar shows
         # no "v_num" (it would print the version's last four characters, "ase1").
         return TensorBoardLogger(save_dir=str(run_dir), name=f"tensorboard/phase{phase}", version="", default_hp_metric=False)
@@ -54,6 +57,23 @@ def make_logger(name: str, run_dir: Path, phase: int):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"--logger mlflow: cannot open the tracking store {uri} ({first}); set MLFLOW_TRACKING_URI.") from None
     return False
+
+
+def _quiet_full_disk_in_threads() -> None:
+    """TensorBoard writes from a thread; on a full disk that thread dies with a traceback on
+    stderr, and its error is raised again in the training loop at the next log call, which
+    reports it in one line. Only that thread's traceback is dropped: any other error in any
+    thread is printed as before."""
+    previous = threading.excepthook
+    if getattr(previous, "headstart", False):
+        return
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_value is None or disk_full(args.exc_value) is None:
+            previous(args)
+
+    hook.headstart = True  # type: ignore[attr-defined]
+    threading.excepthook = hook
 
 
 def _default_mlflow_store(run_dir: Path) -> str:

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from headstart.artifact import Artifact
-from headstart.errors import ConfigError, ExportError
+from headstart.errors import ConfigError, DiskFullError, ExportError
 from headstart.export import FORMATS, parity
 from headstart.export.exporters import EXPORTERS, reference, remove
+from headstart.files import out_of_space
 
 
 @dataclass
@@ -41,8 +42,11 @@ def export(artifact: Artifact, run_dir: Path, fmt: str = "onnx", out: str | os.P
         run_exported = writer(artifact, tmp)
         inputs, held_out = parity.parity_inputs(run_dir, artifact.classes, artifact.preprocess)
         report = parity.check(reference(artifact), run_exported, inputs, held_out)
-    except BaseException:
+    except BaseException as exc:
+        full = isinstance(exc, Exception) and out_of_space(exc, path.parent)  # checked while the partial file is there
         remove(tmp)
+        if full:
+            raise DiskFullError(path) from exc
         raise
     if not report.ok:
         remove(tmp)

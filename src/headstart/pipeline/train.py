@@ -29,7 +29,7 @@ from headstart.data.prepare import Prepared, prepare, write_skipped
 from headstart.data.split import read_split, stratified_split, write_split
 from headstart.engine.balance import loss_weights
 from headstart.engine.ranks import global_rank, mark_ready, wait_for_rank0
-from headstart.errors import ConfigError, DataError
+from headstart.errors import ConfigError, DataError, DiskFullError, disk_full
 from headstart.evaluate import Metrics
 from headstart.models import Network, build_network
 from headstart.models.network import data_config
@@ -206,6 +206,18 @@ class Training:
 
     # -- the run -----------------------------------------------------------------------------
     def _run(self, run_dir: Path, spec: RunSpec, *, resume: bool, callbacks: list[L.Callback] | None) -> TrainedRun:
+        """``_train``, with a full disk's error saying how to carry on: --resume once the run's
+        config.json is written (what came before it is rewritten), else the same command."""
+        try:
+            return self._train(run_dir, spec, resume=resume, callbacks=callbacks)
+        except Exception as exc:
+            full = disk_full(exc)
+            if full is None or not (run_dir / outputs.CONFIG).is_file():
+                raise
+            # a library that did not name its file (TensorBoard's writer) wrote into the run folder
+            raise DiskFullError(full.path, then=f"continue with: headstart train --resume {run_dir}", folder=run_dir) from exc
+
+    def _train(self, run_dir: Path, spec: RunSpec, *, resume: bool, callbacks: list[L.Callback] | None) -> TrainedRun:
         import lightning as L
 
         from headstart.engine.fit import two_phase_fit

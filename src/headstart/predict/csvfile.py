@@ -27,7 +27,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one writer per file is then the caller's care
     fcntl = None  # type: ignore[assignment]
 
-from headstart.errors import DataError
+from headstart.errors import DataError, DiskFullError, disk_full
 from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.inputs import iter_sources, shard_of
 
@@ -124,18 +124,23 @@ def predict_to_file(
         if not resume:
             os.ftruncate(fd, 0)
         written = 0
-        with os.fdopen(fd, "a", newline="", encoding="utf-8", closefd=False) as handle:
-            writer = csv.writer(handle)
-            if os.fstat(fd).st_size == 0:
-                writer.writerow(header(top_k))
-                handle.flush()
-            predictions = predictor.iter_predict(sources, top_k)
-            while True:
-                rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
-                if not rows:
-                    break
-                writer.writerows(rows)
-                handle.flush()
-                os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
-                written += len(rows)
+        try:
+            with os.fdopen(fd, "a", newline="", encoding="utf-8", closefd=False) as handle:
+                writer = csv.writer(handle)
+                if os.fstat(fd).st_size == 0:
+                    writer.writerow(header(top_k))
+                    handle.flush()
+                predictions = predictor.iter_predict(sources, top_k)
+                while True:
+                    rows = [row(p, top_k) for p in itertools.islice(predictions, chunk)]
+                    if not rows:
+                        break
+                    writer.writerows(rows)
+                    handle.flush()
+                    os.fsync(handle.fileno())  # a chunk on disk survives a crash or a kill
+                    written += len(rows)
+        except OSError as exc:  # a full disk: the rows written so far stay, a torn last one is cut by --resume
+            if disk_full(exc) is None:
+                raise
+            raise DiskFullError(out, then="add --resume to the same command to continue the file") from exc
     return written, done
