@@ -101,13 +101,27 @@ def test_the_cli_prints_a_full_disk_as_one_line(monkeypatch, capsys, code):
     assert "error: No space left on the disk of /runs/pets to write metrics.json: free some space" in err
 
 
-def test_the_cli_leaves_other_os_errors_alone(monkeypatch):
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_the_cli_prints_an_unwritable_place_as_one_line(monkeypatch, capsys, code):
     def app(**_):
-        raise PermissionError(errno.EACCES, "Permission denied", "/runs")
+        raise OSError(code, os.strerror(code), "/runs/pets")
 
     monkeypatch.setattr(cli, "app", app)
     monkeypatch.setattr(sys, "argv", ["headstart", "train"])
-    with pytest.raises(PermissionError):
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1
+    assert f"error: cannot write /runs/pets: {os.strerror(code)}; choose a writable place" in err
+
+
+def test_the_cli_leaves_other_os_errors_alone(monkeypatch):
+    def app(**_):
+        raise OSError(errno.EIO, "Input/output error", "/runs")
+
+    monkeypatch.setattr(cli, "app", app)
+    monkeypatch.setattr(sys, "argv", ["headstart", "train"])
+    with pytest.raises(OSError, match="Input/output"):
         cli.main()
 
 

@@ -25,7 +25,7 @@ from rich.markup import escape
 
 from headstart.cli_options import build_config, config_fields, with_config_options
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
-from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full
+from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full, unwritable
 from headstart.paths import default_outside, refuse_inside_data
 from headstart.tta import VIEWS as TTA_VIEWS
 
@@ -459,7 +459,7 @@ def main() -> None:
             with memory_guard(hint):
                 app(standalone_mode=False)
     except (HeadstartError, OSError) as exc:
-        known = exc if isinstance(exc, HeadstartError) else disk_full(exc)  # other OSErrors keep their traceback
+        known = exc if isinstance(exc, HeadstartError) else (disk_full(exc) or unwritable(exc))  # other OSErrors keep their traceback
         if known is None:
             raise
         err.print(f"[red]error:[/]{_rank_prefix()} {escape(str(known))}", highlight=False, soft_wrap=True)  # '[train]' is not markup

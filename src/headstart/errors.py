@@ -74,6 +74,21 @@ def disk_full(exc: BaseException) -> DiskFullError | None:
     return None
 
 
+# Where headstart may not write at all: a read-only file system, a folder without write permission.
+UNWRITABLE = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def unwritable(exc: BaseException) -> HeadstartError | None:
+    """``exc`` as a one-line error when it says a path cannot be written (read-only file
+    system, no permission) and names the path; else None (the traceback stays)."""
+    if not (isinstance(exc, OSError) and exc.errno in UNWRITABLE and isinstance(exc.filename, str)):
+        return None
+    return HeadstartError(
+        f"cannot write {exc.filename}: {exc.strerror}; choose a writable place (another --out, "
+        "HEADSTART_CACHE_DIR for the cache) or fix its permissions."
+    )
+
+
 def describe(exc: BaseException, limit: int = 300) -> str:
     """One line for a log or an error message: "TypeName: first line of the message"."""
     text = str(exc).strip()
