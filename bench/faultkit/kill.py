@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from faultkit.common import Context, Row, headstart, last_line, metrics, orphans, start, train_data, train_options
+from faultkit.common import Context, Row, headstart, last_line, metrics, orphans, start, timed, train_data, train_options
 
 
 def train_kills(ctx: Context) -> list[Row]:
@@ -29,9 +29,7 @@ def train_kills(ctx: Context) -> list[Row]:
     cache = ctx.work / "cache"
     env = ctx.env()
     reference = ctx.work / "reference"
-    began = time.perf_counter()
-    done = headstart(["train", str(data), "--out", str(reference), *options], env)
-    total = time.perf_counter() - began
+    done, total = timed(headstart, ["train", str(data), "--out", str(reference), *options], env)
     if done.returncode:
         return [Row("kill", "train reference", "reference run failed: " + done.stderr[-300:], False)]
     expected = metrics(reference)
@@ -100,9 +98,7 @@ def export_kills(ctx: Context, run_dir: Path, kills: int) -> list[Row]:
     writes the same bytes as an uninterrupted export (ONNX export is deterministic)."""
     env = ctx.env()
     reference = ctx.work / "reference.onnx"
-    began = time.perf_counter()
-    done = headstart(["export", str(run_dir), "--out", str(reference)], env)
-    total = time.perf_counter() - began
+    done, total = timed(headstart, ["export", str(run_dir), "--out", str(reference)], env)
     if done.returncode:
         return [Row("kill", "export reference", "reference export failed: " + last_line(done.stderr), False)]
     expected = digest(reference)
@@ -140,9 +136,7 @@ def predict_kills(ctx: Context, run_dir: Path, inputs: list[str], kills: int) ->
     rows of an uninterrupted run, none repeated or missing, byte for byte."""
     env = ctx.env()
     reference = ctx.work / "reference.csv"
-    began = time.perf_counter()
-    done = headstart(["predict", str(run_dir), *inputs, "--out", str(reference)], env)
-    total = time.perf_counter() - began
+    done, total = timed(headstart, ["predict", str(run_dir), *inputs, "--out", str(reference)], env)
     if done.returncode:
         return [Row("kill", "predict reference", "reference predict failed: " + last_line(done.stderr), False)]
     expected = rows_of(reference)
