@@ -145,3 +145,23 @@ def test_cli_export_prints_the_path_and_parity(run_copy, capsys):
     result = CliRunner().invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(run / "m.pt")])
     assert result.exit_code == 0, result.output
     assert str(run / "m.pt") in result.output and "parity on 32 images" in result.output
+
+
+def test_an_export_killed_before_leaves_no_temporary_file_after_the_next(run_copy):
+    """Found by bench/faults.py kill: a SIGKILLed export's temporary file (named by its pid)
+    outlived the next export; the next one now sweeps those of dead processes."""
+    import os
+    import subprocess
+    import sys
+
+    run, _ = run_copy
+    target = run / "export" / "model.onnx"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = target.with_name(f".model.{dead.pid}.tmp.onnx")
+    orphan.write_bytes(b"half an export")
+    alive = target.with_name(f".model.{os.getppid()}.tmp.onnx")  # a writer still running: left alone
+    alive.write_bytes(b"in progress")
+    headstart.load(run).export("onnx")
+    assert not orphan.exists() and alive.exists() and target.is_file()

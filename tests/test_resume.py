@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 
 import lightning as L
 import pytest
@@ -77,9 +79,17 @@ def test_resume_completes_an_interrupted_run(tmp_path, make_images, tiny, phase,
     logged = crashed_at + 1 if at == "epoch_end" else crashed_at
     assert [(int(r["phase"]), int(r["epoch"])) for r in done] == ALL_EPOCHS[:logged]
     split_before = (run / "split.csv").read_text()
+    # A SIGKILL mid-write leaves temporary files (named by the dead writer's pid): resume sweeps them.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    litter = [run / f".metrics.json.{dead.pid}.tmp", run / "checkpoints" / f"phase{phase}" / f".last.ckpt.{dead.pid}.tmp"]
+    for orphan in litter:
+        orphan.parent.mkdir(parents=True, exist_ok=True)
+        orphan.write_bytes(b"half")
 
     counter = Count()
     clf = Classifier.resume(run, callbacks=[counter])
+    assert not any(orphan.exists() for orphan in litter)
     # The interrupted epoch (never checkpointed) and the ones after it train; no earlier one.
     assert counter.seen == ALL_EPOCHS[crashed_at:]
     rows = epoch_rows(run)

@@ -66,6 +66,28 @@ def safe_name(path: str | os.PathLike) -> str:
     return re.sub(r"[^\w.-]+", "_", Path(path).resolve().stem)
 
 
+# A temporary file of ours: "<stem>.<pid>.tmp" with an optional suffix after it.
+_TEMPORARY = re.compile(r"\.(\d+)\.tmp(\.[^.]+)?$")
+
+
+def sweep_orphans(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose writer is dead (killed mid-write);
+    returns what was removed. A file whose process lives, or is not ours to judge, stays."""
+    removed = []
+    for leftover in Path(folder).glob("*.tmp*"):
+        match = _TEMPORARY.search(leftover.name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+        except OSError:
+            continue  # alive under another user
+    return removed
+
+
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 

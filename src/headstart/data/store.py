@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from headstart.errors import CacheError
+from headstart.files import sweep_orphans
 from headstart.machine import cpu_count
 from headstart.preprocess import Preprocess
 from headstart.progress import track
@@ -217,20 +218,6 @@ def _reserve(fd: int, offset: int, nbytes: int) -> None:
             raise
 
 
-def _sweep_orphans(folder: Path) -> None:
-    """Remove temporary files left by runs that were killed while writing (their pid is gone)."""
-    for leftover in folder.glob("*.tmp*"):
-        try:
-            pid = int(leftover.name.split(".")[1])
-            os.kill(pid, 0)
-        except (IndexError, ValueError):
-            continue  # not one of ours
-        except ProcessLookupError:
-            leftover.unlink(missing_ok=True)
-        except OSError:
-            continue  # alive under another user, or not ours to judge
-
-
 @dataclass
 class _Decoded:
     sides: list[int]
@@ -320,7 +307,7 @@ def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, sho
     meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _sweep_orphans(folder)
+        sweep_orphans(folder)  # temporary files of runs killed while writing
         decoded, rows = _decode_to_file(tmp, paths, preprocess, show)
     except OSError as exc:
         _remove(tmp)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from headstart.config import AugmentConfig
+from headstart.files import sweep_orphans
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 from headstart.preprocess import Preprocess
@@ -136,6 +137,7 @@ def cached_features(
     tmp, meta_tmp = folder / f"{key}.{os.getpid()}.tmp.npy", folder / f"{key}.{os.getpid()}.tmp.json"
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        sweep_orphans(folder)  # temporary files of runs killed while writing
         np.save(tmp, array)
         meta_tmp.write_text(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array.data)}))
         os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata

@@ -31,6 +31,7 @@ from headstart.engine.balance import loss_weights
 from headstart.engine.ranks import global_rank, mark_ready, wait_for_rank0
 from headstart.errors import ConfigError, DataError, DiskFullError, disk_full
 from headstart.evaluate import Metrics
+from headstart.files import sweep_orphans
 from headstart.models import Network, build_network
 from headstart.models.network import data_config
 from headstart.pipeline import outputs
@@ -175,6 +176,8 @@ class Training:
         if global_rank() > 0:
             return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
         with outputs.claimed(run_dir) as run_dir:
+            for folder in [run_dir, *run_dir.glob("checkpoints/*")]:  # what a killed run was writing: never trusted, now gone
+                sweep_orphans(folder)
             return self._run(run_dir, RunSpec.read(run_dir, saved), resume=True, callbacks=callbacks)
 
     @classmethod
