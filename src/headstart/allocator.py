@@ -20,12 +20,40 @@ M_MMAP_THRESHOLD = -3
 _LARGEST = 2**31 - 1  # mallopt takes an int
 
 
+def _libc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_freed_memory(threshold_bytes: int = 1 << 20) -> bool:
+    """The opposite, for a long-lived server: allocations of ``threshold_bytes`` and more
+    come from mmap, so freeing them returns the memory to the OS (see serve/transport.py
+    for what it measured). True when applied; a no-op off glibc."""
+    libc = _libc()
+    try:
+        return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, threshold_bytes))
+    except AttributeError:
+        return False
+
+
+def trim() -> bool:
+    """Hand memory that is freed but kept (see above) back to the OS now: glibc's
+    malloc_trim. The memory guard calls it before deciding a run is out of memory."""
+    libc = _libc()
+    try:
+        return libc is not None and bool(libc.malloc_trim(0))
+    except AttributeError:  # musl or another libc without malloc_trim
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds; a no-op (False) off glibc."""
-    if not sys.platform.startswith("linux"):
-        return False
+    libc = _libc()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, _LARGEST)) and bool(libc.mallopt(M_TRIM_THRESHOLD, _LARGEST))
-    except (OSError, AttributeError):  # musl or another libc without mallopt
+        return libc is not None and bool(libc.mallopt(M_MMAP_THRESHOLD, _LARGEST)) and bool(libc.mallopt(M_TRIM_THRESHOLD, _LARGEST))
+    except AttributeError:  # musl or another libc without mallopt
         return False

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from headstart.allocator import trim
 from headstart.errors import HeadstartError
 from headstart.machine import MemoryLimit, memory_limit
 
@@ -100,6 +101,8 @@ def memory_guard(hint: str, limit: MemoryLimit | None = None) -> Iterator[Memory
     def watch() -> None:
         while not done.wait(POLL_S):
             used = limit.working_set()
+            if used is not None and used >= THRESHOLD * limit.limit and trim():  # freed-but-kept memory goes back first
+                used = limit.working_set()
             if used is not None and used >= THRESHOLD * limit.limit:
                 tripped.set()
                 _raise_in(target, out_of_memory(used, limit, hint))

@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from headstart.allocator import release_freed_memory
 from headstart.predict.base import BatchPredictor
 from headstart.serve.app import create_app
 from headstart.serve.backend import load_backend
 from headstart.serve.config import ServeConfig
-from headstart.serve.transport import raise_open_file_limit, release_freed_memory, uvicorn_settings
+from headstart.serve.transport import raise_open_file_limit, uvicorn_settings
 
 
 def warm_up(predictor: BatchPredictor, max_batch: int) -> None:

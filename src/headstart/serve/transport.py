@@ -12,14 +12,12 @@ Found by ``bench/faults.py server`` (issue 13), each fixed here:
   idle ones no longer cost requests their place.
 * glibc keeps freed blocks in per-thread arenas: after four concurrent decodes of 40 MP
   uploads the process stayed at 706 MB instead of 31. Allocations of 1 MiB and more are
-  made with mmap instead, so they go back to the OS when freed (``release_freed_memory``).
+  made with mmap instead, so they go back to the OS when freed (``allocator.release_freed_memory``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import json
 import resource
 from typing import Any
@@ -116,19 +114,3 @@ def raise_open_file_limit(wanted: int) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
-
-
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
-
-
-def release_freed_memory(threshold_bytes: int = 1 << 20) -> bool:
-    """Serve allocations of ``threshold_bytes`` and more from mmap, so that freeing them
-    returns the memory to the OS (glibc only; elsewhere a no-op). True when applied."""
-    name = ctypes.util.find_library("c")
-    if not name:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold_bytes))
