@@ -2,8 +2,10 @@
 
 Under a cgroup memory limit (a container, a batch job, systemd's MemoryMax) the kernel
 kills a process that goes over it: no message, no traceback, exit status 137. A watcher
-thread reads the cgroup's working set a few dozen times a second and, at THRESHOLD of the
-limit, raises ``MemoryLimitError`` in the main thread. The run unwinds like any error:
+thread reads the cgroup's working set a few dozen times a second; at THRESHOLD of the limit
+it first hands freed-but-kept memory back to the OS (``allocator.trim``: training keeps
+freed buffers for speed), and only if that is not enough raises ``MemoryLimitError`` in
+the main thread. The run unwinds like any error:
 atomic writes leave no half-written file, the last checkpoint stays resumable, and the
 CLI prints one line naming the option that lowers memory.
 
