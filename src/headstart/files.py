@@ -88,6 +88,21 @@ def sweep_orphans(folder: str | os.PathLike) -> list[Path]:
     return removed
 
 
+def lock_exclusively(fd: int) -> bool:
+    """Take an exclusive advisory lock on open file ``fd`` without waiting: False when another
+    process holds it. Where there are no advisory locks (Windows), True: one writer is then
+    the caller's care. The lock lasts until ``fd`` is closed, or its process dies."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 

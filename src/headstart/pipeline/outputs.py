@@ -23,12 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from headstart.errors import ConfigError, describe
-from headstart.files import atomic_write, safe_name
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; one run per folder is then the user's care
-    fcntl = None  # type: ignore[assignment]
+from headstart.files import atomic_write, lock_exclusively, safe_name
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -88,14 +83,11 @@ def claimed(run_dir: Path, *, default_for: str | os.PathLike | None = None) -> I
         run_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(run_dir, os.O_RDONLY)
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise ConfigError(
-                    f"{run_dir} is being written by another headstart train still running; choose another --out, "
-                    f"or wait for it to end (then --resume {run_dir} if it was stopped)."
-                ) from None
+        if not lock_exclusively(fd):
+            raise ConfigError(
+                f"{run_dir} is being written by another headstart train still running; choose another --out, "
+                f"or wait for it to end (then --resume {run_dir} if it was stopped)."
+            )
         yield run_dir
     except BaseException:
         for folder in made:

@@ -22,12 +22,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; one writer per file is then the caller's care
-    fcntl = None  # type: ignore[assignment]
-
 from headstart.errors import DataError, DiskFullError, disk_full
+from headstart.files import lock_exclusively
 from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.inputs import iter_sources, shard_of
 
@@ -81,14 +77,11 @@ def _sole_writer(path: Path) -> Iterator[int]:
     the lock is taken before a byte changes, so a refused second writer harms nothing."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DataError(
-                    f"{path} is being written by another process (a predict --out still running); "
-                    "wait for it to end (then --resume if it was stopped), or write to another --out."
-                ) from None
+        if not lock_exclusively(fd):
+            raise DataError(
+                f"{path} is being written by another process (a predict --out still running); "
+                "wait for it to end (then --resume if it was stopped), or write to another --out."
+            )
         yield fd
     finally:
         os.close(fd)  # releases the lock
