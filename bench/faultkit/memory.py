@@ -16,7 +16,7 @@ import os
 import resource
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,7 +59,7 @@ def cgroups_usable() -> str | None:
     return None
 
 
-def train_in(ctx: Context, out: Path, limit: int | None, extra: list[str] = ()) -> tuple[subprocess.CompletedProcess, int, int]:
+def train_in(ctx: Context, out: Path, limit: int | None, extra: Sequence[str] = ()) -> tuple[subprocess.CompletedProcess, int, int]:
     """``headstart train`` inside a cgroup with ``limit``: (result, oom kills, peak RSS in bytes)."""
     args = headstart_cmd("train", str(train_data(ctx)), "--out", str(out), *train_options(ctx), *extra)
     log = out.with_name(out.name + ".stderr")
