@@ -261,3 +261,40 @@ def test_decoding_does_not_copy_the_full_size_image():
     before = Image.core.get_stats()["allocated_blocks"]
     Preprocess(96, 109, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic")(buf.getvalue())
     assert Image.core.get_stats()["allocated_blocks"] - before <= full + 2  # the decode, and the small resize passes
+
+
+def _most_at_once(budget, pixels: int, threads: int = 2) -> int:
+    """How many of ``threads`` decodes of ``pixels`` each held ``budget`` at the same time."""
+    import threading
+    import time
+
+    lock, inside, most = threading.Lock(), [0], [0]
+
+    def decode() -> None:
+        with budget.hold(pixels):
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.2)
+            with lock:
+                inside[0] -= 1
+
+    running = [threading.Thread(target=decode) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join(10)
+    return most[0]
+
+
+def test_huge_images_decode_together_only_while_memory_allows(monkeypatch):
+    """Two 168 MP OpenClipart PNGs decoding at once were 5.2 GB; under a 3.5 GB cgroup the
+    kernel killed the run. Huge decodes now share half the available memory."""
+    from headstart import preprocess as pp
+
+    huge = pp.HUGE_PIXELS + 1
+    monkeypatch.setattr(pp, "available_memory", lambda: 10 * huge * pp.BYTES_PER_PIXEL)
+    assert _most_at_once(pp._PixelBudget(), huge) == 2  # plenty: no waiting
+    monkeypatch.setattr(pp, "available_memory", lambda: 3 * huge * pp.BYTES_PER_PIXEL)
+    assert _most_at_once(pp._PixelBudget(), huge) == 1  # two would take more than half
+    assert _most_at_once(pp._PixelBudget(), pp.HUGE_PIXELS) == 2  # ordinary images never wait

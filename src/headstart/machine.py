@@ -99,3 +99,21 @@ def memory_limit(root: Path = _CGROUP_ROOT, membership: str | None = None) -> Me
         if best is None or limit < best.limit:
             best = MemoryLimit(limit, folder, version)
     return best
+
+
+def available_memory() -> int | None:
+    """Bytes this process could still take: the smaller of the kernel's MemAvailable and
+    the headroom under the cgroup limit (None when neither can be read)."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+                break
+    except (OSError, ValueError, IndexError):
+        pass
+    limit = memory_limit()
+    used = limit.working_set() if limit is not None else None
+    if limit is not None and used is not None:
+        found.append(max(0, limit.limit - used))
+    return min(found) if found else None

@@ -19,12 +19,17 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from headstart.machine import available_memory
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
 
@@ -96,7 +101,9 @@ class Preprocess:
     def stored(self, source: ImageSource) -> np.ndarray:
         """Decode to the compact square the store keeps: (s, s, C) uint8, s = min(shorter
         side, resize_size), C = 1 for a grey image (R = G = B everywhere), else 3."""
-        return compact_square(load_rgb(source, self.resize_size), self.resize_size, self.interpolation)
+        image = _open(source)  # the header only: the size is known before any pixel is decoded
+        with _HUGE.hold(image.width * image.height):
+            return compact_square(_to_rgb_pixels(image, self.resize_size, ours=image is not source), self.resize_size, self.interpolation)
 
     def expand(self, stored: np.ndarray) -> np.ndarray:
         """A compact square (s, s, C) -> (resize_size, resize_size, 3) uint8, upscaled when s is smaller."""
@@ -135,12 +142,53 @@ def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
     below that shorter side; every code path passes the same value so results match.
     """
     image = _open(source)
+    return _to_rgb_pixels(image, min_side, ours=image is not source)
+
+
+# Decoding a huge image holds several full-size copies until it is resized: an RGBA PNG
+# needs about 15 bytes a pixel (the decode, the white backdrop, the composite, the RGB
+# result), 2.5 GB at 168 MP. Two such OpenClipart PNGs decoding at once made a 5.2 GB peak
+# (630 images, 2 cores). Images over HUGE_PIXELS decode together only while their pixels
+# fit half the memory still available (the cgroup's headroom included); one alone always
+# goes. Measured there: unlimited, unchanged; under a 4 GB cgroup, one at a time instead of
+# the kernel's OOM kill.
+HUGE_PIXELS = 16_000_000
+BYTES_PER_PIXEL = 15
+
+
+class _PixelBudget:
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._decoding = 0  # pixels of the huge images being decoded now
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        if pixels <= HUGE_PIXELS:
+            yield
+            return
+        with self._turn:
+            while self._decoding and (self._decoding + pixels) * BYTES_PER_PIXEL > (available_memory() or 0) // 2:
+                self._turn.wait(0.5)  # memory frees up as the others finish (or elsewhere)
+            self._decoding += pixels
+        try:
+            yield
+        finally:
+            with self._turn:
+                self._decoding -= pixels
+                self._turn.notify_all()
+
+
+_HUGE = _PixelBudget()
+
+
+def _to_rgb_pixels(image: Image.Image, min_side: int | None, ours: bool) -> Image.Image:
+    """``load_rgb`` of an opened image; ``ours``: opened here, so it may be changed in place."""
     if min_side and image.format == "JPEG" and image.mode in ("RGB", "L", "CMYK"):
         w, h = image.size
         short = min(w, h)
         if short > 2 * min_side:
             image.draft(image.mode, (math.ceil(w * min_side / short), math.ceil(h * min_side / short)))
-    if image is source:
+    if not ours:
         image = ImageOps.exif_transpose(image)  # the caller's image: transposed in a copy, never in place
     else:
         # Ours: transposed in place, not copied (a 40 MP upload would need 120 MB more).
