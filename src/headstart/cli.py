@@ -368,26 +368,25 @@ def doctor(
     out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
 
 
-CACHE_PARTS = {"images": "decoded images", "features": "frozen-base features"}
-
-
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete headstart's caches (decoded images and frozen-base features)."""
-    from headstart.data.store import cache_root, clear_folder
+    """Delete headstart's caches (decoded images and frozen-base features): only the entries
+    headstart wrote; a folder that is not a headstart cache is refused, nothing deleted."""
+    from headstart.cache import cache_root, clear_cache
 
-    for part in CACHE_PARTS:
-        folder = cache_root() / part
-        size = clear_folder(folder)
-        err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
+    done = clear_cache()
+    for part, size in done.removed_bytes.items():
+        err.print(f"Removed {escape(str(cache_root() / part))} ({size / 1e6:.1f} MB)", highlight=False)
+    if done.left:
+        err.print(f"Left {len(done.left)} files headstart did not write, e.g. {escape(str(done.left[0]))}", highlight=False)
 
 
 @cache_app.command("info")
 def cache_info() -> None:
     """Where the caches are and how big."""
-    from headstart.data.store import cache_root
+    from headstart.cache import PARTS, cache_root
 
-    for part, what in CACHE_PARTS.items():
+    for part, what in PARTS.items():
         folder = cache_root() / part
         files = [f for f in folder.glob("*.npy")] if folder.exists() else []
         size = sum(f.stat().st_size for f in files)

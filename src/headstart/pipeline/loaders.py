@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -75,9 +74,10 @@ class FrozenFeatures:
         if self.config.feature_views > 1:  # random training views after the evaluation view: (K * N, F)
             f_train = torch.cat([f_train] + [self.get("train", view=v) for v in range(1, self.config.feature_views)])
         if path is not None:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"train": f_train, "val": f_val}, tmp)
-            os.replace(tmp, path)
+            from headstart.files import atomic_target
+
+            with atomic_target(path) as tmp:  # created exclusively: a planted link is never followed
+                torch.save({"train": f_train, "val": f_val}, tmp)
         return f_train, f_val
 
 
