@@ -433,7 +433,18 @@ def _command(argv: list[str]) -> str | None:
 HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
 
 
+# After a SIGTERM the process unwinds (temporary files removed, writers closed); a thread
+# blocked in a system call (a read from a hung network disk) would hold that unwinding up
+# forever, as a FIFO once held `predict` for 563 s. It gets this long, then the process ends.
+TERM_GRACE_S = 5.0
+
+
 def _terminated(signum: int, _frame: object) -> None:
+    import threading
+
+    deadline = threading.Timer(TERM_GRACE_S, os._exit, args=(128 + signum,))
+    deadline.daemon = True
+    deadline.start()
     raise SystemExit(128 + signum)
 
 

@@ -20,11 +20,12 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from headstart.data.index import scan
+from headstart.data.index import NOT_REGULAR, OUTSIDE, Skipped, scan
 from headstart.doctor.checks import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name
+from headstart.preprocess import open_image
 
 if TYPE_CHECKING:
     from headstart.label_issues import LabelIssues, LabelSearch
@@ -144,15 +145,7 @@ def diagnose(
         + class_name_clashes(index.classes)
         + imbalance(index)
     )
-    if index.skipped:
-        findings.append(
-            Finding(
-                "missing",
-                "warning",
-                f"{len(index.skipped)} files listed in the CSV do not exist.",
-                [{"path": s.path, "reason": s.reason} for s in index.skipped],
-            )
-        )
+    findings += _skipped_findings(index.skipped)
     found = None
     if labels is not None:
         from headstart.label_issues import find_in_data
@@ -182,11 +175,28 @@ def diagnose(
     )
 
 
+def _skipped_findings(skipped: list[Skipped]) -> list[Finding]:
+    """The files indexing did not read: missing CSV rows, special files, symlinks out of DATA."""
+    kinds = {
+        "missing": "listed in the CSV do not exist",
+        "special": "are not regular files (FIFO, device, socket) and were never read",
+        "outside": "are symlinks leading outside the data folder and were not read",
+    }
+    findings = []
+    for check, what in kinds.items():
+        reason = {"special": NOT_REGULAR, "outside": OUTSIDE}.get(check)
+        found = [s for s in skipped if (s.reason == reason if reason else s.reason not in (NOT_REGULAR, OUTSIDE))]
+        if found:
+            rows = [{"path": s.path, "reason": s.reason} for s in found]
+            findings.append(Finding(check, "warning", f"{len(found)} files {what}.", rows))
+    return findings
+
+
 # -- output --------------------------------------------------------------------------------
 def thumbnail_uri(path: str, side: int = 72) -> str:
     """A small inline PNG (data URI) of an image, or "" when it cannot be read."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:  # regular files, pinned decoders
             image.thumbnail((side, side))
             buffer = io.BytesIO()
             image.convert("RGBA").save(buffer, "PNG")
