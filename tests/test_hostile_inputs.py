@@ -69,14 +69,31 @@ def test_a_csv_row_naming_a_fifo_is_skipped_unread(hostile, tmp_path):
     assert [s.reason for s in index.skipped] == [NOT_REGULAR] and len(index.all_samples) == 2
 
 
+def _remove_deep(top: Path) -> None:
+    """Remove a folder chain bottom-up without recursion (shutil.rmtree, and so pytest's own
+    clean-up, recurse and would fail on it)."""
+    chain = [top]
+    while (chain[-1] / "d").is_dir():
+        chain.append(chain[-1] / "d")
+    for folder in reversed(chain):
+        for leftover in folder.iterdir():
+            if not leftover.is_dir():
+                leftover.unlink()
+        folder.rmdir()
+
+
 def test_a_folder_tree_1100_levels_deep_is_walked(data):
     """Found by the review: os.walk recursed, and raised RecursionError."""
-    folder = data / "dog"
-    for _ in range(1100):
-        folder = folder / "d"
-        folder.mkdir()
-    colour_image("blue", 7).save(folder / "deep.png")
-    assert any(s.path.endswith("deep.png") for s in scan(data).all_samples)
+    folder = data / "dog" / "d"
+    folder.mkdir()
+    try:
+        for _ in range(1099):
+            folder = folder / "d"
+            folder.mkdir()
+        colour_image("blue", 7).save(folder / "deep.png")
+        assert any(s.path.endswith("deep.png") for s in scan(data).all_samples)
+    finally:
+        _remove_deep(data / "dog" / "d")
 
 
 def test_special_files_are_refused_before_a_byte_is_read(hostile):

@@ -297,8 +297,8 @@ def attacks(port: int, quick: bool) -> list[Attack]:
             ("PNG +1 column", predict_request([("over.png", encoded((big[0] + 1, big[1]), "PNG"))])),
         ],
     }
-    slow_head = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
-    slow_body = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype.encode() + b"\r\nContent-Length: 100000\r\n\r\n"
+    slow_head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    slow_body = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype.encode() + b"\r\nContent-Length: 100000\r\n\r\n"
     idle_n, slow_n = (50, 4) if quick else (1000, 20)
     t = {k: Tally() for k in ("idle", "slow head", "slow body", *variants)}
 

@@ -255,14 +255,25 @@ def serve(
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
     queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),
     threads: Optional[int] = typer.Option(None, help="Model threads. Default: all cores."),
+    token: Optional[str] = typer.Option(
+        None, help="Token every client must send (default: HEADSTART_SERVE_TOKEN; off loopback one is generated and printed)."
+    ),
+    no_token: bool = typer.Option(False, "--no-token", help="Off loopback, serve without a token: anyone who can reach it may use it."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="A Host name clients may use besides loopback and --host (repeat; '*': any)."
+    ),
 ) -> None:
     """A prediction server with a web page at / (FastAPI + uvicorn)."""
     try:
         from headstart.serve import ServeConfig, run_server
     except ModuleNotFoundError as exc:
         raise MissingExtraError(f"Serving needs {exc.name}: pip install 'headstart[serve]'.") from None
-    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads)
-    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err)
+    if token is not None and no_token:
+        raise ConfigError("--token and --no-token contradict each other; give one.")
+    cfg = ServeConfig(
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads, token=token, allow_hosts=tuple(allow_host)
+    )
+    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err, no_token=no_token)
 
 
 @app.command()
