@@ -21,12 +21,12 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from headstart.cli_options import build_config, config_fields, with_config_options
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full, unwritable
 from headstart.paths import default_outside, refuse_inside_data
+from headstart.text import shown as safe  # user text: control characters made visible, markup escaped
 from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
@@ -126,7 +126,7 @@ def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> No
         shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (
             ["--report" if report else "--no-report"] if "report" in given else []
         )
-        err.print(f"Resuming {run} with " + ", ".join(shown), highlight=False)
+        err.print(f"Resuming {safe(run)} with " + ", ".join(shown), highlight=False)
     _training_api().Classifier.resume(run, console=err, report=report, placement=placement)
 
 
@@ -198,7 +198,7 @@ def predict(
 
     if out_csv is not None:
         new, old = predict_to_file(predictor, [str(p) for p in inputs], out_csv, top_k, resume=resume, shard=(k, n))
-        err.print(f"{new + old} predictions in {out_csv}")
+        err.print(f"{new + old} predictions in {safe(out_csv)}", highlight=False)
         return
     sources = shard_of(iter_sources([str(p) for p in inputs]), (k, n))
     for pred in predictor.iter_predict(sources, top_k=top_k):
@@ -223,7 +223,7 @@ def _predictor(run: Path, tta: tuple[str, ...] = ()):
                 f"{run} has no exported model and torch is not installed: export it where training is installed "
                 f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
             ) from None
-        err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
+        err.print(f"torch not installed: predicting with {safe(onnx_path)} (onnxruntime)", highlight=False)
         return RuntimePredictor.load(onnx_path, tta=tta)
     return api.Classifier.load(run).predictor(tta)
 
@@ -288,7 +288,7 @@ def demo(
     if out_dir is not None:
         refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
     out_dir = out_dir or default_outside(default_run_dir("demo"), data)
-    err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
+    err.print(f"Demo: {safe(data)} (public-domain OpenClipart sample, see LICENSE.md there)")
     clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
@@ -296,8 +296,8 @@ def demo(
     err.print("Some validation images (not trained on):")
     for pred in clf.predict([s.path for s in held_out], top_k=2):
         truth = Path(pred.source).parent.name
-        err.print(f"  true {truth:<15} predicted " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
-    err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
+        err.print(f"  true {safe(truth):<15} predicted " + ", ".join(f"{safe(n)} {p:.2f}" for n, p in pred.top), highlight=False)
+    err.print(f"Next: headstart predict {safe(clf.run_dir)} IMAGE...   |   headstart evaluate {safe(clf.run_dir)} --data FOLDER")
 
 
 LR_FIND_FIELDS = [
@@ -332,7 +332,7 @@ def lr_find(
     model, cfg = build_config(ModelConfig, options), build_config(TrainConfig, options)
     finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
     out.print(f"{finding.suggestion:.3g}")
-    err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
+    err.print(f"Next: headstart train {safe(data)} --lr {finding.suggestion:.2g}   (or --lr auto)")
 
 
 @app.command()
@@ -375,8 +375,10 @@ def doctor(
         from headstart.label_issues import CSV_NAME, print_top
 
         print_top(diagnosis.label_issues, out)
-        out.print(f"Label issues to review: [bold]{folder / CSV_NAME}[/] (then: headstart train DATA --exclude {folder / CSV_NAME})")
-    out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
+        out.print(
+            f"Label issues to review: [bold]{safe(folder / CSV_NAME)}[/] (then: headstart train DATA --exclude {safe(folder / CSV_NAME)})"
+        )
+    out.print(f"Details in [bold]{safe(folder / 'doctor.html')}[/] and {safe(folder / 'doctor.json')}")
 
 
 @cache_app.command("clear")
@@ -387,9 +389,9 @@ def cache_clear() -> None:
 
     done = clear_cache()
     for part, size in done.removed_bytes.items():
-        err.print(f"Removed {escape(str(cache_root() / part))} ({size / 1e6:.1f} MB)", highlight=False)
+        err.print(f"Removed {safe(cache_root() / part)} ({size / 1e6:.1f} MB)", highlight=False)
     if done.left:
-        err.print(f"Left {len(done.left)} files headstart did not write, e.g. {escape(str(done.left[0]))}", highlight=False)
+        err.print(f"Left {len(done.left)} files headstart did not write, e.g. {safe(done.left[0])}", highlight=False)
 
 
 @cache_app.command("info")
@@ -401,7 +403,7 @@ def cache_info() -> None:
         folder = cache_root() / part
         files = [f for f in folder.glob("*.npy")] if folder.exists() else []
         size = sum(f.stat().st_size for f in files)
-        out.print(f"{folder}: {len(files)} {what} entries, {size / 1e6:.1f} MB")
+        out.print(f"{safe(folder)}: {len(files)} {what} entries, {size / 1e6:.1f} MB", highlight=False)
     out.print("HEADSTART_CACHE_DIR overrides the location; 'headstart cache clear' empties it.")
 
 
@@ -471,7 +473,7 @@ def main() -> None:
     hint = MEMORY_HINTS.get(command or "", "free memory or raise the limit")
     cramped = address_space_too_small() if command in HEAVY and "--help" not in sys.argv else None
     if cramped:
-        err.print(f"[red]error:[/] {escape(cramped)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {safe(cramped)}", highlight=False, soft_wrap=True)
         sys.exit(2)
     try:
         if command == "serve":  # a server answers 503 under load; it must not stop itself
@@ -483,7 +485,7 @@ def main() -> None:
         known = exc if isinstance(exc, HeadstartError) else (disk_full(exc) or unwritable(exc))  # other OSErrors keep their traceback
         if known is None:
             raise
-        err.print(f"[red]error:[/]{_rank_prefix()} {escape(str(known))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
+        err.print(f"[red]error:[/]{_rank_prefix()} {safe(known)}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -495,14 +497,14 @@ def main() -> None:
             raise
         ctx = getattr(exc, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[red]error:[/] {escape(message())}{escape(where)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {safe(message())}{safe(where)}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
         from headstart.machine import memory_limit
 
-        err.print(f"[red]error:[/]{_rank_prefix()} {escape(out_of_memory(None, memory_limit(), hint))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/]{_rank_prefix()} {safe(out_of_memory(None, memory_limit(), hint))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

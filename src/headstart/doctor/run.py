@@ -26,6 +26,7 @@ from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name
 from headstart.preprocess import open_image
+from headstart.text import shown
 
 if TYPE_CHECKING:
     from headstart.label_issues import LabelIssues, LabelSearch
@@ -242,7 +243,7 @@ def print_summary(diagnosis: Diagnosis, console: Console) -> None:
 
     d = diagnosis
     console.print(
-        f"[bold]{d.data}[/] ({d.layout}): {d.files} images in {len(d.classes)} classes"
+        f"[bold]{shown(d.data)}[/] ({d.layout}): {d.files} images in {len(d.classes)} classes"
         + (f", {d.ignored} non-image files ignored" if d.ignored else "")
         + f"; checked in {d.seconds:.1f}s ({d.files_per_second:.0f} files/s)"
     )
@@ -252,7 +253,7 @@ def print_summary(diagnosis: Diagnosis, console: Console) -> None:
     table.add_column("finding")
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
     for f in d.findings:
-        table.add_row(f"[{colour[f.severity]}]{f.severity}[/]", f.check, f.message)
+        table.add_row(f"[{colour[f.severity]}]{f.severity}[/]", shown(f.check), shown(f.message))
     if d.findings:
         console.print(table)
     else:

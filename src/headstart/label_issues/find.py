@@ -17,6 +17,7 @@ from headstart.data.index import Sample
 from headstart.label_issues.oof import out_of_fold
 from headstart.label_issues.rank import Flag, flag_multiclass, flag_multilabel
 from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour
+from headstart.text import shown as escape  # control characters made visible, markup escaped
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -211,11 +212,13 @@ def for_run(
         write_outputs(found, folder)
         console.print(
             f"Possible label issues: {len(found.issues)} of {found.images} train/val images "
-            f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{folder / CSV_NAME}[/]"
+            f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{escape(folder / CSV_NAME)}[/]"
         )
         return found
     except Exception as exc:  # noqa: BLE001 - a label check must never fail a finished run
-        console.print(f"[yellow]warning:[/] the label-issue check could not run ({describe(exc)}); the run is complete.", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] the label-issue check could not run ({escape(describe(exc))}); the run is complete.", highlight=False
+        )
         return None
 
 
@@ -238,8 +241,6 @@ def write_outputs(found: LabelIssues, folder: str | os.PathLike) -> Path:
 
 def print_top(found: LabelIssues, console: Console, shown: int = 10) -> None:
     """The most suspicious findings, one line each, most suspicious first."""
-    from rich.markup import escape
-
     from headstart.label_issues.table import relative
 
     for rank, i in enumerate(found.issues[:shown], 1):

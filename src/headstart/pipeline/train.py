@@ -39,6 +39,7 @@ from headstart.pipeline.loaders import FEATURES, FrozenFeatures, PhaseLoaders
 from headstart.pipeline.scoring import score
 from headstart.predict.eager import Predictor
 from headstart.preprocess import Preprocess
+from headstart.text import shown
 
 if TYPE_CHECKING:
     import lightning as L
@@ -134,11 +135,11 @@ class Training:
 
             index, lines = apply_exclude(index, exclude)
             for line in lines:
-                self.console.print(line, highlight=False)
+                self.console.print(shown(line), highlight=False)
         for note in index.notes:
-            self.console.print(f"[yellow]note:[/] {note}")
+            self.console.print(f"[yellow]note:[/] {shown(note)}", highlight=False)
         if index.ignored:
-            self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
+            self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {shown(index.root)}", highlight=False)
         self._quick_doctor(index)
         task = resolve_task(self.model.task, index)
         meta = {
@@ -394,7 +395,7 @@ class Training:
 
         findings = quick_checks(index)
         for f in findings:
-            self.console.print(f"[yellow]doctor {f.severity}:[/] {f.message}", highlight=False)
+            self.console.print(f"[yellow]doctor {f.severity}:[/] {shown(f.message)}", highlight=False)
         if findings:
             self.console.print(
                 "  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False
