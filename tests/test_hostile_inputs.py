@@ -198,3 +198,39 @@ def test_a_png_saved_as_jpg_still_decodes(tmp_path):
     path = tmp_path / "really_a.png.jpg"
     colour_image("green", 1).save(path, format="PNG")
     assert PRE.stored(str(path)).shape == (28, 28, 3)
+
+
+def test_a_nul_in_an_onnx_external_data_location_is_one_line(tmp_path, monkeypatch, capsys):
+    """Found by the review: a ValueError traceback ('embedded null byte')."""
+    from test_hostile_artifacts import _onnx_with_external
+
+    from headstart import cli
+
+    path = _onnx_with_external(tmp_path, "w\0.bin")
+    monkeypatch.setattr(sys, "argv", ["headstart", "predict", str(path), str(path)])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "no file name" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_onnx_model_is_loaded_from_the_bytes_it_was_checked_from(tmp_path, monkeypatch):
+    """Found by the review: checked from bytes, then re-opened by path (a swap in between ran unchecked)."""
+    import onnxruntime
+    from test_hostile_artifacts import _onnx_with_external
+
+    from headstart.errors import ArtifactError
+    from headstart.predict.runtime import RuntimePredictor
+
+    (tmp_path / "w.bin").write_bytes(b"\0" * 16)
+    path = _onnx_with_external(tmp_path, "w.bin")
+    seen, real = [], onnxruntime.InferenceSession
+
+    def spy(model, *args, **kwargs):
+        seen.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnxruntime, "InferenceSession", spy)
+    with pytest.raises(ArtifactError, match="no headstart description"):
+        RuntimePredictor.load(path)  # loads (external data found beside it), but it is not a headstart export
+    assert seen == [path.read_bytes()]

@@ -19,7 +19,7 @@ from headstart.predict.base import Prediction
 from headstart.predict.csvfile import _written, header, row
 from headstart.text import cell, from_cell, printable, shown
 
-HOSTILE = ["[/x]", "[link=https://evil.example]click[/link]", "bell\x07\x1b[2Jclear", "=HYPERLINK(\"https://evil.example\")"]
+HOSTILE = ["[/x]", "[link=https://evil.example]click[/link]", "bell\x07\x1b[2Jclear", '=HYPERLINK("https://evil.example")']
 
 
 def rendered(*lines: str) -> str:
