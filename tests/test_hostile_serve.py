@@ -113,3 +113,15 @@ def test_hosts_accepted_by_a_wildcard_bind():
     assert not policy.host_allowed("evil.example") and not policy.host_allowed("")
     assert AccessPolicy.for_bind("127.0.0.1", allow_hosts=("*",)).host_allowed("anything.example")
     assert not AccessPolicy.for_bind("127.0.0.1").host_allowed("10.0.0.1")
+
+
+def test_token_and_no_token_together_are_one_line(monkeypatch, capsys, tmp_path):
+    import sys
+
+    from headstart import cli
+
+    monkeypatch.setattr(sys, "argv", ["headstart", "serve", str(tmp_path), "--token", "x", "--no-token"])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "contradict" in err and len(err.strip().splitlines()) == 1
