@@ -234,3 +234,13 @@ def test_the_onnx_model_is_loaded_from_the_bytes_it_was_checked_from(tmp_path, m
     with pytest.raises(ArtifactError, match="no headstart description"):
         RuntimePredictor.load(path)  # loads (external data found beside it), but it is not a headstart export
     assert seen == [path.read_bytes()]
+
+
+def test_data_that_is_a_fifo_is_one_line(tmp_path):
+    from headstart.errors import DataError
+
+    os.mkfifo(tmp_path / "data.csv")
+    os.mkfifo(tmp_path / "folder")
+    for name in ("data.csv", "folder"):
+        with pytest.raises(DataError, match="regular file"):
+            scan(tmp_path / name)

@@ -94,7 +94,7 @@ def doctor_rows(ctx: Context, data: Path, env: dict[str, str]) -> list[Row]:
     if done.returncode:
         return [Row("hostile", "doctor on special files", f"exit {done.returncode}: {last_line(done.stderr)}", False)]
     report = json.loads((out / "doctor.json").read_text())
-    found = {f["check"]: [Path(i["path"]).name for i in f["items"]] for f in report["findings"] if isinstance(f["items"], list)}
+    found = {f["check"]: [Path(i["path"]).name for i in f["items"]] for f in report["findings"] if f["check"] in ("special", "outside")}
     special, outside = found.get("special", []), found.get("outside", [])
     deep = report["files"] == 4 * 8 + 1 + 1  # the generated images, the deep one, photo.jpg (an EPS, reported unreadable)
     return [
@@ -378,7 +378,7 @@ def run(ctx: Context) -> list[Row]:
             )
         )
         rows += [sigterm_row(ctx, env), onnx_row(ctx, env)]
-        left = orphans(ctx.work / "run", data)
+        left = orphans(ctx.work / "run", Path(env["HEADSTART_CACHE_DIR"]))  # not data/: rglob recurses, the deep tree would stop it
         rows.append(Row("hostile", "temporary files left", ", ".join(left[:3]) or "none", not left))
     finally:
         remove_deep(data)

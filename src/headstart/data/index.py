@@ -15,6 +15,7 @@ store, where unreadable files are skipped and listed).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from headstart.errors import DataError
-from headstart.files import is_regular
+from headstart.files import is_regular, open_regular
 from headstart.preprocess import IMAGE_EXTENSIONS
 
 LAYOUT_HELP = (
@@ -243,9 +244,9 @@ def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
 def scan_csv(path: Path) -> DataIndex:
     base = path.parent
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = io.TextIOWrapper(open_regular(path), newline="", encoding="utf-8-sig")  # regular files only, size-capped
     except OSError as exc:
-        raise DataError(f"Cannot read CSV {path}: {exc.strerror}.") from exc
+        raise DataError(f"Cannot read CSV {path}: {exc.strerror or exc}.") from exc
     with handle:
         # csv.reader and column positions, not DictReader: a dict per row was a third of
         # the time on a million rows. Paths are joined and normalised, not resolve()d
@@ -307,6 +308,8 @@ def scan(data: str | os.PathLike) -> DataIndex:
         if root.suffix.lower() != ".csv":
             raise DataError(f"{root} is a file but not a .csv. {LAYOUT_HELP}")
         return scan_csv(root.resolve())
+    if not root.is_dir():
+        raise DataError(f"{root} is not a regular file or a folder (a FIFO, a device?): never read. {LAYOUT_HELP}")
     root = root.resolve()
     dirs = _split_dirs(root)
     return scan_splits(root, dirs) if dirs else scan_folders(root)
