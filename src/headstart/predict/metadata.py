@@ -9,42 +9,40 @@ code, and one with unexpected types is refused before anything uses it.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from headstart.checks import check_classes_task, check_preprocess, is_number
 from headstart.errors import ArtifactError
+
+if TYPE_CHECKING:
+    from headstart.runfolder import ArtifactMeta, Headline
 
 KEY = "headstart"
 FORMAT = "headstart-export"
 FORMAT_VERSION = 1
 
 
-def headline_metrics(metrics: object) -> dict[str, dict[str, float]]:
-    """{split: {accuracy, balanced_accuracy, macro_f1}} from a run's metrics, numbers only."""
-    out: dict[str, dict[str, float]] = {}
-    if isinstance(metrics, dict):
-        for split, m in metrics.items():
-            if isinstance(m, dict):
-                out[str(split)] = {k: float(m[k]) for k in ("accuracy", "balanced_accuracy", "macro_f1") if is_number(m.get(k))}
-    return out
+def headline_metrics(metrics: Mapping[str, Headline]) -> dict[str, dict[str, float]]:
+    """{split: {accuracy, balanced_accuracy, macro_f1}} from a run's metrics."""
+    return {str(split): m.to_dict() for split, m in metrics.items()}
 
 
-def build(meta: dict[str, Any], fmt: str, input_name: str, output_name: str) -> dict[str, Any]:
+def build(meta: ArtifactMeta, fmt: str, input_name: str, output_name: str) -> dict[str, Any]:
     """The exported description from a run's ``headstart.json``."""
-    model = meta["model"]
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "export_format": fmt,
-        "classes": list(meta["classes"]),
-        "task": meta["task"],
-        "threshold": float(model.get("threshold", 0.5)),
-        "preprocess": meta["preprocess"],
-        "arch": model["arch"],
+        "classes": list(meta.classes),
+        "task": meta.task,
+        "threshold": float(meta.threshold),
+        "preprocess": meta.preprocess.to_dict(),
+        "arch": meta.model.arch,
         "input": {"name": input_name, "layout": "NCHW", "dtype": "float32"},
         "output": {"name": output_name, "kind": "probabilities"},
-        "versions": meta.get("versions", {}),
-        "metrics": headline_metrics(meta.get("metrics")),
+        "versions": dict(meta.versions),
+        "metrics": headline_metrics(meta.metrics),
     }
 
 
