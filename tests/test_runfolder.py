@@ -149,6 +149,18 @@ def test_unknown_fields_are_kept_and_written_back(tmp_path):
     assert json.loads((run / OPTIONS).read_text())["int8"] == {"calibrated": True}
 
 
+def test_a_training_option_value_this_release_refuses_does_not_stop_loading(tmp_path):
+    run = Path(shutil.copytree(FIXTURE, tmp_path / "run"))
+    meta = json.loads((run / DESCRIPTION).read_text())
+    meta["train"]["schedule"] = "warp-drive"  # a schedule a later release may add
+    (run / DESCRIPTION).write_text(json.dumps(meta))
+    loaded = read_meta(run)
+    assert loaded.train is None and loaded.train_extra["schedule"] == "warp-drive"
+    assert headstart.load(run).classes == ["blue", "green", "red"]
+    write_meta(run, loaded)
+    assert json.loads((run / DESCRIPTION).read_text())["train"] == meta["train"]
+
+
 def test_an_unknown_model_field_is_refused(tmp_path):
     """The model section rebuilds the network: a field there this release does not know
     would build a different model, so it is an error (a writer adding one raises the version)."""

@@ -15,8 +15,9 @@ release that wrote it. Torch-free: the predict-only install reads these too.
 Unknown fields (policy): a field this release does not know, in a file of a version it can
 read, is **kept verbatim and round-tripped**: at the top level and inside the
 informational sections (``data``, ``result``, headstart.json's ``train``) it lands in that
-object's ``extra`` and is written back unchanged; ``plan`` and ``lr_find`` are kept whole.
-It never makes a run unloadable. The sections that rebuild something are strict, because
+object's ``extra`` and is written back unchanged; ``plan`` and ``lr_find`` are kept whole
+(and a headstart.json ``train`` value this release refuses keeps the whole section in
+``train_extra``, ``train`` None). It never makes a run unloadable. The sections that rebuild something are strict, because
 guessing there would build a different model: ``model`` (the network) and ``preprocess``
 (the input contract) refuse unknown fields, and config.json's ``train`` (what ``--resume``
 trains) refuses an unknown option with its close match. A release that adds a field there
@@ -397,8 +398,8 @@ class ArtifactMeta:
             "preprocess": self.preprocess.to_dict(),
             "versions": dict(self.versions),
         }
-        if self.train is not None:
-            out["train"] = {**self.train.to_dict(), **self.train_extra}
+        if self.train is not None or self.train_extra:
+            out["train"] = {**(self.train.to_dict() if self.train else {}), **self.train_extra}
         optional = {
             "data": self.data.to_dict() if self.data else None,
             "result": self.result.to_dict() if self.result else None,
@@ -424,7 +425,10 @@ class ArtifactMeta:
         train_extra: dict[str, Any] = {}
         if value.get("train") is not None:
             known, train_extra = _split_known(TrainConfig, _mapping(value["train"], where, "train"))
-            train = _train_config(known, where, "train")
+            try:
+                train = _train_config(known, where, "train")
+            except ArtifactError:  # informational here: a value this release does not accept is kept, not refused
+                train, train_extra = None, dict(value["train"])
         metrics = _optional(value.get("metrics", {}), (dict,), where, "metrics") or {}
         seconds = _optional(value.get("seconds"), (int, float), where, "seconds")
         names = {f.name for f in fields(cls)} - {"train_extra", "extra"} | {"format"}

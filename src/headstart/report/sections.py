@@ -171,7 +171,7 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
     total = sum(p.numel() for p in network.parameters())
     head = sum(p.numel() for p in network.head.parameters())
     pre = art.preprocess
-    train = {**meta.train.to_dict(), **meta.train_extra} if meta.train else {}
+    train = {**(meta.train.to_dict() if meta.train else {}), **meta.train_extra}
     model_rows = [
         (
             "architecture",
@@ -215,7 +215,7 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
             )
         )
         run_rows.extend(("why", reason) for reason in plan.reasons)
-    elif meta.train:
+    elif train:
         run_rows.append(("recipe", "the options as given (see Training options)"))
     if meta.train:
         run_rows.append(("seed", str(meta.train.seed)))
