@@ -1,6 +1,6 @@
 """Peak memory of `headstart train` for N and 10N images: it must not grow with the data.
 
-    python bench/memory.py [--small 1000] [--large 10000] [--arch tf_efficientnet_lite0]
+    python bench/train_memory.py [--small 1000] [--large 10000] [--arch tf_efficientnet_lite0]
                            [--image-size 96] [--kind shapes|garments] [--data-only] [--keep]
 
 Generates two folders (10 classes): ``shapes``, JPEGs of random shapes on random
@@ -14,7 +14,7 @@ two phases shortened to --frozen-epochs 3 --finetune-epochs 1) and samples its
   peak anon     private memory: what training really holds (model, activations, batches)
   image cache   bytes of the decoded-image store the run left (cache/images)
 and the ratios large/small. Goal: anon peaks within a small constant of each other.
-Writes bench/results/memory-<host>.json.
+Writes bench/results/train_memory-<machine>-<date>.json.
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from locations import result_path
 from PIL import Image, ImageDraw
 
 
@@ -173,7 +173,7 @@ def main() -> None:
         f"(+{large['peak_anon_mb'] - small['peak_anon_mb']:.0f} MB private memory for {args.large - args.small} more images)"
     )
     tag = ("" if args.kind == "shapes" else f"-{args.kind}") + ("-data" if args.data_only else "")
-    out = Path(__file__).resolve().parent / "results" / f"memory{tag}-{socket.gethostname() or 'cpu2'}.json"
+    out = result_path(f"train_memory{tag}")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")

@@ -1,9 +1,9 @@
 """Speed goals of issue 3, each measured against its baseline in the same run.
 
-    python bench/speed.py [--data FOLDER] [--batch 32]
+    python bench/speed_goals.py [--data FOLDER] [--batch 32]
 
-Default data: the bundled demo sample (240 OpenClipart PNGs). Prints absolute figures,
-ratios and machine facts; writes bench/results/speed-<host>.json.
+Default data: the bundled demo sample (1,594 OpenClipart PNGs). Prints absolute figures,
+ratios and machine facts; writes bench/results/speed_goals-<machine>-<date>.json.
   frozen epoch   uncached (decode every file + frozen base + head step) vs cached
                  features (head step only): goal >= 20x
   fine-tuning    headstart's phase-2 Lightning epoch (training images/s, epochs.csv's train_seconds) vs a bare
@@ -20,7 +20,6 @@ import io
 import json
 import os
 import platform
-import socket
 import tempfile
 import time
 from importlib import resources
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
+from locations import result_path
 from rich.console import Console
 
 import headstart
@@ -213,7 +213,7 @@ def main() -> None:
         f"bf16 autocast  training {b['train_bf16_img_s']:.1f} vs fp32 {b['train_fp32_img_s']:.1f} img/s (x{b['train_ratio']:.2f}); "
         f"inference {b['infer_bf16_img_s']:.1f} vs {b['infer_fp32_img_s']:.1f} img/s (x{b['infer_ratio']:.2f})"
     )
-    out = Path(__file__).resolve().parent / "results" / f"speed-{socket.gethostname() or 'cpu2'}.json"
+    out = result_path("speed_goals")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"results: {out}")

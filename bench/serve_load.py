@@ -1,6 +1,6 @@
 """Serving goals of issue 5, on loopback, bounded in requests and time per level.
 
-    python bench/serve.py [--run RUN] [--seconds 8] [--max-requests 1000]
+    python bench/serve_load.py [--run RUN] [--seconds 8] [--max-requests 1000]
 
 RUN: a trained run folder; default: trains the bundled demo data for a quick run
 (frozen base only, EfficientNet-Lite0) into a temporary folder. The run is exported to
@@ -13,7 +13,7 @@ subprocess (its own process, as deployed), the client an asyncio httpx load gene
   /health        polled every 50 ms during each level: must stay < 100 ms
   batching       req/s at c=32 must be >= 3x req/s at c=1
   model          batch-1 latency on 2 threads: ONNX (onnxruntime) vs eager PyTorch, goal <= 0.8x
-Writes bench/results/serve-<host>.json.
+Writes bench/results/serve_load-<machine>-<date>.json.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from locations import result_path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BATCH, QUEUE = 8, 64  # the server's limits in this benchmark; saturation = 72 in flight
@@ -251,7 +252,7 @@ def main() -> None:
         "goals": goals,
     }
     print("goals", json.dumps(goals))
-    out = ROOT / "bench" / "results" / f"serve-{socket.gethostname()}.json"
+    out = result_path("serve_load")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print("written", out)

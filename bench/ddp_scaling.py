@@ -1,8 +1,8 @@
 """Data-parallel scaling: 1 vs 2 processes through the CLI, and the expected scaling on GPUs.
 
-    PYTHONPATH=src python bench/scale.py [--arch tf_efficientnet_lite0] [--image-size 160]
+    PYTHONPATH=src python bench/ddp_scaling.py [--arch tf_efficientnet_lite0] [--image-size 160]
 
-Trains the bundled demo set (240 images, 192 for training) twice with the same recipe and
+Trains the bundled demo set (1,594 images, 1,276 for training) twice with the same recipe and
 effective batch (1 process x 32, then 2 processes x 16, gloo on CPU), and reports the
 fine-tuning throughput from epochs.csv (images per second, epoch wall time, so it includes
 each epoch's validation). Then prints the all-reduce volume per step and the scaling it
