@@ -71,6 +71,7 @@ def test_the_summary_quotes_the_interval_and_names_the_report():
     assert lines[1].startswith("next: open runs/demo/report.html")
     opened = summary(0.714, 318, Path("runs/demo/report.html"), opened=True)
     assert "open in your browser" in opened[1]
+    assert "no browser" in summary(0.714, 318, Path("runs/demo/report.html"), opened=False)[1]
     assert not any("report" in line for line in summary(0.714, 318, None))
 
 

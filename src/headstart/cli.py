@@ -290,15 +290,20 @@ def demo(
         err.print(f"  true {truth:<15} predicted " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
     metrics = clf.metrics["val"]
     report = clf.run_dir / "report.html"
-    opened = open_report and report.is_file() and _open_in_browser(report)
+    opened = (report.is_file() and _open_in_browser(report)) if open_report else None
     for line in bundled.summary(metrics.accuracy, metrics.count, report if report.is_file() else None, opened):
         err.print(escape(line), highlight=False)
 
 
 def _open_in_browser(page: Path) -> bool:
-    """Whether a browser took the page (False on a machine without one: the path is printed instead)."""
+    """Whether a browser took the page (False on a machine without one: the path is printed instead).
+
+    On Linux without a display, webbrowser would start a console browser (lynx, w3m) in
+    the terminal and wait for it: there the path is printed instead."""
     import webbrowser
 
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
     try:
         return webbrowser.open(page.resolve().as_uri())
     except webbrowser.Error:

@@ -37,10 +37,11 @@ def one_per_class(paths_and_labels: Sequence[tuple[str, int]], classes: Sequence
     return [first[i] for i in range(len(classes)) if i in first]
 
 
-def summary(accuracy: float, count: int, report: Path | None, opened: bool = False) -> list[str]:
+def summary(accuracy: float, count: int, report: Path | None, opened: bool | None = None) -> list[str]:
     """The demo's last lines: the accuracy with its 95 % interval, then the report as the next step.
 
-    ``report``: the run's report.html, or None when it could not be written.
+    ``report``: the run's report.html, or None when it could not be written. ``opened``: None
+    when ``--open`` was not asked, else whether a browser took the page.
 
     Example:
         >>> print("\\n".join(summary(0.714, 318, Path("runs/demo/report.html"))))
@@ -51,7 +52,10 @@ def summary(accuracy: float, count: int, report: Path | None, opened: bool = Fal
     lines = [f"Validation accuracy {accuracy_interval(accuracy, count)}, on drawings it never trained on."]
     if report is not None:
         lines.append(
-            f"next: the report is open in your browser ({report})" if opened else f"next: open {report}   (or run the demo with --open)"
+            f"next: the report is open in your browser ({report})"
+            if opened
+            else f"next: open {report}"
+            + ("   (no browser to open it from here)" if opened is False else "   (or run the demo with --open)")
         )
     lines.append("then: headstart train YOUR_FOLDER   (one sub-folder of images per class)")
     return lines
