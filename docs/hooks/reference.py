@@ -18,6 +18,9 @@ FOLDER = "reference/cli"
 
 def on_files(files: Files, config) -> Files:
     pages = command_pages(app)
+    placeholder = files.get_file_from_path(f"{FOLDER}/index.md")  # the committed stand-in for readers of the repository
+    if placeholder is not None:
+        files.remove(placeholder)
     files.append(File.generated(config, f"{FOLDER}/index.md", content=index_markdown(app, pages)))
     for page in pages:
         # Not in mkdocs.yml's nav (on_nav below puts them there), so not reported as omitted.
