@@ -212,6 +212,7 @@ def test_error_from_a_real_process(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_unwinds_and_leaves_no_temporary_file(tmp_path):
     """kill / docker stop / a scheduler send SIGTERM: the write in progress is abandoned
     cleanly (its temporary file removed), not cut off mid-file, and the exit is 143."""
