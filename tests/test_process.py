@@ -191,3 +191,17 @@ def test_the_other_classifier_methods_run_under_the_guards(default_sigterm, monk
     clf.export()
     assert seen == ["resume", "lr_find", "evaluate", "predict", "predict_to_csv", "export"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_the_facade_applies_the_thread_policy_when_first_touched(monkeypatch):
+    """``from headstart import Classifier`` is the Python user's first touch: the policy is
+    applied there, before ``headstart.api`` (and so torch) is imported."""
+    import headstart
+
+    order = []
+    monkeypatch.setattr(os, "getloadavg", lambda: (8.0, 8.0, 8.0))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.setattr(process, "openmp_started", lambda: order.append("policy") or False)
+    assert headstart.__getattr__("Classifier").__name__ == "Classifier"
+    assert order == ["policy"] and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
