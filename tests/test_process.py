@@ -149,7 +149,7 @@ def test_classifier_fit_runs_under_the_guards(default_sigterm, watched, monkeypa
 
     def fake_fit(self, data, out, callbacks, exclude):
         seen.update(active=process.active(), handler=signal.getsignal(signal.SIGTERM), watchers=watchers())
-        return SimpleNamespace(train=self.train, artifact=None)
+        return SimpleNamespace(options=None, artifact=None)
 
     monkeypatch.setattr(api.Training, "fit", fake_fit)
     api.Classifier("convnet_tiny", report=False).fit(tmp_path)
@@ -171,10 +171,10 @@ def test_the_other_classifier_methods_run_under_the_guards(default_sigterm, monk
         return inner
 
     predictor = SimpleNamespace(predict=record("predict", []))
-    run = SimpleNamespace(train=None, artifact=None)
-    saved = SimpleNamespace(model=None, train=api.TrainConfig(), image_size=None, cache=False, resume=record("resume", run))
-    monkeypatch.setattr("headstart.pipeline.outputs.read_config", lambda _run: {})
-    monkeypatch.setattr(api.Training, "from_saved", staticmethod(lambda *a: saved))
+    run = SimpleNamespace(options=None, artifact=None)
+    request = SimpleNamespace(model=None, train=api.TrainConfig(), image_size=None, cache=False)
+    saved = SimpleNamespace(request=request, resume=record("resume", run))
+    monkeypatch.setattr(api.Training, "for_resume", staticmethod(lambda *a: (saved, None)))
     monkeypatch.setattr(api.Training, "lr_find", record("lr_find"))
     monkeypatch.setattr("headstart.pipeline.evaluate.evaluate", record("evaluate", {}))
     monkeypatch.setattr("headstart.predict.csvfile.predict_to_file", record("predict_to_csv", (0, 0)))
@@ -184,7 +184,7 @@ def test_the_other_classifier_methods_run_under_the_guards(default_sigterm, monk
     api.Classifier.resume(tmp_path)
     clf = api.Classifier("convnet_tiny", report=False)
     clf.lr_find(tmp_path)
-    clf.artifact, clf.run_dir = SimpleNamespace(), tmp_path
+    clf.artifact, clf.run_dir = SimpleNamespace(model=api.ModelConfig()), tmp_path
     clf.evaluate(tmp_path)
     clf.predict([b"x"])
     clf.predict_to_csv([], tmp_path / "p.csv")
