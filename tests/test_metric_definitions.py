@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.engine.metrics import make_metrics
-from headstart.evaluate import compute_metrics
+from headstart.engine.epoch_metrics import make_metrics
+from headstart.metrics import compute_metrics
 from headstart.report.results import _scores
 
 CLASSES = ["a", "b", "c", "d"]

@@ -25,7 +25,7 @@ from headstart.artifact import Artifact, load_artifact
 from headstart.config import ModelConfig, TrainConfig
 from headstart.engine.loggers import resolve_logger
 from headstart.errors import ConfigError
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 from headstart.pipeline.outputs import default_run_dir
 from headstart.pipeline.train import RunRequest, TrainedRun, Training, resolve_task
 from headstart.predict.base import Prediction

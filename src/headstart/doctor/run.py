@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from headstart.data.index import scan
-from headstart.doctor.checks import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
+from headstart.doctor.findings import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name

@@ -4,7 +4,7 @@ This module turns a finished model's predictions into the full report: accuracy,
 accuracy, per-class precision/recall/F1 with support, and the confusion matrix.
 
 One definition of each metric, used everywhere (metrics.json here, ``val_f1``/``val_acc``
-in epochs.csv through ``headstart.engine.metrics``, the report's table):
+in epochs.csv through ``headstart.engine.epoch_metrics``, the report's table):
 
 - the decision: multiclass argmax; binary P(classes[1]) >= threshold; multilabel p >= threshold
 - per class: precision tp/(tp+fp), recall tp/(tp+fn), F1 their harmonic mean; 0 when undefined
