@@ -20,11 +20,12 @@ from PIL import EpsImagePlugin, Image
 
 from headstart.data.index import NOT_REGULAR, OUTSIDE, image_sizes, scan
 from headstart.doctor.inspect import inspect_file
-from headstart.doctor.run import diagnose, thumbnail_uri
+from headstart.doctor.run import diagnose
 from headstart.files import NotRegularFile, file_digest, open_regular
 from headstart.predict.inputs import iter_sources
 from headstart.preprocess import Preprocess, open_image
 from headstart.report.datainfo import image_stats
+from headstart.thumbnails import thumbnail_uri
 
 PRE = Preprocess(input_size=24, resize_size=28, mean=(0.5,) * 3, std=(0.5,) * 3)
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n%%EOF\n"
@@ -142,8 +143,8 @@ def test_sigterm_ends_a_process_blocked_in_a_read_within_seconds(tmp_path):
     script = (
         "import signal, sys\n"
         "from concurrent.futures import ThreadPoolExecutor\n"
-        "from headstart import cli\n"
-        "signal.signal(signal.SIGTERM, cli._terminated)\n"
+        "from headstart import process\n"
+        "signal.signal(signal.SIGTERM, process._terminated)\n"
         "with ThreadPoolExecutor(1) as pool:\n"
         f"    pool.submit(lambda: open({str(fifo)!r}, 'rb').read())\n"
         "    print('blocked', flush=True)\n"

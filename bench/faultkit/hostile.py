@@ -35,7 +35,7 @@ import urllib.request
 import zlib
 from pathlib import Path
 
-from faultkit.common import QUICK_TRAIN, Context, Row, headstart, headstart_cmd, last_line, one_line_error, orphans, tiny_data
+from .common import QUICK_TRAIN, Context, Row, headstart, headstart_cmd, last_line, one_line_error, orphans, tiny_data
 
 # Folder names cannot hold '/', so '[/x]' itself is a unit test (a CSV label); '[red]' is
 # markup too (its text vanished into a style), and the table of train is where it showed.
@@ -199,8 +199,8 @@ def sigterm_row(ctx: Context, env: dict[str, str]) -> Row:
     fifo = ctx.work / "blocked.png"
     os.mkfifo(fifo)
     script = (
-        "import signal\nfrom concurrent.futures import ThreadPoolExecutor\nfrom headstart import cli\n"
-        "signal.signal(signal.SIGTERM, cli._terminated)\n"
+        "import signal\nfrom concurrent.futures import ThreadPoolExecutor\nfrom headstart import process\n"
+        "signal.signal(signal.SIGTERM, process._terminated)\n"
         f"with ThreadPoolExecutor(1) as pool:\n    pool.submit(lambda: open({str(fifo)!r}, 'rb').read())\n"
         "    print('blocked', flush=True)\n    signal.pause()\n"
     )

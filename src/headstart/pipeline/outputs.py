@@ -30,7 +30,7 @@ from headstart.text import shown
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
     from headstart.engine.lr_find import LRFinding
-    from headstart.evaluate import Metrics
+    from headstart.metrics import Metrics
     from headstart.report import ReportInputs
 
 
