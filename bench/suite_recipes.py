@@ -238,14 +238,25 @@ def goals(rows: dict[str, dict], pairs: list[dict]) -> dict:
     return out
 
 
-def run_dataset(name: str, root: Path, work: Path, variants: list[str], factor: float, env: dict[str, str]) -> dict:
+def reused(path: Path | None, name: str) -> dict[str, dict]:
+    """The variants of data set ``name`` in an earlier result file (--reuse), marked as such."""
+    if path is None:
+        return {}
+    earlier = json.loads(path.read_text())
+    found = next((d for d in earlier["datasets"] if d["dataset"] == name), {"variants": {}})
+    return {k: {**v, "reused_from": f"{path.name} ({earlier['commit']}, {earlier['date']})"} for k, v in found["variants"].items()}
+
+
+def run_dataset(name: str, root: Path, work: Path, variants: list[str], factor: float, env: dict[str, str], reuse: Path | None) -> dict:
     data = prepare(name, root)
     facts = json.loads((data / MANIFEST).read_text())
-    rows: dict[str, dict] = {}
+    rows: dict[str, dict] = {k: v for k, v in reused(reuse, name).items() if k not in variants}
     for variant in variants:
         if variant == "budget":
             if "probe224" not in rows:
-                raise SystemExit("--variants: 'budget' is a multiple of the probe's time; run probe224 too.")
+                raise SystemExit(
+                    "--variants: 'budget' is a multiple of the probe's time; run probe224 too, or --reuse a result file with it."
+                )
             options = ["--time", f"{round(factor * rows['probe224']['train']['wall_s'])}s"]
         else:
             options = PROBE_OPTIONS if variant == "probe224" else []
@@ -280,10 +291,11 @@ def markdown(results: dict) -> str:
             plan = r["plan"]
             side = f"{plan['arch']} {plan['input_size']} px, " + " + ".join(plan["phases"])
             option = " ".join(r["options"]) or "(none)"
+            variant = f"{name} `{option}`" + (f" (from {r['reused_from']})" if "reused_from" in r else "")
             versus = f"{diff[name].estimate:+.4f} [{diff[name].low:+.4f}, {diff[name].high:+.4f}]" if name in diff else ""
             t = r["train"]
             lines.append(
-                f"| {d['dataset']} ({d['train_images']:,} / {d['test_images']:,}) | {name} `{option}` | {side} | "
+                f"| {d['dataset']} ({d['train_images']:,} / {d['test_images']:,}) | {variant} | {side} | "
                 f"{Interval(**r['accuracy'])} | {versus} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} | {t['peak_tree_rss_mb'] / 1024:.2f} |"
             )
     return "\n".join(lines) + "\n"
@@ -313,6 +325,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated from {', '.join(VARIANTS)}.")
     parser.add_argument("--budget-factor", type=float, default=5.0, help="budget: --time this many times the probe's train wall time.")
     parser.add_argument("--markdown", type=Path, help="Also write the table to this Markdown file.")
+    parser.add_argument(
+        "--reuse", type=Path, help="An earlier result file: its rows of the variants not run now join the table and the pairs (marked)."
+    )
     parser.add_argument("--tag", default="", help="Appended to the result file's name, e.g. baseline.")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
@@ -331,7 +346,7 @@ def main() -> None:
     out = HERE / "results" / f"suite-{socket.gethostname()[:12]}-{started:%Y-%m-%d}{suffix}.json"
     results["datasets"] = []
     for name in args.names:  # the file is rewritten after each data set: a long run stopped early keeps what it measured
-        results["datasets"].append(run_dataset(name, root, args.work, variants, args.budget_factor, env))
+        results["datasets"].append(run_dataset(name, root, args.work, variants, args.budget_factor, env, args.reuse))
         results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
         out.write_text(json.dumps(results, indent=1))
     table = markdown(results)
