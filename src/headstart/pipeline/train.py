@@ -163,6 +163,7 @@ class Training:
             self.console,
             accelerated=accelerated(self.train.accelerator),
             spent_s=time.time() - self.started,
+            cache=self.cache,
         )
         self.model, self.train, self.image_size = recipe.model, recipe.train, recipe.image_size
         # as JSON holds it, so the artifact and a resumed run see the same plan
