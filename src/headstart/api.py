@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from headstart.engine.lr_find import LRFinding
     from headstart.export.run import ExportResult
+    from headstart.pipeline.recipe import Recipe
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
 
@@ -130,6 +131,14 @@ class Classifier:
             >>> Classifier().lr_find("pets/").suggestion          # doctest: +SKIP
         """
         return self._training().lr_find(data, out)
+
+    def plan(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data``, measured and planned, without training.
+
+        Example:
+            >>> print(Classifier(train=TrainConfig(time_budget=300)).plan("pets/").plan.describe())  # doctest: +SKIP
+        """
+        return self._training().planned_recipe(data)
 
     def _training(self) -> Training:
         return Training(self.model, self.train, self.image_size, self.cache, self.console, self.report)

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from headstart.allocator import keep_freed_memory
 from headstart.config import TrainConfig, monitor_mode
-from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
+from headstart.engine.callbacks import Deadline, EpochLog, EpochRefit, PhaseRecord
 from headstart.engine.checkpoint_io import AtomicCheckpointIO
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
@@ -212,6 +212,7 @@ def two_phase_fit(
     console: Console | None = None,
     rank: int = 0,
     deadline: float | None = None,
+    epoch_cap: int | None = None,
 ) -> FitResult:
     """Train ``network`` in place; on return it holds the best weights of all phases.
 
@@ -219,7 +220,8 @@ def two_phase_fit(
     cached base features and only the head runs. Only ``rank`` 0 writes files; every rank
     returns with the best weights loaded. ``deadline`` (``time.time()`` seconds): each phase
     stops after the last epoch that ends before it, and a phase that would start after it
-    is skipped once an earlier one has finished.
+    is skipped once an earlier one has finished; phase 2's epochs are re-fitted to it after
+    each epoch (``EpochRefit``), up to ``epoch_cap`` (None: never more than configured).
     """
     console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
@@ -284,6 +286,8 @@ def two_phase_fit(
         ]
         if deadline is not None:
             extra.append(Deadline(deadline, console))
+            if phase.number == 2:  # on images: an epoch costs real time (phase 1 usually runs on cached features)
+                extra.append(EpochRefit(deadline, epoch_cap, console))
         if config.patience:
             extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
         logger = make_logger(config.logger, run_dir, phase.number)

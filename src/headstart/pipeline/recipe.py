@@ -25,6 +25,8 @@ from rich.console import Console
 
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.engine.plan import (
+    MAX_FINETUNE_EPOCHS,
+    MAX_SCRATCH_EPOCHS,
     PRETRAINED_ARCH,
     BaseSide,
     DataFacts,
@@ -239,3 +241,18 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
         )
     # "fixed" once planned: a resumed run or a rank > 0 reads these options and trains them as they are.
     return Recipe(model, train, plan.input_size, plan)
+
+
+def planned_epoch_cap(plan: dict[str, Any] | None) -> int | None:
+    """The most epochs a planned run's last phase may grow to when its epochs run faster
+    than planned (the planner's own caps); None for the user's recipe: never more than asked.
+
+    Example:
+        >>> planned_epoch_cap({"phases": [{"kind": "scratch", "epochs": 8}]}), planned_epoch_cap(None)
+        (40, None)
+    """
+    if not plan or not plan.get("phases"):
+        return None
+    last = plan["phases"][-1]
+    cap = {"scratch": MAX_SCRATCH_EPOCHS, "finetune": MAX_FINETUNE_EPOCHS}.get(last.get("kind"))
+    return max(cap, int(last.get("epochs", 0))) if cap else None

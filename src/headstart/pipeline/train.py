@@ -36,6 +36,7 @@ from headstart.models import Network, build_network
 from headstart.models.network import data_config
 from headstart.pipeline import outputs
 from headstart.pipeline.loaders import FEATURES, FrozenFeatures, PhaseLoaders
+from headstart.pipeline.recipe import Recipe, planned_epoch_cap
 from headstart.pipeline.scoring import score
 from headstart.predict.eager import Predictor
 from headstart.preprocess import Preprocess
@@ -150,6 +151,25 @@ class Training:
         spec = RunSpec(index.classes, task, self._splits(index), index.skipped, meta)
         self._choose_recipe(spec)
         return self._run(run_dir, spec, resume=False, callbacks=callbacks)
+
+    def planned_recipe(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data`` (the same split and pilot), without training."""
+        from headstart.engine.fit import accelerated
+        from headstart.pipeline.recipe import choose_recipe
+
+        self.started = time.time()
+        index = scan(data)
+        spec = RunSpec(index.classes, resolve_task(self.model.task, index), self._splits(index), index.skipped, {})
+        return choose_recipe(
+            self.model,
+            self.train,
+            self.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(self.train.accelerator),
+            spent_s=time.time() - self.started,
+            cache=self.cache,
+        )
 
     def _choose_recipe(self, spec: RunSpec) -> None:
         from headstart.engine.fit import accelerated
@@ -284,6 +304,7 @@ class Training:
             console=self.console,
             rank=rank,
             deadline=deadline,
+            epoch_cap=planned_epoch_cap(self.plan),
         )
         if rank > 0:
             return TrainedRun(run_dir, cfg)  # rank 0 evaluates and writes the artifact
