@@ -328,7 +328,13 @@ def _finetune(
         PlannedPhase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
         PlannedPhase("finetune", epochs, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"),
     )
-    return _pretrained(base, side, phases, 0.1, OVERHEAD_S + frozen_s + epochs * epoch_s, budget, reasons, speed)
+    seconds = OVERHEAD_S + frozen_s + epochs * epoch_s
+    if budget is not None and seconds < 0.8 * budget:
+        reasons.append(
+            f"~{100 * (1 - seconds / budget):.0f} % of the budget left unused: {MAX_FINETUNE_EPOCHS} fine-tuning epochs is the "
+            "cap (more not measured to help) and no candidate side measured better than this one"
+        )
+    return _pretrained(base, side, phases, 0.1, seconds, budget, reasons, speed)
 
 
 def _pretrained_plan(facts: DataFacts, speed: Throughput, budget: float | None, reasons: list[str], base: BaseSide) -> Plan:
@@ -410,10 +416,11 @@ def measure_throughput(
         >>> speed.at("finetune", 64) > 0
         True
     """
-    import timm
     import torch
 
+    from headstart.config import ModelConfig
     from headstart.models.convnet import create_convnet
+    from headstart.models.network import create_backbone
 
     def sync() -> None:
         if device.startswith("cuda"):
@@ -446,7 +453,7 @@ def measure_throughput(
         return batch / sorted(times)[len(times) // 2]
 
     scratch = create_convnet(SCRATCH_ARCH).to(device, memory_format=torch.channels_last) if scratch_sizes else None
-    base = timm.create_model(arch, pretrained=False, num_classes=0).to(device, memory_format=torch.channels_last) if sizes else None
+    base = create_backbone(ModelConfig(arch=arch, pretrained=False)).to(device, memory_format=torch.channels_last) if sizes else None
     return Throughput(
         frozen={s: rate(base, s, False) for s in sizes} if "frozen" in kinds else {},
         finetune={s: rate(base, s, True) for s in sizes} if "finetune" in kinds else {},

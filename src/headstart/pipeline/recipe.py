@@ -194,9 +194,10 @@ def _plan(model: ModelConfig, train: TrainConfig, spec: RunSpec, console: Consol
 
 
 def _native_side(base: Base) -> int:
-    import timm
+    """The base's own input side, from its pretrained config (no weights loaded)."""
+    from headstart.models.network import create_backbone, data_config
 
-    return int(timm.create_model(base.arch, pretrained=False, num_classes=0).pretrained_cfg.get("input_size", (3, 224, 224))[-1])
+    return int(data_config(create_backbone(ModelConfig(arch=base.arch, pretrained=False)))["input_size"][-1])
 
 
 def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
