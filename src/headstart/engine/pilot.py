@@ -37,8 +37,9 @@ IMBALANCE = 1.5  # largest / smallest class count above which accuracy hides the
 class Candidate:
     """One measured (base, side): its per-fold scores and the run's probe cost at that side.
 
-    ``seconds``: frozen-base features of the run's training and validation images at the
-    rate measured on this machine's training device (the probe's dominant cost).
+    ``seconds``: the frozen-base features training still has to compute at this side (its
+    training and validation images, less those the pilot computed and cached), at the rate
+    measured on this machine's training device: the probe's dominant cost.
     """
 
     arch: str
@@ -46,6 +47,7 @@ class Candidate:
     scores: tuple[float, ...]
     seconds: float
     weights: str | None = None
+    full_seconds: float | None = None  # the same without the pilot's cached features (None: seconds)
 
     @property
     def mean(self) -> float:

@@ -213,7 +213,8 @@ class Plan:
             e = self.evidence
             lines.append(
                 f"  Candidates: {e.folds}-fold cross-validated linear probe on {e.images:,} of your training images "
-                f"({e.seconds:.1f} s on {e.device}; probe seconds from throughput measured there, +-10-20 % between runs):"
+                f"({e.seconds:.1f} s on {e.device}; probe s: features still to compute at that side, timed there, "
+                "+-10-20 % between runs on a shared machine):"
             )
             lines += e.table()
         return "\n".join(lines)

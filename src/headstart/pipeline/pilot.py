@@ -138,11 +138,15 @@ def _measure_base(
     # Cost ~ pixels, one constant fitted to all the timed sides: monotone in the side, and far
     # steadier than a rate per side on a shared machine (seconds per pixel).
     per_pixel = (time.perf_counter() - t0) / pixels if pixels else _native_seconds(backbone, prepared.images.array, rows, top)
-    run_images = len(spec.splits["train"]) + len(spec.splits.get("val", []))
+    val_images = len(spec.splits.get("val", []))
     out = []
     for side in sides:
+        # what training still has to compute: at the native side the pilot's features of every
+        # training image are in the cache already (when the pilot is the whole split)
+        left = val_images + (0 if side == native and whole and cache else len(spec.splits["train"]))
         scores = fold_scores(features[side], targets, k, spec.task, folds, metric, seed) if folds else ()
-        out.append(Candidate(base.arch, side, scores, run_images * side * side * per_pixel, base.weights))
+        full = (val_images + len(spec.splits["train"])) * side * side * per_pixel
+        out.append(Candidate(base.arch, side, scores, left * side * side * per_pixel, base.weights, full))
     return out, metric, len(kept)
 
 
@@ -179,6 +183,7 @@ def run_pilot(
         limit, what = max(1.0, budget_s - OVERHEAD_S), "the budget"
     else:
         ref = max((c for c in candidates if c.arch == bases[0].arch), key=lambda c: c.side)
-        limit, what = CAP_RATIO * ref.seconds, f"the cost cap ({CAP_RATIO:g}x the {ref.side}-px probe of {ref.arch})"
+        limit = CAP_RATIO * (ref.full_seconds or ref.seconds)
+        what = f"the cost cap ({CAP_RATIO:g}x the {ref.side}-px probe of {ref.arch})"
     evidence = select(candidates, limit, what, metric)
     return replace(evidence, images=images, seconds=round(time.perf_counter() - started, 2), device=device)
