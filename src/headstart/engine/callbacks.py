@@ -195,7 +195,7 @@ class EpochRefit(L.Callback):
         steps = (target - done) * max(1, int(trainer.num_training_batches))
         for config in trainer.lr_scheduler_configs:
             if config.interval == "step":
-                config.scheduler = _anneal(config.scheduler.optimizer, steps)  # type: ignore[assignment]  # an LRScheduler either way
+                config.scheduler = _anneal(config.scheduler.optimizer, steps)
         if self.console is not None and trainer.is_global_zero:
             self.console.print(
                 f"Time budget: epochs re-fitted to {target} ({'+' if target > planned else ''}{target - planned}; "

@@ -5,8 +5,10 @@ Interface (for ``headstart train --time 10m``; torch is imported only inside
 
     facts = DataFacts.from_files(train_paths, classes=10, val_images=12_000)   # headers only
     speed = measure_throughput(*sizes_to_measure(facts))    # ~5-10 s on 2 CPU cores
-    plan = make_plan(facts, speed, budget_s=600 - spent)     # seconds left for training: the
-                                                             # --time budget less decoding and
+    evidence = run_pilot(spec, bases, ...)                  # headstart.pipeline.pilot: CV probe
+    base = BaseSide(arch, evidence.choice.side, native, weights, evidence)  # the measured choice
+    plan = make_plan(facts, speed, budget_s=600 - spent, base=base)  # seconds left for training:
+                                                             # the --time budget less decoding and
                                                              # measuring; None: no time limit
     print(plan.describe())                                   # the plan and its reasons
     meta["plan"] = plan.to_dict()                            # headstart.json and the report
@@ -42,11 +44,13 @@ or OpenClipart validation accuracy; CPU seconds are the load-robust cost):
     (38 CPU s, 0.848) and beat it at 32 px (16 CPU s, 0.798) and lite0 fine-tuned at 32 px
     (1 frozen + 3 epochs, 97 CPU s, 0.807), hence the 10k threshold. Epochs fill the
     budget at the measured rate.
-  * Pretrained (``tf_efficientnet_lite0``) otherwise, at the smallest of SIZES covering the
-    median side, never below MIN_PRETRAINED_SIZE nor above the native 224. Lower sides cost
-    accuracy on clip art (5x80: probe 224 px 0.779 vs 128 px 0.727; fine-tuned 224 px 0.779
-    vs 160 px 0.714 and 128 px 0.727), so a budget first drops fine-tuning, and lowers the
-    side only when even the probe's features do not fit.
+  * Pretrained (the bundled ``tf_efficientnet_lite0``, or the base(s) named by ``--arch``)
+    otherwise, at the side the pilot measured best on the user's own training images
+    (``BaseSide.evidence``: the cheapest candidate within one paired standard error of the
+    best, or what the budget forces), else at the base's native side (no folds to measure
+    on: smaller sides cost accuracy on clip art, 5x80: probe 224 px 0.779 vs 128 px 0.727).
+    A budget first drops fine-tuning, and lowers the side only when even the probe's
+    features do not fit. A base the user named is never swapped for the from-scratch convnet.
   * Fine-tuning (fastai's ``fine_tune`` shape: one frozen epoch for the new head, then all
     layers, base lr 0.3x, one-cycle, label smoothing 0.1) when a budget leaves room for at
     least MIN_FINETUNE_EPOCHS at the chosen side, and by default on a GPU. Without a budget
@@ -453,8 +457,8 @@ def measure_throughput(
             times.append(time.perf_counter() - t0)
         return batch / sorted(times)[len(times) // 2]
 
-    scratch = create_convnet(SCRATCH_ARCH).to(device, memory_format=torch.channels_last) if scratch_sizes else None
-    base = create_backbone(ModelConfig(arch=arch, pretrained=False)).to(device, memory_format=torch.channels_last) if sizes else None
+    scratch = create_convnet(SCRATCH_ARCH).to(device).to(memory_format=torch.channels_last) if scratch_sizes else None
+    base = create_backbone(ModelConfig(arch=arch, pretrained=False)).to(device).to(memory_format=torch.channels_last) if sizes else None
     return Throughput(
         frozen={s: rate(base, s, False) for s in sizes} if "frozen" in kinds else {},
         finetune={s: rate(base, s, True) for s in sizes} if "finetune" in kinds else {},
