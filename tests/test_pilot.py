@@ -249,3 +249,10 @@ def test_the_report_draws_the_candidates_table():
     lines = dict(plan_rows(plan))
     assert "224 px" in lines["candidates"] and "0.800 ± 0.010" in lines["candidates"] and "chosen" in lines["candidates"]
     assert plan_rows({}) == []
+
+
+def test_a_budget_too_short_for_a_pilot_plans_by_rule(tmp_path, make_images, convnet_weights):
+    from headstart.pipeline.pilot import MIN_PILOT_BUDGET_S, Base, run_pilot
+
+    spec = _spec(make_images(tmp_path / "d", per_class=10, size=40))
+    assert run_pilot(spec, [Base("convnet_tiny", convnet_weights)], 40, MIN_PILOT_BUDGET_S - 1, "cpu", True) is None

@@ -313,7 +313,8 @@ def _base_side(facts: DataFacts, base: BaseSide, reasons: list[str]) -> int:
     if base.side is not None:
         return base.side
     reasons.append(
-        f"{base.native} px, the base's native side (not measured: too few images per class for folds); "
+        f"{base.native} px, the base's native side (not measured: too few images per class for folds, or a budget "
+        "too short for a pilot); "
         f"smaller sides lost 4-6 points on clip art"
     )
     return max(base.native, MIN_PRETRAINED_SIZE)

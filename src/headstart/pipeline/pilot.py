@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 SMALL_SIDE = 128  # measured besides the images' own side when theirs is smaller (64 px drawings: 0.676 / 0.696 / 0.737 at 64 / 128 / 224)
 
 
+# Below this budget the pilot (a feature pass per side) would eat the training it plans.
+MIN_PILOT_BUDGET_S = 90.0
+
+
 @dataclass(frozen=True)
 class Base:
     """A candidate base: a timm name and, optionally, its weights file."""
@@ -164,8 +168,11 @@ def run_pilot(
     spec: RunSpec, bases: Sequence[Base], median_side: int, budget_s: float | None, device: str, cache: bool, seed: int = 0
 ) -> Evidence | None:
     """The measured candidates of every base and the one chosen; None when a class has
-    fewer than two training images (no folds to measure on: the plan falls back to its rules)."""
+    fewer than two training images (no folds to measure on) or the budget is under
+    MIN_PILOT_BUDGET_S: the plan then falls back to its rules and says so."""
     started = time.perf_counter()
+    if budget_s is not None and budget_s < MIN_PILOT_BUDGET_S:
+        return None
     train = list(spec.splits["train"])
     targets = _targets(train, len(spec.classes), spec.task)
     if fold_count(_counts(targets, len(spec.classes))) is None:
