@@ -86,10 +86,10 @@ def test_fold_scores_follow_the_signal_and_repeat_exactly():
 def _spec(data, val_fraction: float = 0.25):
     from headstart.data.index import scan
     from headstart.data.split import stratified_split
-    from headstart.pipeline.train import RunSpec
+    from headstart.runfolder import DataSource, RunSpec
 
     index = scan(data)
-    return RunSpec(index.classes, "multiclass", stratified_split(index.samples["all"], val_fraction, 0), [], {})
+    return RunSpec(index.classes, "multiclass", stratified_split(index.samples["all"], val_fraction, 0), [], DataSource())
 
 
 def test_the_pilot_on_a_few_dozen_images_is_deterministic(tmp_path, make_images, convnet_weights):
@@ -246,9 +246,11 @@ def test_the_report_draws_the_candidates_table():
         {"arch": "lite0", "side": 128, "score": 0.7, "se": 0.02, "gap": 0.1, "gap_se": 0.01, "seconds": 3.0, "verdict": "worse"},
     ]
     plan = {"evidence": {"metric": "accuracy", "folds": 5, "images": 300, "rows": rows, "chosen": 0, "rule": "the best measured"}}
-    lines = dict(plan_rows(plan))
+    from headstart.runfolder import PlanRecord
+
+    lines = dict(plan_rows(PlanRecord(plan)))
     assert "224 px" in lines["candidates"] and "0.800 ± 0.010" in lines["candidates"] and "chosen" in lines["candidates"]
-    assert plan_rows({}) == []
+    assert plan_rows(PlanRecord({})) == []
 
 
 def test_a_budget_too_short_for_a_pilot_plans_by_rule(tmp_path, make_images, convnet_weights):

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import torch
 
     from headstart.data.index import Sample
-    from headstart.pipeline.train import RunSpec
     from headstart.preprocess import Preprocess
+    from headstart.runfolder import RunSpec
 
 SMALL_SIDE = 128  # measured besides the images' own side when theirs is smaller (64 px drawings: 0.676 / 0.696 / 0.737 at 64 / 128 / 224)
 

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ from headstart.errors import ConfigError
 from headstart.pipeline.pilot import Base, run_pilot
 
 if TYPE_CHECKING:
-    from headstart.pipeline.train import RunSpec
+    from headstart.runfolder import RunSpec
 
 # The options about the recipe itself. Setting any of them by hand means "my recipe, as
 # given". The base is not one of them: ``--arch X`` (or ``--arch a,b``, ``--weights``) names
@@ -244,7 +245,7 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
     return Recipe(model, train, plan.input_size, plan)
 
 
-def planned_epoch_cap(plan: dict[str, Any] | None) -> int | None:
+def planned_epoch_cap(plan: Mapping[str, Any] | None) -> int | None:
     """The most epochs a planned run's last phase may grow to when its epochs run faster
     than planned (the planner's own caps); None for the user's recipe: never more than asked.
 
