@@ -258,3 +258,18 @@ def test_a_budget_too_short_for_a_pilot_plans_by_rule(tmp_path, make_images, con
 
     spec = _spec(make_images(tmp_path / "d", per_class=10, size=40))
     assert run_pilot(spec, [Base("convnet_tiny", convnet_weights)], 40, MIN_PILOT_BUDGET_S - 1, "cpu", True) is None
+
+
+@pytest.mark.slow
+def test_a_planned_run_keeps_the_evidence_in_headstart_json(tmp_path, make_images, convnet_weights):
+    from headstart import Classifier
+
+    data = make_images(tmp_path / "d", per_class=10, size=40)
+    model = ModelConfig(arch="convnet_tiny", weights=convnet_weights)  # a named base: planned, not pinned
+    clf = Classifier(model=model, train_config=TrainConfig(num_workers=0, patience=0), report=False).fit(data, tmp_path / "run")
+    saved = json.loads((tmp_path / "run" / "headstart.json").read_text())
+    evidence = saved["plan"]["evidence"]
+    assert [r["side"] for r in evidence["rows"]] == [64, 128] and evidence["folds"] == 5
+    chosen = evidence["rows"][evidence["chosen"]]
+    assert clf.artifact is not None and clf.artifact.preprocess.input_size == chosen["side"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["plan"]["evidence"] == evidence
