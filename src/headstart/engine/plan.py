@@ -428,35 +428,8 @@ def measure_throughput(
     from headstart.models.convnet import create_convnet
     from headstart.models.network import create_backbone
 
-    def sync() -> None:
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    def rate(model, side: int, train: bool, batch: int = batch) -> float:
-        x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
-        model.train(train)
-        opt = torch.optim.SGD(model.parameters(), lr=1e-6)  # tiny steps: the weights hardly move
-
-        def step() -> None:
-            if train:
-                opt.zero_grad(set_to_none=True)
-                model(x).float().square().mean().backward()
-                opt.step()
-            else:
-                with torch.no_grad():
-                    model(x)
-            sync()
-
-        step()
-        # The median step, not the mean: on a shared machine a few steps stall behind other
-        # jobs (a 1 s mean once read 493 img/s where the epochs then ran at ~900).
-        times: list[float] = []
-        start = time.perf_counter()
-        while len(times) < 3 or time.perf_counter() - start < seconds:
-            t0 = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - t0)
-        return batch / sorted(times)[len(times) // 2]
+    def rate(model, side: int, train: bool, size: int = batch) -> float:
+        return _rate(model, side, train, size, seconds, device)
 
     scratch = create_convnet(SCRATCH_ARCH).to(device).to(memory_format=torch.channels_last) if scratch_sizes else None
     base = create_backbone(ModelConfig(arch=arch, pretrained=False)).to(device).to(memory_format=torch.channels_last) if sizes else None
@@ -466,6 +439,37 @@ def measure_throughput(
         scratch={s: rate(scratch, s, True, scratch_batch) for s in scratch_sizes},
         device=device,
     )
+
+
+def _rate(model, side: int, train: bool, batch: int, seconds: float, device: str) -> float:
+    """Images/s of ``model`` at ``side``: a frozen forward, or a training step when ``train``."""
+    import torch
+
+    x = torch.randn(batch, 3, side, side, device=device).contiguous(memory_format=torch.channels_last)
+    model.train(train)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)  # tiny steps: the weights hardly move
+
+    def step() -> None:
+        if train:
+            opt.zero_grad(set_to_none=True)
+            model(x).float().square().mean().backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()  # the kernels, not their launch
+
+    step()
+    # The median step, not the mean: on a shared machine a few steps stall behind other
+    # jobs (a 1 s mean once read 493 img/s where the epochs then ran at ~900).
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < 3 or time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    return batch / sorted(times)[len(times) // 2]
 
 
 def __getattr__(name: str) -> object:
