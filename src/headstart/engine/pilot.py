@@ -166,8 +166,8 @@ def fold_scores(
         >>> min(fold_scores(x, y, 2, "multiclass", 3, "accuracy")) > 0.8
         True
     """
-    from headstart.evaluate import compute_metrics
     from headstart.label_issues.oof import folds_of_targets, out_of_fold
+    from headstart.metrics import compute_metrics
 
     multilabel = task == "multilabel"
     targets = np.asarray(targets)
