@@ -39,11 +39,10 @@ import numpy as np
 import torch
 from rich.console import Console
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sources import OPENCLIPART  # noqa: E402
-from suite_data import data_root  # noqa: E402
-from suite_data import prepare as prepare_dataset  # noqa: E402
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.locations import OPENCLIPART  # noqa: E402
+from bench.suite_data import data_root  # noqa: E402
+from bench.suite_data import prepare as prepare_dataset  # noqa: E402
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample, scan, walk_images
 from headstart.data.prepare import prepare

@@ -1,6 +1,6 @@
 """The benchmark suite's data sets, written once as ROOT/<name>/{train,test}/<class>/*.png.
 
-Built from what a Debian machine has (bench/sources.py lists where), each with a held-out
+Built from what a Debian machine has (bench/locations.py lists where), each with a held-out
 test split of at least 1,000 images and a ``dataset.json`` manifest written last (a folder
 without it is half-written and rebuilt; one with it and the same parameters is reused):
 
@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sources import FASHION_MNIST, OPENCLIPART  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.locations import FASHION_MNIST, OPENCLIPART  # noqa: E402
 
 SEED = 0
 MANIFEST = "dataset.json"

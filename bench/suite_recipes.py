@@ -50,10 +50,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from suite_data import MANIFEST, data_root, prepare  # noqa: E402
-
-from headstart.intervals import Interval, PairedCounts, paired_difference, wilson
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.suite_data import MANIFEST, data_root, prepare  # noqa: E402
+from headstart.intervals import Difference, PairedCounts, paired_difference, wilson
 
 HERE = Path(__file__).resolve().parent
 PROBE_OPTIONS = ["--recipe", "fixed", "--image-size", "224", "--frozen-epochs", "30", "--finetune-epochs", "0"]
@@ -197,15 +196,16 @@ def run_variant(name: str, options: list[str], data: Path, work: Path, env: dict
     shutil.rmtree(cache, ignore_errors=True)  # a cold cache each time; and the disk back
     answers = test_answers(run / "test_predictions.csv", data / "test")
     evaluated = next(iter(_read_json(run / "eval-test" / "metrics.json").values()), {})
-    accuracy = wilson(sum(answers), len(answers))
+    interval = wilson(sum(answers), len(answers))
+    accuracy = {"estimate": round(interval.estimate, 4), "low": round(interval.low, 4), "high": round(interval.high, 4)}
     if abs(evaluated.get("accuracy", -1) - sum(answers) / len(answers)) > 1e-6:
-        raise SystemExit(f"{name}: evaluate's accuracy {evaluated.get('accuracy')} differs from predict's {accuracy.estimate}.")
+        raise SystemExit(f"{name}: evaluate's accuracy {evaluated.get('accuracy')} differs from predict's {interval.estimate}.")
     return {
         "variant": name,
         "options": options,
         "plan": plan_of(run, work / f"{name}-train.log"),
         "test_images": len(answers),
-        "accuracy": asdict(accuracy),
+        "accuracy": accuracy,
         "balanced_accuracy": evaluated.get("balanced_accuracy"),
         "macro_f1": evaluated.get("macro_f1"),
         "train": asdict(measured["train"]),
@@ -213,6 +213,10 @@ def run_variant(name: str, options: list[str], data: Path, work: Path, env: dict
         "predict": asdict(measured["predict"]),
         "answers": "".join("1" if a else "0" for a in answers),  # per test image, sorted by path: pairs across result files
     }
+
+
+def accuracy_text(a: dict) -> str:
+    return f"{a['estimate']:.4f} [{a['low']:.4f}, {a['high']:.4f}]"
 
 
 def compare(rows: dict[str, dict]) -> list[dict]:
@@ -227,7 +231,7 @@ def compare(rows: dict[str, dict]) -> list[dict]:
 
 def goals(rows: dict[str, dict], pairs: list[dict]) -> dict:
     """Issue 18's benchmark goals for one data set (None where a variant was not run)."""
-    diff = {(p["a"], p["b"]): Interval(**p["difference"]) for p in pairs}
+    diff = {(p["a"], p["b"]): Difference(**p["difference"]) for p in pairs}
     wall = {k: v["train"]["wall_s"] for k, v in rows.items()}
     out: dict = {"default_not_worse_than_probe": None, "default_within_2x_probe_time": None, "budget_probe_plus_2_points": None}
     if ("default", "probe224") in diff:
@@ -262,7 +266,7 @@ def run_dataset(name: str, root: Path, work: Path, variants: list[str], factor: 
             options = PROBE_OPTIONS if variant == "probe224" else []
         rows[variant] = run_variant(variant, options, data, work / name, env)
         r = rows[variant]
-        print(f"  {name} {variant}: accuracy {Interval(**r['accuracy'])}, train {r['train']['wall_s']} s", flush=True)
+        print(f"  {name} {variant}: accuracy {accuracy_text(r['accuracy'])}, train {r['train']['wall_s']} s", flush=True)
     pairs = compare(rows)
     result = {"dataset": name, "train_images": facts["train_images"], "test_images": facts["test_images"], "manifest": facts}
     result.update({"variants": rows, "paired": pairs, "goals": goals(rows, pairs)})
@@ -286,7 +290,7 @@ def markdown(results: dict) -> str:
     ]
     lines = head
     for d in results["datasets"]:
-        diff = {p["a"]: Interval(**p["difference"]) for p in d["paired"] if p["b"] == "probe224"}
+        diff = {p["a"]: Difference(**p["difference"]) for p in d["paired"] if p["b"] == "probe224"}
         for name, r in d["variants"].items():
             plan = r["plan"]
             side = f"{plan['arch']} {plan['input_size']} px, " + " + ".join(plan["phases"])
@@ -296,7 +300,7 @@ def markdown(results: dict) -> str:
             t = r["train"]
             lines.append(
                 f"| {d['dataset']} ({d['train_images']:,} / {d['test_images']:,}) | {variant} | {side} | "
-                f"{Interval(**r['accuracy'])} | {versus} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} | {t['peak_tree_rss_mb'] / 1024:.2f} |"
+                f"{accuracy_text(r['accuracy'])} | {versus} | {t['wall_s']:.0f} | {t['cpu_s']:.0f} | {t['peak_tree_rss_mb'] / 1024:.2f} |"
             )
     return "\n".join(lines) + "\n"
 

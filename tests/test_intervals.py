@@ -1,27 +1,10 @@
-"""Accuracy intervals: Wilson for one proportion, Newcombe's paired difference."""
+"""The paired accuracy difference (Newcombe's hybrid score interval); Wilson is tested in test_demo.py."""
 
 import math
 
 import pytest
 
 from headstart.intervals import PairedCounts, paired_difference, wilson
-
-
-def test_wilson_matches_the_published_value():
-    # Newcombe (1998), 81 of 263: Wilson 0.2553 to 0.3662.
-    interval = wilson(81, 263)
-    assert (interval.low, interval.high) == (0.2553, 0.3662)
-
-
-def test_wilson_stays_inside_zero_and_one_at_the_edges():
-    assert wilson(0, 20).low == 0.0 and 0.1 < wilson(0, 20).high < 0.2
-    assert wilson(20, 20).high == 1.0 and wilson(20, 20).low > 0.8
-
-
-@pytest.mark.parametrize("bad", [(1, 0), (-1, 5), (6, 5)])
-def test_wilson_refuses_impossible_counts(bad):
-    with pytest.raises(ValueError):
-        wilson(*bad)
 
 
 def test_paired_difference_is_close_to_the_normal_interval_on_many_images():
