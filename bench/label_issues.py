@@ -46,8 +46,8 @@ from bench.suite_data import prepare as prepare_dataset  # noqa: E402
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample, scan, walk_images
 from headstart.data.prepare import prepare
+from headstart.engine.oof import WEIGHT_DECAY, _fit_predict, out_of_fold, principal_components
 from headstart.label_issues import LabelSearch, find_in_data, find_issues, write_outputs
-from headstart.label_issues.oof import WEIGHT_DECAY, _fit_predict, out_of_fold, principal_components
 from headstart.label_issues.rank import FLOOR
 from headstart.models import build_network
 from headstart.models.network import data_config

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 from headstart.data.index import Sample
+from headstart.engine.oof import out_of_fold_logits
 from headstart.label_issues import LabelIssue, find_issues, read_csv, to_csv
 from headstart.label_issues.calibrate import fit_temperature, noise_rate, wrong_posterior
 from headstart.label_issues.html import render_section
-from headstart.label_issues.oof import out_of_fold_logits
 from headstart.label_issues.rank import flag_calibrated, flag_multiclass
 
 

@@ -14,8 +14,8 @@ import torch
 from rich.console import Console
 
 from headstart.data.index import Sample
-from headstart.label_issues.calibrate import softmax
-from headstart.label_issues.oof import LABEL_WEIGHT_DECAY, out_of_fold, out_of_fold_logits
+from headstart.engine.oof import out_of_fold, out_of_fold_logits
+from headstart.label_issues.calibrate import LABEL_WEIGHT_DECAY, softmax
 from headstart.label_issues.rank import Flag, flag_calibrated, flag_multilabel
 from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour
 

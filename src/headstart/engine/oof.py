@@ -1,4 +1,5 @@
-"""Out-of-fold predicted probabilities from frozen-base features.
+"""Out-of-fold predicted probabilities from frozen-base features: the linear probe that both
+the recipe's pilot (engine/pilot.py) and the label-issue search (label_issues/) use.
 
 Every image gets a probability from a head that never saw it: the images are cut into
 ``folds`` folds (stratified by label), and fold f is predicted by a linear head trained on
@@ -20,11 +21,6 @@ import torch
 # recall 0.89 / 0.88 / 0.87 (self-confidence < 5 %): a stronger penalty keeps the heads
 # from trusting the flipped labels of their training folds.
 WEIGHT_DECAY = 3e-2
-# The label search's heads (find_issues) use a stronger penalty: at 3,000 images (same
-# benchmark, calibrated cut-off of calibrate.py) 3e-2 / 1e-1 / 3e-1 gave precision 0.64 /
-# 0.74 / 0.79 at recall 0.85 / 0.89 / 0.89. WEIGHT_DECAY stays the default of out_of_fold
-# for other callers (the probe).
-LABEL_WEIGHT_DECAY = 3e-1
 MAX_ITER = 30  # L-BFGS iterations per head: 100 gave the same out-of-fold accuracy (0.844 vs 0.847), 2.5x slower
 # The heads see the top COMPONENTS principal components of the standardised features: an
 # L-BFGS step reads the whole (N, D) matrix three times, so it is bound by memory traffic;
