@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -411,6 +412,23 @@ class ArtifactMeta:
     @property
     def threshold(self) -> float:
         return self.model.threshold
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated: ``artifact.meta`` was the headstart.json dict; read its fields instead."""
+        warnings.warn(
+            f"artifact.meta[{key!r}]: artifact.meta is a typed ArtifactMeta now; read its fields "
+            "(artifact.meta.metrics, .train, .result, ...). Subscripting goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Deprecated, like ``__getitem__``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
