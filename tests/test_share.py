@@ -263,3 +263,72 @@ def test_convnets_are_timm_models(name):
     assert model(torch.zeros(2, 3, 28, 28)).shape == (2, 4)
     model.reset_classifier(0)
     assert model(torch.zeros(1, 3, 28, 28)).shape == (1, model.num_features)
+
+
+def test_a_shared_model_is_a_base_for_a_new_run(tmp_path, monkeypatch):
+    """--arch hf-hub:USER/REPO goes through timm's Hub loader; served here from a local folder."""
+    import timm.models._hub as timm_hub
+
+    from headstart.models.network import create_backbone
+
+    run = make_run(tmp_path / "run", "convnet_res")
+    folder = headstart.load(run).export("timm").path
+    monkeypatch.setattr(timm_hub, "hf_hub_download", lambda repo_id, filename, **kw: str(folder / filename))
+    base = create_backbone(ModelConfig(arch="hf-hub:ann/pets", pretrained=True))
+    x = torch.from_numpy(inputs())
+    with torch.no_grad():
+        assert torch.allclose(base.eval()(x), headstart.load(run).artifact.network.backbone(x), atol=1e-6)
+
+
+def test_an_unreachable_hub_base_is_one_line(monkeypatch):
+    import timm.models._hub as timm_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from headstart.models.network import create_backbone
+
+    def offline(repo_id, filename, **kw):
+        raise LocalEntryNotFoundError("outgoing traffic has been disabled")
+
+    monkeypatch.setattr(timm_hub, "hf_hub_download", offline)
+    with pytest.raises(hub.NetworkError, match="--arch hf-hub:ann/pets needs the network"):
+        create_backbone(ModelConfig(arch="hf-hub:ann/pets", pretrained=True))
+
+
+# -- the layer summary -----------------------------------------------------------------------
+
+
+def test_summary_rows_add_up_with_shapes_at_the_run_size(tmp_path):
+    from headstart.models.summary import run_summary
+
+    artifact = headstart.load(make_run(tmp_path / "run", "convnet_tiny")).artifact
+    rows = run_summary(artifact)
+    assert [r.name for r in rows] == ["backbone.stages.0", "backbone.stages.1", "backbone.stages.2", "backbone.pool", "head.0"]
+    assert [r.shape for r in rows] == ["(16, 16, 16)", "(32, 8, 8)", "(64, 4, 4)", "(64,)", "(3,)"]
+    assert sum(r.params for r in rows) == sum(p.numel() for p in artifact.network.parameters())
+
+
+@pytest.mark.parametrize("pretrained, finetune, unfreeze, trained", [(False, 0, 0, 5), (True, 0, 0, 1), (True, 2, 0, 5), (True, 2, 1, 2)])
+def test_summary_trainable_is_what_the_last_phase_trained(tmp_path, pretrained, finetune, unfreeze, trained):
+    from headstart.models.summary import layer_summary, trained_last
+
+    net = headstart.load(make_run(tmp_path / "run")).artifact.network
+    rows = layer_summary(net, 32, trained_last(net, pretrained, finetune, unfreeze))
+    assert sum(1 for r in rows if r.trainable) == trained - (1 if trained == 5 else 0)  # the pool has no parameters
+    assert all(r.trainable in (0, r.params) for r in rows)
+
+
+def test_summary_covers_parameters_outside_child_modules():
+    from headstart.models.summary import layer_summary
+
+    net = build_network(ModelConfig(arch="test_vit", pretrained=False), 3, load_weights=False)
+    rows = layer_summary(net, 160)
+    assert rows[0].name == "backbone (own parameters)"  # cls_token, pos_embed
+    assert sum(r.params for r in rows) == sum(p.numel() for p in net.parameters())
+
+
+def test_summary_command_prints_the_table(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path / "run")
+    monkeypatch.setattr(sys, "argv", ["headstart", "summary", str(run)])
+    cli.main()
+    printed = capsys.readouterr().out
+    assert "backbone.stages.2" in printed and "(64, 4, 4)" in printed and "total" in printed

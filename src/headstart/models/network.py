@@ -42,6 +42,11 @@ class Network(nn.Module):
 def check_arch(arch: str) -> None:
     if arch in VARIANTS or timm.is_model(arch):
         return
+    if arch.startswith("hf-hub:"):  # a model on the Hugging Face Hub (timm's own prefix), fetched when built
+        from headstart.share.hub import repo_id
+
+        repo_id(arch)
+        return
     known = list(VARIANTS) + timm.list_models()
     close = difflib.get_close_matches(arch, known, n=3)
     hint = f" Close names: {', '.join(close)}." if close else ""
@@ -67,6 +72,10 @@ def create_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module
         return backbone
     if config.pretrained and load_weights:
         return pretrained_backbone(config.arch, config.weights)
+    if config.arch.startswith("hf-hub:"):
+        from headstart.share.hub import hub_model
+
+        return hub_model(config.arch, pretrained=False)
     return timm.create_model(config.arch, pretrained=False, num_classes=0)
 
 

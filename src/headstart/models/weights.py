@@ -105,6 +105,10 @@ def pretrained_backbone(arch: str, weights: str | None) -> nn.Module:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
         load_into(backbone, read_state_dict(weights), str(weights))
         return backbone
+    if arch.startswith("hf-hub:"):
+        from headstart.share.hub import hub_model
+
+        return hub_model(arch, pretrained=True)
     if arch == BUNDLED_ARCH:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
         load_into(backbone, bundled_state_dict(), "bundled with headstart")

@@ -13,6 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from headstart.errors import ArtifactError, ConfigError, HeadstartError
 from headstart.share.timm_layout import FILES, META
@@ -102,3 +103,23 @@ def fetch(source: str) -> Path:
     if not (folder / META).is_file():
         raise ArtifactError(f"{PREFIX}{name} is not a headstart model (no {META}); to train on it as a base, use --arch {PREFIX}{name}.")
     return folder
+
+
+def hub_model(arch: str, pretrained: bool) -> Any:
+    """``--arch hf-hub:USER/REPO``: the repository's timm model, headless (``num_classes=0``),
+    through timm's own Hub loader (its config.json, its safetensors weights; the Hugging
+    Face cache first). Without the network and the cache: one line saying so."""
+    import timm
+
+    import headstart.models  # noqa: F401  (a headstart convnet on the Hub needs timm's registry entry)
+
+    name, revision = repo_id(arch)
+    try:
+        return timm.create_model(f"{PREFIX}{name}" + (f"@{revision}" if revision else ""), pretrained=pretrained, num_classes=0)
+    except Exception as exc:  # huggingface_hub / timm raise many types; each becomes one line
+        failure = _hub_failure(exc, f"--arch {PREFIX}{name}")
+        if isinstance(failure, NetworkError) or "RepositoryNotFound" in type(exc).__name__:
+            raise failure from None
+        raise ConfigError(
+            f"--arch {PREFIX}{name}: timm cannot build it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})."
+        ) from None
