@@ -332,3 +332,29 @@ def test_summary_command_prints_the_table(tmp_path, monkeypatch, capsys):
     cli.main()
     printed = capsys.readouterr().out
     assert "backbone.stages.2" in printed and "(64, 4, 4)" in printed and "total" in printed
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda f: (f / "model.safetensors").write_bytes(b"\xff" * 64), "timm cannot load"),
+        (lambda f: (f / "model.safetensors").unlink(), "model.safetensors missing"),
+        (lambda f: (f / "config.json").write_text('{"architecture": "no_such_net", "pretrained_cfg": {}}'), "timm cannot load"),
+        (lambda f: (f / "headstart_meta.json").write_text("[" * 100_000), "not valid JSON"),
+    ],
+)
+def test_a_damaged_folder_is_one_clear_error(tmp_path, damage, message):
+    folder = headstart.load(make_run(tmp_path / "run")).export("timm").path
+    damage(folder)
+    with pytest.raises(ArtifactError, match=message) as info:
+        load_folder(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_export_command_writes_the_timm_folder(tmp_path):
+    from typer.testing import CliRunner
+
+    run = make_run(tmp_path / "run")
+    result = CliRunner().invoke(cli.app, ["export", str(run), "--format", "timm"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(run / "export" / "timm") and (run / "export" / "timm" / "config.json").is_file()

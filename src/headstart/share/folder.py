@@ -77,8 +77,11 @@ def _checked_config(folder: Path) -> None:
     """Refuse config.json fields that would make timm build something else than was exported."""
     import json
 
+    path = folder / timm_layout.CONFIG
+    if path.stat().st_size > timm_layout.MAX_JSON_BYTES:
+        raise ArtifactError(f"{path} is over {timm_layout.MAX_JSON_BYTES >> 20} MiB: not a timm config.")
     try:
-        cfg = json.loads((folder / timm_layout.CONFIG).read_text(encoding="utf-8"))
+        cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{folder / timm_layout.CONFIG} is not valid JSON ({exc}).") from None
     if not isinstance(cfg, dict) or not isinstance(cfg.get("architecture"), str) or not isinstance(cfg.get("pretrained_cfg"), dict):
@@ -113,8 +116,8 @@ def load_folder(folder: str | os.PathLike) -> Artifact:
         raise ArtifactError(f"{folder / timm_layout.META}: invalid description ({exc}).") from None
     try:
         model: Any = timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True)
-    except (RuntimeError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise ArtifactError(f"timm cannot load {folder}: {str(exc)[:300]}") from None
+    except Exception as exc:  # unknown architecture, weights that do not fit, a corrupt safetensors header ...
+        raise ArtifactError(f"timm cannot load {folder}: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}") from None
     classifier = model.get_classifier()
     want = 2 if task == "binary" else len(classes)
     if not isinstance(classifier, nn.Linear) or classifier.out_features != want:

@@ -47,6 +47,7 @@ from headstart.files import atomic_write
 WEIGHTS, CONFIG, META, CARD = "model.safetensors", "config.json", "headstart_meta.json", "README.md"
 FILES = (WEIGHTS, CONFIG, META, CARD)
 META_FORMAT = "headstart-timm-export"
+MAX_JSON_BYTES = 16 << 20  # config.json and headstart_meta.json are a few KB; anything huge is not ours
 # pretrained_cfg keys that point timm at other weights or describe another checkpoint.
 _SOURCE_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "state_dict", "source", "tag", "architecture", "license")
 _OTHER_CHECKPOINT = ("test_input_size", "test_crop_pct", "test_pool_size", "label_offset", "label_names", "label_descriptions")
@@ -207,9 +208,11 @@ def check_folder(folder: Path) -> dict[str, Any]:
     missing = [name for name in (WEIGHTS, CONFIG, META) if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(f"{folder} is not a headstart timm export: {', '.join(missing)} missing.")
+    if (folder / META).stat().st_size > MAX_JSON_BYTES:
+        raise ArtifactError(f"{folder / META} is over {MAX_JSON_BYTES >> 20} MiB: not a headstart export description.")
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:
         raise ArtifactError(f"{folder / META} is not valid JSON ({exc}).") from None
     if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
         raise ArtifactError(f"{folder / META} is not a headstart export description.")
