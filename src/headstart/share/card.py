@@ -199,11 +199,13 @@ def _use(facts: CardFacts, repo: str) -> list[str]:
         "",
         "timm:",
         "",
-        "```python\nimport timm, torch\n"
+        "```python\nimport timm, torch\nfrom PIL import Image\n"
         + register
         + f'model = timm.create_model("hf-hub:{repo}", pretrained=True).eval()\n'
         + "cfg = timm.data.resolve_model_data_config(model)\n"
         + "transform = timm.data.create_transform(**cfg)\n"
+        + 'rgba = Image.open("photo.png").convert("RGBA")  # headstart puts transparency on white\n'
+        + 'image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")\n'
         + "probs = model(transform(image).unsqueeze(0))."
         + ("sigmoid()" if task == "multilabel" else "softmax(-1)")
         + "\n```",

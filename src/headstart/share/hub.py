@@ -51,7 +51,7 @@ class PushResult:
     files: tuple[str, ...]
 
 
-def _hub_failure(exc: Exception, what: str) -> HeadstartError:
+def _hub_failure(exc: Exception, what: str, cache: bool = True) -> HeadstartError:
     """One line for a failed Hub call: no network, no such repository, not allowed, other."""
     from huggingface_hub import errors
 
@@ -65,7 +65,7 @@ def _hub_failure(exc: Exception, what: str) -> HeadstartError:
             if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
             else "huggingface.co could not be reached"
         )
-        return NetworkError(f"{what} needs the network: {why}, and it is not in the Hugging Face cache.")
+        return NetworkError(f"{what} needs the network: {why}" + (", and it is not in the Hugging Face cache." if cache else "."))
     return ArtifactError(f"{what} failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
@@ -87,7 +87,7 @@ def push_folder(folder: Path, repo: str, private: bool = False, message: str = "
             revision=revision,
         )
     except Exception as exc:  # huggingface_hub raises many types; each becomes one line
-        raise _hub_failure(exc, f"Pushing to {name}") from None
+        raise _hub_failure(exc, f"Pushing to {name}", cache=False) from None
     return PushResult(name, f"https://huggingface.co/{name}", files)
 
 
