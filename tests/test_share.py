@@ -358,3 +358,13 @@ def test_export_command_writes_the_timm_folder(tmp_path):
     result = CliRunner().invoke(cli.app, ["export", str(run), "--format", "timm"])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(run / "export" / "timm") and (run / "export" / "timm" / "config.json").is_file()
+
+
+def test_a_trained_run_exports_with_its_held_out_images(exported_run, tmp_path):
+    import shutil
+
+    run = Path(shutil.copytree(exported_run[0], tmp_path / "run"))
+    result = headstart.load(run).export("timm")
+    assert result.parity.ok and result.parity.held_out == 6  # the run's validation images went through timm's loader
+    text = (result.path / "README.md").read_text()
+    assert "| val | 6 |" in text and "checkpoints" not in text
