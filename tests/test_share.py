@@ -368,3 +368,17 @@ def test_a_trained_run_exports_with_its_held_out_images(exported_run, tmp_path):
     assert result.parity.ok and result.parity.held_out == 6  # the run's validation images went through timm's loader
     text = (result.path / "README.md").read_text()
     assert "| val | 6 |" in text and "checkpoints" not in text
+
+
+def test_exporting_a_fetched_model_needs_out(tmp_path, monkeypatch):
+    import shutil
+
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-cache"
+    folder = Path(shutil.copytree(headstart.load(make_run(tmp_path / "run")).export("timm").path, cache / "models--ann--pets" / "snap"))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    clf = headstart.load(folder)
+    with pytest.raises(ConfigError, match="Hugging Face cache: give --out"):
+        clf.export("onnx")
+    assert clf.export("timm", tmp_path / "mine").path == tmp_path / "mine"

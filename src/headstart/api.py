@@ -210,7 +210,8 @@ class Classifier:
         return new + old
 
     def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> ExportResult:
-        """Write the model as ONNX or TorchScript and prove it predicts the same (parity).
+        """Write the model as ONNX, TorchScript or a timm folder (``"timm"``, see
+        ``headstart.share``) and prove it predicts the same (parity).
 
         Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
         keeps nothing when parity fails.
@@ -222,12 +223,13 @@ class Classifier:
 
         if self.run_dir is None:
             raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        from headstart.share.hub import refuse_cache_default
+
+        refuse_cache_default(Path(self.run_dir), out)  # a model fetched from the Hub lives in the Hugging Face cache
         if format == "timm":  # a folder timm.create_model("local-dir:...") loads (headstart.share)
             from headstart.share.folder import export_timm
 
             return export_timm(self._require_artifact(), Path(self.run_dir), out)
-        if self.run_dir is None:
-            raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
         return export(self._require_artifact(), Path(self.run_dir), format, out)
 
     def push(self, repo: str, private: bool = False) -> Any:

@@ -123,3 +123,13 @@ def hub_model(arch: str, pretrained: bool) -> Any:
         raise ConfigError(
             f"--arch {PREFIX}{name}: timm cannot build it ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})."
         ) from None
+
+
+def refuse_cache_default(run_dir: Path, out: object) -> None:
+    """An export of a model fetched from the Hub needs ``--out``: its folder is the Hugging
+    Face cache's, which is not to be written into."""
+    from huggingface_hub import constants
+
+    cache = Path(constants.HF_HUB_CACHE).resolve()
+    if out is None and (run_dir.resolve() == cache or cache in run_dir.resolve().parents):
+        raise ConfigError(f"{run_dir} is in the Hugging Face cache: give --out FOLDER for the export.")
