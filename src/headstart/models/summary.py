@@ -109,10 +109,13 @@ def layer_summary(network: Network, input_size: int, trainable: set[int] | None 
 
 def run_summary(artifact: Any) -> list[LayerRow]:
     """The summary of a trained run (an Artifact), with what its last phase trained."""
-    train = artifact.meta.get("train", {}) if isinstance(artifact.meta.get("train"), dict) else {}
-    trainable = trained_last(
-        artifact.network, bool(artifact.model.pretrained), int(train.get("finetune_epochs", 1) or 0), int(train.get("unfreeze", 0) or 0)
-    )
+    meta = artifact.meta
+    train = meta.get("train") if isinstance(meta, dict) else getattr(meta, "train", None)  # plain or typed (runfolder)
+    if isinstance(train, dict):
+        finetune, unfreeze = int(train.get("finetune_epochs", 1) or 0), int(train.get("unfreeze", 0) or 0)
+    else:
+        finetune, unfreeze = int(getattr(train, "finetune_epochs", 1)), int(getattr(train, "unfreeze", 0))
+    trainable = trained_last(artifact.network, bool(artifact.model.pretrained), finetune, unfreeze)
     return layer_summary(artifact.network, artifact.preprocess.input_size, trainable)
 
 

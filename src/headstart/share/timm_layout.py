@@ -162,7 +162,8 @@ def scrub(value: Any) -> Any:
 
 def shared_meta(artifact: Artifact) -> dict[str, Any]:
     """headstart_meta.json: what headstart needs to use the export, and what it measured."""
-    meta = {k: v for k, v in artifact.meta.items() if k not in ("format", "format_version")}
+    raw = artifact.meta.to_dict() if hasattr(artifact.meta, "to_dict") else dict(artifact.meta)  # typed (runfolder) or plain
+    meta = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
     return scrub({**meta, "format": META_FORMAT, "format_version": 1})
 
 
