@@ -43,7 +43,7 @@ def quick_run(out: Path) -> Path:
     from headstart.config import TrainConfig
 
     data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
-    headstart.Classifier(train=TrainConfig(finetune_epochs=0)).fit(data, out=out)
+    headstart.Classifier(train_config=TrainConfig(finetune_epochs=0)).fit(data, out=out)
     return out
 
 

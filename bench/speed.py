@@ -84,7 +84,7 @@ def frozen_epochs(files: list[str], labels: torch.Tensor, pre: Preprocess, batch
 def finetune(data: Path, batch: int, work: Path) -> dict:
     os.environ["HEADSTART_CACHE_DIR"] = str(work / "cache")
     cfg = TrainConfig(frozen_epochs=1, finetune_epochs=2, batch_size=batch, patience=0, augment=TrainConfig().augment)
-    clf = headstart.Classifier(train=cfg, console=Console(file=io.StringIO()))
+    clf = headstart.Classifier(train_config=cfg, console=Console(file=io.StringIO()))
     clf.fit(data, out=work / "run")
     rows = [r for r in csv.DictReader((work / "run" / "epochs.csv").open()) if r["phase"] == "2"]
     n_train = sum(1 for r in csv.DictReader((work / "run" / "split.csv").open()) if r["split"] == "train")

@@ -170,7 +170,7 @@ def run_headstart(split_dir: Path, run_dir: Path) -> dict:
     return {
         "seconds": seconds,
         "val_acc": clf.metrics["val"].accuracy,
-        "best_phase": clf.artifact.meta["result"]["best_phase"],
+        "best_phase": clf.artifact.meta.result.best_phase,
         "phase_seconds": phase_s,
         "decode_seconds": round(spent.get("decode_all", 0), 1),
         "features_seconds": round(spent.get("extract_features", 0), 1),

@@ -44,7 +44,7 @@ def unicode_folder(root: Path, per_class: int = 10) -> Path:
 
 def classifier(weights: str, console: Console | None = None, **model) -> Classifier:
     cfg = ModelConfig(arch="convnet_tiny", weights=weights, **model)
-    return Classifier(model=cfg, train=FAST, image_size=32, console=console or Console(file=io.StringIO()))
+    return Classifier(model=cfg, train_config=FAST, image_size=32, console=console or Console(file=io.StringIO()))
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from headstart import Classifier
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.data.split import read_split
 from headstart.engine.balance import loss_weights
-from headstart.engine.fit import two_phase_fit
+from headstart.engine.fit import FitContext, FitTask, two_phase_fit
 from headstart.models import build_network
 
 QUIET = Console(quiet=True)
@@ -47,17 +47,9 @@ def fit(
     tmp_path: Path, config: TrainConfig, *, pretrained: bool = True, callbacks=(), network=None, loaders=None, weights: str | None = None
 ):
     network = network or build_network(ModelConfig(arch="convnet_tiny", pretrained=pretrained, weights=weights), 3)
+    task = FitTask("multiclass", 3, 0.5, pretrained)
     result = two_phase_fit(
-        network,
-        task="multiclass",
-        num_classes=3,
-        threshold=0.5,
-        config=config,
-        pretrained=pretrained,
-        loaders=loaders or tensor_loaders(),
-        run_dir=tmp_path / "run",
-        callbacks=list(callbacks),
-        console=QUIET,
+        network, task, config, loaders or tensor_loaders(), FitContext(tmp_path / "run", callbacks=tuple(callbacks), console=QUIET)
     )
     return network, result
 

@@ -395,7 +395,7 @@ async def receive(conn: Connection, sender: BaseProcess, within: float) -> objec
     return None
 
 
-async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:
+async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:  # noqa: C901  # hostile helper shortens this
     if not await wait_healthy(port, proc, 180):
         return [Row("server", "start", "the server did not answer /health", False)]
     raw = predict_request([("normal.png", image)])

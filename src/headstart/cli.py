@@ -10,7 +10,6 @@ Only predict (with an exported ONNX model) and serve run without the training st
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -107,7 +106,7 @@ def train(
     model = build_config(ModelConfig, options)
     aug = build_config(AugmentConfig, options) if augment else AugmentConfig.none()
     cfg = build_config(TrainConfig, options, augment=aug)
-    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(
+    api.Classifier(model=model, train_config=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(
         data, out_dir, exclude=exclude
     )
 
@@ -157,11 +156,9 @@ def evaluate(
 
 def _trained_on(run: Path) -> Optional[Path]:
     """The data folder a run was trained on, as its config.json records it (None: unknown)."""
-    try:
-        data = json.loads((run / "config.json").read_text(encoding="utf-8"))["meta"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return Path(data) if isinstance(data, str) else None
+    from headstart.runfolder import trained_on
+
+    return trained_on(run)
 
 
 @app.command()
@@ -347,7 +344,7 @@ def lr_find(
         out_dir = default_outside(default, data)
     Classifier = _training_api().Classifier
     model, cfg = build_config(ModelConfig, options), build_config(TrainConfig, options)
-    finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
+    finding = Classifier(model=model, train_config=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
     out.print(f"{finding.suggestion:.3g}")
     err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
 

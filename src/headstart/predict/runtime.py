@@ -50,15 +50,15 @@ class RuntimePredictor(BatchPredictor):
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
+    def __init__(self, session: Any, meta: metadata.ExportDescription, path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
         self.session = session
         self.meta = meta
         self.path = path
-        self.classes = list(meta["classes"])
-        self.task = str(meta["task"])
-        self.threshold = float(meta["threshold"])
-        self.preprocess = metadata.check_preprocess(meta["preprocess"], str(path))
-        self.input_name = meta["input"]["name"]
+        self.classes = list(meta.classes)
+        self.task = meta.task
+        self.threshold = meta.threshold
+        self.preprocess = meta.preprocess
+        self.input_name = meta.input_name
         self.batch_size = batch_size
         self.tta = tta
         inputs = [i.name for i in session.get_inputs()]
@@ -102,12 +102,12 @@ class RuntimePredictor(BatchPredictor):
         return {
             "backend": self.backend,
             "model": self.path.name,
-            "arch": self.meta.get("arch"),
+            "arch": self.meta.arch,
             "classes": self.classes,
             "task": self.task,
             "threshold": self.threshold,
             "preprocess": self.preprocess.to_dict(),
-            "metrics": self.meta.get("metrics", {}),
+            "metrics": {split: dict(m) for split, m in self.meta.metrics.items()},
         }
 
 

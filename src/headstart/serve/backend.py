@@ -58,5 +58,5 @@ def describe_backend(predictor: BatchPredictor) -> dict[str, Any]:
         "task": predictor.task,
         "threshold": predictor.threshold,
         "preprocess": predictor.preprocess.to_dict(),
-        "metrics": headline_metrics(artifact.meta.get("metrics")),
+        "metrics": headline_metrics(artifact.meta.metrics),
     }
