@@ -22,6 +22,7 @@ from headstart.export import parity
 from headstart.models import build_network
 from headstart.models.network import probabilities
 from headstart.preprocess import Preprocess
+from headstart.runfolder import ArtifactMeta, DataSource
 from headstart.share import card, hub, timm_layout
 from headstart.share.folder import load_folder
 
@@ -38,8 +39,15 @@ def make_run(root: Path, arch: str = "convnet_tiny", task: str = "multiclass", h
         for p in network.head.parameters():
             p.mul_(10)
     preprocess = Preprocess(size, size + 4, (0.4, 0.5, 0.6), (0.2, 0.25, 0.3), "bicubic")
-    meta = {"data": {"data": str(root / "private" / "pets"), "counts": {"train": 80, "val": 20}}, "model_weights": str(root / "w.pt")}
-    save_artifact(root, Artifact(network, model, classes, task, preprocess, meta))
+    meta = ArtifactMeta(
+        model=model,
+        classes=tuple(classes),
+        task=task,
+        preprocess=preprocess,
+        data=DataSource(data=str(root / "private" / "pets"), layout="folders", counts={"train": 80, "val": 20}),
+        extra={"model_weights": str(root / "w.pt")},  # a field a later release may add: shared, scrubbed
+    )
+    save_artifact(root, Artifact(network, meta))
     metrics = {"val": {"task": task, "classes": classes, "count": 20, "accuracy": 0.9, "balanced_accuracy": 0.85, "macro_f1": 0.8}}
     (root / "metrics.json").write_text(json.dumps(metrics))
     return root
@@ -341,6 +349,7 @@ def test_summary_command_prints_the_table(tmp_path, monkeypatch, capsys):
         (lambda f: (f / "model.safetensors").unlink(), "model.safetensors missing"),
         (lambda f: (f / "config.json").write_text('{"architecture": "no_such_net", "pretrained_cfg": {}}'), "timm cannot load"),
         (lambda f: (f / "headstart_meta.json").write_text("[" * 100_000), "not valid JSON"),
+        (lambda f: (f / "headstart_meta.json").write_text('{"format": "headstart-model", "classes": "x"}'), "headstart_meta.json"),
     ],
 )
 def test_a_damaged_folder_is_one_clear_error(tmp_path, damage, message):

@@ -12,12 +12,15 @@ scratch or fine-tuned with ``unfreeze 0``, the last N stages and the head with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from headstart.models.network import Network
+
+if TYPE_CHECKING:
+    from headstart.artifact import Artifact
 
 CONTAINERS = ("blocks", "stages", "layers", "features", "stages_")
 _SILENT = (nn.Identity, nn.Dropout)
@@ -107,14 +110,19 @@ def layer_summary(network: Network, input_size: int, trainable: set[int] | None 
     return rows
 
 
-def run_summary(artifact: Any) -> list[LayerRow]:
+def run_summary(artifact: Artifact) -> list[LayerRow]:
     """The summary of a trained run (an Artifact), with what its last phase trained."""
     meta = artifact.meta
-    train = meta.get("train") if isinstance(meta, dict) else getattr(meta, "train", None)  # plain or typed (runfolder)
-    if isinstance(train, dict):
-        finetune, unfreeze = int(train.get("finetune_epochs", 1) or 0), int(train.get("unfreeze", 0) or 0)
-    else:
-        finetune, unfreeze = int(getattr(train, "finetune_epochs", 1)), int(getattr(train, "unfreeze", 0))
+    if meta.plan is not None:  # a planned recipe: its phases say what ran
+        phases = meta.plan.raw.get("phases")
+        finetune = (
+            sum(int(p.get("epochs", 0)) for p in phases if isinstance(p, dict) and p.get("kind") != "frozen")
+            if isinstance(phases, list)
+            else 1
+        )
+    else:  # finetune_epochs None was resolved where it trained (0 on a CPU, 3 on a GPU): counted as the CPU default
+        finetune = 1 if meta.train is None else meta.train.finetune_epochs or 0
+    unfreeze = meta.train.unfreeze if meta.train is not None else 0
     trainable = trained_last(artifact.network, bool(artifact.model.pretrained), finetune, unfreeze)
     return layer_summary(artifact.network, artifact.preprocess.input_size, trainable)
 

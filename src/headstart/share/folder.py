@@ -16,14 +16,12 @@ import torch
 from torch import nn
 
 from headstart.artifact import Artifact
-from headstart.config import ModelConfig
-from headstart.errors import ArtifactError, ConfigError, ExportError
+from headstart.errors import ArtifactError, ExportError
 from headstart.export import parity
 from headstart.export.exporters import reference
 from headstart.export.run import ExportResult
 from headstart.files import sweep_orphans
 from headstart.models import Network
-from headstart.preprocess import Preprocess
 from headstart.share import card, timm_layout
 
 
@@ -108,12 +106,7 @@ def load_folder(folder: str | os.PathLike) -> Artifact:
     folder = Path(folder)
     meta = timm_layout.check_folder(folder)
     _checked_config(folder)
-    try:
-        model_cfg = ModelConfig.from_dict(meta["model"])
-        preprocess = Preprocess.from_dict(meta["preprocess"])
-        task, classes = str(meta["task"]), [str(c) for c in meta["classes"]]
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
-        raise ArtifactError(f"{folder / timm_layout.META}: invalid description ({exc}).") from None
+    task, classes = meta.task, list(meta.classes)
     try:
         model: Any = timm.create_model(f"local-dir:{folder.resolve()}", pretrained=True)
     except Exception as exc:  # unknown architecture, weights that do not fit, a corrupt safetensors header ...
@@ -125,7 +118,7 @@ def load_folder(folder: str | os.PathLike) -> Artifact:
     head = _head(classifier, task)
     model.reset_classifier(0)
     network = Network(model, head).eval()
-    return Artifact(network, model_cfg, classes, task, preprocess, meta)
+    return Artifact(network, meta)
 
 
 def load_shared(source: str | os.PathLike) -> tuple[Artifact, Path] | None:

@@ -12,8 +12,9 @@ The folder (written by ``headstart export RUN --format timm``) holds exactly:
     ``label_names``, ``pretrained_cfg`` with the input size, crop, mean/std and
     interpolation the run was trained and evaluated with; no source keys such as ``url``
     or ``hf_hub_id``, so timm loads this folder's weights and nothing else);
-  * ``headstart_meta.json``: task, threshold, exact preprocessing, metrics, data counts,
-    versions, absolute paths reduced to their last part (headstart reads it back);
+  * ``headstart_meta.json``: the run's ``headstart.json`` (``headstart.runfolder.ArtifactMeta``:
+    task, threshold, exact preprocessing, metrics, data counts, versions), absolute paths
+    reduced to their last part; headstart reads it back through the same typed schema;
   * ``README.md``: the model card (``headstart.share.card``).
 
 What timm cannot express is said, not guessed: a bottleneck or MLP head (timm's classifier
@@ -43,10 +44,10 @@ from torch import nn
 from headstart.artifact import Artifact
 from headstart.errors import ArtifactError, ExportError
 from headstart.files import atomic_write
+from headstart.runfolder import ArtifactMeta
 
 WEIGHTS, CONFIG, META, CARD = "model.safetensors", "config.json", "headstart_meta.json", "README.md"
 FILES = (WEIGHTS, CONFIG, META, CARD)
-META_FORMAT = "headstart-timm-export"
 MAX_JSON_BYTES = 16 << 20  # config.json and headstart_meta.json are a few KB; anything huge is not ours
 # pretrained_cfg keys that point timm at other weights or describe another checkpoint.
 _SOURCE_KEYS = ("url", "hf_hub_id", "hf_hub_filename", "file", "state_dict", "source", "tag", "architecture", "license")
@@ -161,10 +162,8 @@ def scrub(value: Any) -> Any:
 
 
 def shared_meta(artifact: Artifact) -> dict[str, Any]:
-    """headstart_meta.json: what headstart needs to use the export, and what it measured."""
-    raw = artifact.meta.to_dict() if hasattr(artifact.meta, "to_dict") else dict(artifact.meta)  # typed (runfolder) or plain
-    meta = {k: v for k, v in raw.items() if k not in ("format", "format_version")}
-    return scrub({**meta, "format": META_FORMAT, "format_version": 1})
+    """headstart_meta.json: the run's ArtifactMeta as JSON, absolute paths reduced."""
+    return scrub(artifact.meta.to_dict())
 
 
 def write_folder(artifact: Artifact, folder: Path, card: str) -> nn.Module:
@@ -204,17 +203,19 @@ def replace_folder(tmp: Path, out: Path) -> None:
     os.replace(tmp, out)
 
 
-def check_folder(folder: Path) -> dict[str, Any]:
-    """headstart_meta.json of a timm-layout folder, after checking the layout is whole."""
+def check_folder(folder: Path) -> ArtifactMeta:
+    """headstart_meta.json of a timm-layout folder, checked field by field (headstart.runfolder),
+    after checking the layout is whole."""
     missing = [name for name in (WEIGHTS, CONFIG, META) if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(f"{folder} is not a headstart timm export: {', '.join(missing)} missing.")
-    if (folder / META).stat().st_size > MAX_JSON_BYTES:
-        raise ArtifactError(f"{folder / META} is over {MAX_JSON_BYTES >> 20} MiB: not a headstart export description.")
+    path = folder / META
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise ArtifactError(f"{path} is over {MAX_JSON_BYTES >> 20} MiB: not a headstart export description.")
     try:
-        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:
-        raise ArtifactError(f"{folder / META} is not valid JSON ({exc}).") from None
-    if not isinstance(meta, dict) or meta.get("format") != META_FORMAT:
-        raise ArtifactError(f"{folder / META} is not a headstart export description.")
-    return meta
+        raise ArtifactError(f"{path} is not valid JSON ({str(exc)[:100]}).") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{path} is not a headstart model description.")
+    return ArtifactMeta.parse(value, str(path))
