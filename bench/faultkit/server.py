@@ -47,7 +47,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from faultkit.common import Context, Row, headstart, headstart_cmd, last_line, train_data, train_options
+from .common import Context, Row, headstart, headstart_cmd, last_line, train_data, train_options
 
 HOST = "127.0.0.1"
 ANSWER_WITHIN_S = 60.0  # a normal request not answered by then counts as unanswered

@@ -25,13 +25,14 @@ from headstart.artifact import Artifact, load_artifact
 from headstart.config import ModelConfig, TrainConfig
 from headstart.engine.loggers import resolve_logger
 from headstart.errors import ConfigError
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 from headstart.pipeline.outputs import default_run_dir
 from headstart.pipeline.train import RunRequest, TrainedRun, Training, resolve_task
 from headstart.predict.base import Prediction
 from headstart.predict.eager import Predictor
 from headstart.predict.inputs import iter_sources
 from headstart.preprocess import ImageSource
+from headstart.process import guarded
 from headstart.runfolder import RunOptions
 from headstart.tta import tta_views
 
@@ -142,6 +143,7 @@ class Classifier:
         return self._image_size
 
     # -- training ------------------------------------------------------------------------
+    @guarded()
     def fit(
         self,
         data: str | os.PathLike,
@@ -156,6 +158,7 @@ class Classifier:
         return self._keep(self._training().fit(data, out, callbacks, exclude))
 
     @classmethod
+    @guarded()
     def resume(
         cls,
         run_dir: str | os.PathLike,
@@ -174,6 +177,7 @@ class Classifier:
         clf = cls(model=r.model, train_config=r.train, image_size=r.image_size, cache=r.cache, console=console, report=report)
         return clf._keep(training.resume(Path(run_dir), options, callbacks))
 
+    @guarded()
     def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> LRFinding:
         """Learning-rate range test for the head on the frozen base; writes lr_find.png/.json.
 
@@ -193,6 +197,7 @@ class Classifier:
         return self
 
     # -- evaluation ----------------------------------------------------------------------
+    @guarded()
     def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, tta: TTA = False) -> dict[str, Metrics]:
         """Metrics on another folder/CSV (its test split if it has one), or on this run's
         own validation/test split when ``data`` is None. Written under ``out``.
@@ -233,6 +238,7 @@ class Classifier:
             self._predictor = Predictor(artifact)
         return self._predictor
 
+    @guarded()
     def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5, tta: TTA = False) -> list[Prediction]:
         """Class names and probabilities for files, folders, bytes or PIL images
         (``tta``: average over flipped/cropped views, see ``headstart.tta``)."""
@@ -244,6 +250,7 @@ class Classifier:
             expanded.extend(iter_sources([s]) if isinstance(s, (str, os.PathLike)) else [s])
         return predictor.predict(expanded, top_k=top_k)
 
+    @guarded()
     def predict_to_csv(
         self,
         sources: list[str],
@@ -261,6 +268,7 @@ class Classifier:
         new, old = predict_to_file(self.predictor(tta), sources, Path(path), top_k, resume=resume, shard=shard)
         return new + old
 
+    @guarded()
     def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> ExportResult:
         """Write the model as ONNX, TorchScript or a timm folder (``"timm"``, see
         ``headstart.share``) and prove it predicts the same (parity).

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import sys
 from enum import Enum
 from importlib import resources
@@ -422,23 +421,9 @@ def cache_info() -> None:
 
 def _rank_prefix() -> str:
     """' rank N:' in a process of a multi-process run, so an error names its process."""
-    import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return f" rank {os.environ.get('RANK', os.environ.get('LOCAL_RANK', '0'))} of {world}:" if world > 1 else ""
-
-
-def _calm_openmp_on_a_busy_machine() -> None:
-    """OMP_WAIT_POLICY=PASSIVE when other work already keeps the cores busy, before torch
-    starts its OpenMP threads. Spinning threads that compete with other processes are
-    ruinous (2 cores, load ~8: a 28-px convnet step at 30-70 img/s spinning, 600-800
-    passive; lite0 fine-tuning 17 vs 29.6 img/s with one core busy) while passive waiting
-    costs ~15 % on a quiet machine, so it is chosen by the load at start. An explicit
-    OMP_WAIT_POLICY is always left alone."""
-    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
-        return
-    if os.getloadavg()[0] >= 0.75 * (os.cpu_count() or 1):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 # What lowers memory, by command: named in the one line when a run runs out of it.
@@ -459,30 +444,19 @@ def _command(argv: list[str]) -> str | None:
 HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor", "push", "summary")
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
-    _calm_openmp_on_a_busy_machine()
-    # SIGTERM (kill, docker stop, a batch scheduler) unwinds like Ctrl+C: temporary files are
-    # removed and open writers closed, instead of the process vanishing mid-write.
-    signal.signal(signal.SIGTERM, _terminated)
-    from headstart.memory_guard import address_space_too_small, is_out_of_memory, memory_guard, out_of_memory
+    from headstart.memory_guard import is_out_of_memory, out_of_memory
+    from headstart.process import guarded
 
     command = _command(sys.argv[1:])
     hint = MEMORY_HINTS.get(command or "", "free memory or raise the limit")
-    cramped = address_space_too_small() if command in HEAVY and "--help" not in sys.argv else None
-    if cramped:
-        err.print(f"[red]error:[/] {escape(cramped)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
     try:
-        if command == "serve":  # a server answers 503 under load; it must not stop itself
+        # The process guards (headstart.process): the thread policy before torch starts,
+        # SIGTERM unwinding like Ctrl+C, and the memory guard; a server answers 503 under
+        # load instead, it must not stop itself.
+        with guarded(hint, memory=command != "serve", address_space=command in HEAVY and "--help" not in sys.argv):
             app(standalone_mode=False)
-        else:
-            with memory_guard(hint):
-                app(standalone_mode=False)
     except (HeadstartError, OSError) as exc:
         known = exc if isinstance(exc, HeadstartError) else (disk_full(exc) or unwritable(exc))  # other OSErrors keep their traceback
         if known is None:

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from headstart.checks import check_classes_task, check_model, check_preprocess, is_number
 from headstart.config import ModelConfig, TrainConfig
 from headstart.data.index import Sample, Skipped
 from headstart.data.split import read_split
 from headstart.errors import ArtifactError, ConfigError, HeadstartError
 from headstart.files import atomic_write
+from headstart.json_checks import check_classes_task, check_model, check_preprocess, is_number
 from headstart.preprocess import Preprocess
 
 OPTIONS = "config.json"

@@ -15,7 +15,7 @@ from headstart.data.index import Sample, Skipped, scan
 from headstart.data.prepare import prepare, write_skipped
 from headstart.data.split import read_split
 from headstart.errors import ConfigError, DataError
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 from headstart.pipeline import outputs
 from headstart.pipeline.scoring import score
 from headstart.predict.eager import Predictor

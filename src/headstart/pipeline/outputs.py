@@ -29,7 +29,7 @@ from headstart.files import atomic_write, lock_exclusively, safe_name
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
     from headstart.engine.lr_find import LRFinding
-    from headstart.evaluate import Metrics
+    from headstart.metrics import Metrics
     from headstart.report import ReportInputs
 
 

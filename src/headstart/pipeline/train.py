@@ -40,8 +40,8 @@ from headstart.engine.balance import loss_weights
 from headstart.engine.frozen import FEATURES, FrozenFeatures
 from headstart.engine.ranks import global_rank, mark_ready, wait_for_rank0
 from headstart.errors import ConfigError, DataError, DiskFullError, disk_full
-from headstart.evaluate import Metrics
 from headstart.files import sweep_orphans
+from headstart.metrics import Metrics
 from headstart.models import Network, build_network
 from headstart.models.network import data_config
 from headstart.pipeline import outputs

@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from headstart.checks import check_classes_task, check_preprocess, is_number
 from headstart.errors import ArtifactError
+from headstart.json_checks import check_classes_task, check_preprocess, is_number
 from headstart.preprocess import Preprocess
 
 if TYPE_CHECKING:

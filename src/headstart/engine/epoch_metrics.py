@@ -1,8 +1,8 @@
-"""The training loop's accuracy and macro F1, defined as ``headstart.evaluate`` defines them.
+"""The training loop's accuracy and macro F1, defined as ``headstart.metrics`` defines them.
 
 Each metric keeps per-class counts (true positives, decisions, targets) as torchmetrics
 states, summed across processes under DDP; ``compute`` hands the totals to
-``headstart.evaluate``'s formulas. So ``val_f1`` in epochs.csv and ``macro_f1`` in
+``headstart.metrics``'s formulas. So ``val_f1`` in epochs.csv and ``macro_f1`` in
 metrics.json are one number for the same predictions: the mean F1 over the classes present
 in the targets (torchmetrics' own macro F1 also averages classes that are only predicted,
 and its binary F1 is the positive class's alone).
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torchmetrics
 
-from headstart.evaluate import class_scores, macro_average
+from headstart.metrics import class_scores, macro_average
 
 
 class ClassCounts(torchmetrics.Metric):
