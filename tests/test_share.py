@@ -306,7 +306,7 @@ def test_an_unreachable_hub_base_is_one_line(monkeypatch):
 
 
 def test_summary_rows_add_up_with_shapes_at_the_run_size(tmp_path):
-    from headstart.models.summary import run_summary
+    from headstart.summary import run_summary
 
     artifact = headstart.load(make_run(tmp_path / "run", "convnet_tiny")).artifact
     rows = run_summary(artifact)
@@ -317,7 +317,7 @@ def test_summary_rows_add_up_with_shapes_at_the_run_size(tmp_path):
 
 @pytest.mark.parametrize("pretrained, finetune, unfreeze, trained", [(False, 0, 0, 5), (True, 0, 0, 1), (True, 2, 0, 5), (True, 2, 1, 2)])
 def test_summary_trainable_is_what_the_last_phase_trained(tmp_path, pretrained, finetune, unfreeze, trained):
-    from headstart.models.summary import layer_summary, trained_last
+    from headstart.models.layers import layer_summary, trained_last
 
     net = headstart.load(make_run(tmp_path / "run")).artifact.network
     rows = layer_summary(net, 32, trained_last(net, pretrained, finetune, unfreeze))
@@ -326,7 +326,7 @@ def test_summary_trainable_is_what_the_last_phase_trained(tmp_path, pretrained, 
 
 
 def test_summary_covers_parameters_outside_child_modules():
-    from headstart.models.summary import layer_summary
+    from headstart.models.layers import layer_summary
 
     net = build_network(ModelConfig(arch="test_vit", pretrained=False), 3, load_weights=False)
     rows = layer_summary(net, 160)
@@ -334,11 +334,12 @@ def test_summary_covers_parameters_outside_child_modules():
     assert sum(r.params for r in rows) == sum(p.numel() for p in net.parameters())
 
 
-def test_summary_command_prints_the_table(tmp_path, monkeypatch, capsys):
-    run = make_run(tmp_path / "run")
-    monkeypatch.setattr(sys, "argv", ["headstart", "summary", str(run)])
-    cli.main()
-    printed = capsys.readouterr().out
+def test_summary_command_prints_the_table(tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli.app, ["summary", str(make_run(tmp_path / "run"))])
+    assert result.exit_code == 0, result.output
+    printed = result.stdout
     assert "backbone.stages.2" in printed and "(64, 4, 4)" in printed and "total" in printed
 
 

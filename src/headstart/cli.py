@@ -262,7 +262,7 @@ def push(
 @app.command()
 def summary(run: Path = typer.Argument(..., help="A run folder, a timm export folder, or hf-hub:USER/REPO.")) -> None:
     """Each layer group's output shape, parameters and trainable parameters (like Keras' model.summary())."""
-    from headstart.models.summary import run_summary, summary_table
+    from headstart.summary import run_summary, summary_table
 
     artifact = _training_api().Classifier.load(run).artifact
     size = artifact.preprocess.input_size

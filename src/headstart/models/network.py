@@ -15,6 +15,7 @@ from headstart.config import ModelConfig
 from headstart.errors import ConfigError
 from headstart.models.convnet import VARIANTS, create_convnet
 from headstart.models.heads import build_head
+from headstart.models.hub import hub_model, repo_id
 from headstart.models.weights import load_into, pretrained_backbone, read_state_dict
 
 
@@ -43,8 +44,6 @@ def check_arch(arch: str) -> None:
     if arch in VARIANTS or timm.is_model(arch):
         return
     if arch.startswith("hf-hub:"):  # a model on the Hugging Face Hub (timm's own prefix), fetched when built
-        from headstart.share.hub import repo_id
-
         repo_id(arch)
         return
     known = list(VARIANTS) + timm.list_models()
@@ -73,8 +72,6 @@ def create_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module
     if config.pretrained and load_weights:
         return pretrained_backbone(config.arch, config.weights)
     if config.arch.startswith("hf-hub:"):
-        from headstart.share.hub import hub_model
-
         return hub_model(config.arch, pretrained=False)
     return timm.create_model(config.arch, pretrained=False, num_classes=0)
 

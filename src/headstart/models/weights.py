@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from headstart.errors import WeightsError
+from headstart.models.hub import hub_model
 
 BUNDLED_ARCH = "tf_efficientnet_lite0"
 
@@ -106,8 +107,6 @@ def pretrained_backbone(arch: str, weights: str | None) -> nn.Module:
         load_into(backbone, read_state_dict(weights), str(weights))
         return backbone
     if arch.startswith("hf-hub:"):
-        from headstart.share.hub import hub_model
-
         return hub_model(arch, pretrained=True)
     if arch == BUNDLED_ARCH:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)

@@ -246,7 +246,7 @@ def label_issues_section(inp: ReportInputs) -> dict[str, Any]:
 
 def layers_section(inp: ReportInputs) -> dict[str, Any]:
     """The layer summary (``headstart summary RUN``): each layer group's output shape and parameters."""
-    from headstart.models.summary import run_summary
+    from headstart.summary import run_summary
 
     rows = run_summary(inp.artifact)
     return {

@@ -12,15 +12,12 @@ scratch or fine-tuned with ``unfreeze 0``, the last N stages and the head with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from headstart.models.network import Network
-
-if TYPE_CHECKING:
-    from headstart.artifact import Artifact
 
 CONTAINERS = ("blocks", "stages", "layers", "features", "stages_")
 _SILENT = (nn.Identity, nn.Dropout)
@@ -108,35 +105,3 @@ def layer_summary(network: Network, input_size: int, trainable: set[int] | None 
             )
         )
     return rows
-
-
-def run_summary(artifact: Artifact) -> list[LayerRow]:
-    """The summary of a trained run (an Artifact), with what its last phase trained."""
-    meta = artifact.meta
-    if meta.plan is not None:  # a planned recipe: its phases say what ran
-        phases = meta.plan.raw.get("phases")
-        finetune = (
-            sum(int(p.get("epochs", 0)) for p in phases if isinstance(p, dict) and p.get("kind") != "frozen")
-            if isinstance(phases, list)
-            else 1
-        )
-    else:  # finetune_epochs None was resolved where it trained (0 on a CPU, 3 on a GPU): counted as the CPU default
-        finetune = 1 if meta.train is None else meta.train.finetune_epochs or 0
-    unfreeze = meta.train.unfreeze if meta.train is not None else 0
-    trainable = trained_last(artifact.network, bool(artifact.model.pretrained), finetune, unfreeze)
-    return layer_summary(artifact.network, artifact.preprocess.input_size, trainable)
-
-
-def summary_table(rows: list[LayerRow], title: str = "Layers") -> Any:
-    """A rich Table of ``rows`` with a total line."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=title, title_justify="left")
-    for column, justify in (("layer", "left"), ("type", "left"), ("output shape", "left"), ("parameters", "right"), ("trainable", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for r in rows:
-        table.add_row(escape(r.name), escape(r.kind), r.shape, f"{r.params:,}", f"{r.trainable:,}")
-    table.add_section()
-    table.add_row("total", "", "", f"{sum(r.params for r in rows):,}", f"{sum(r.trainable for r in rows):,}")
-    return table
