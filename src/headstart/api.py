@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from headstart.engine.lr_find import LRFinding
     from headstart.export.run import ExportResult
+    from headstart.share.hub import PushResult
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
 
@@ -292,7 +293,8 @@ class Classifier:
             return export_timm(self._require_artifact(), Path(self.run_dir), out)
         return export(self._require_artifact(), Path(self.run_dir), format, out)
 
-    def push(self, repo: str, private: bool = False) -> Any:
+    @guarded()
+    def push(self, repo: str, private: bool = False) -> PushResult:
         """Export in timm's layout with a model card and upload it to the Hugging Face Hub
         (``headstart.share``); returns a PushResult (repo, url, files).
 
