@@ -173,14 +173,6 @@ def test_card_escapes_hostile_class_names(tmp_path):
     assert text.count("\n---\n") == 1  # only the end of the YAML block
 
 
-def test_wilson_interval():
-    from headstart.intervals import wilson
-
-    lo, hi = wilson(90, 100)
-    assert round(lo, 4) == 0.8256 and round(hi, 4) == 0.9448
-    assert wilson(10, 10)[1] == 1.0 and wilson(0, 10)[0] == 0.0 and wilson(0, 0) == (0.0, 1.0)
-
-
 # -- the Hub, up to the network call --------------------------------------------------------
 
 

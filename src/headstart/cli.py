@@ -14,7 +14,6 @@ import os
 import re
 import sys
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +23,7 @@ from rich.markup import escape
 
 from headstart.cli_options import build_config, config_fields, with_config_options
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+from headstart.demo import data_folder as demo_data_folder
 from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full, unwritable
 from headstart.paths import default_outside, refuse_inside_data
 from headstart.tta import VIEWS as TTA_VIEWS
@@ -292,25 +292,46 @@ def serve(
 @app.command()
 def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/demo, never overwriting."),
+    open_report: bool = typer.Option(False, "--open", help="Open the run's report.html in the default browser when done."),
 ) -> None:
-    """Train on the bundled OpenClipart sample with the bundled EfficientNet-Lite0, offline."""
+    """Train on the bundled OpenClipart sample (1,594 drawings, 6 classes) with the bundled EfficientNet-Lite0, offline."""
     api = _training_api()
     Classifier, default_run_dir = api.Classifier, api.default_run_dir
+    from headstart import demo as bundled
 
-    data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
+    data = demo_data_folder()
     if out_dir is not None:
         refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
     out_dir = out_dir or default_outside(default_run_dir("demo"), data)
-    err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
+    err.print(f"Demo: {data} (public-domain OpenClipart drawings, see LICENSE.md there)")
     clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
-    held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]
-    err.print("Some validation images (not trained on):")
-    for pred in clf.predict([s.path for s in held_out], top_k=2):
+    val = read_split(clf.run_dir / "split.csv", clf.classes)["val"]
+    err.print("One validation image per class (not trained on):")
+    for pred in clf.predict(bundled.one_per_class([(s.path, s.labels[0]) for s in val], clf.classes), top_k=2):
         truth = Path(pred.source).parent.name
         err.print(f"  true {truth:<15} predicted " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
-    err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
+    metrics = clf.metrics["val"]
+    report = clf.run_dir / "report.html"
+    opened = (report.is_file() and _open_in_browser(report)) if open_report else None
+    for line in bundled.summary(metrics.accuracy, metrics.count, report if report.is_file() else None, opened):
+        err.print(escape(line), highlight=False)
+
+
+def _open_in_browser(page: Path) -> bool:
+    """Whether a browser took the page (False on a machine without one: the path is printed instead).
+
+    On Linux without a display, webbrowser would start a console browser (lynx, w3m) in
+    the terminal and wait for it: there the path is printed instead."""
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        return webbrowser.open(page.resolve().as_uri())
+    except webbrowser.Error:
+        return False
 
 
 LR_FIND_FIELDS = [
@@ -430,9 +451,7 @@ def _rank_prefix() -> str:
 MEMORY_HINTS = {
     "train": "lower --batch-size (activations grow with it) or --image-size, or give fewer --workers, and train again into a new --out",
     "lr-find": "lower --batch-size or --image-size",
-    "demo": "train on the demo data with a lower --batch-size: headstart train "
-    + str(resources.files("headstart") / "demo_data" / "openclipart")
-    + " --batch-size 16",
+    "demo": "train on the demo data with a lower --batch-size: headstart train " + str(demo_data_folder()) + " --batch-size 16",
 }
 
 

@@ -1,7 +1,7 @@
 """Which model the server runs: the exported ONNX model (onnxruntime) or the eager network.
 
 ``auto`` picks ONNX whenever the run has an export: on CPU onnxruntime's fused kernels run
-a batch-1 EfficientNet-Lite0 faster than eager PyTorch (bench/serve.py measures both), it
+a batch-1 EfficientNet-Lite0 faster than eager PyTorch (bench/serve_load.py measures both), it
 needs no torch, and the export already passed the parity check. Without an export, the
 eager model from ``model.safetensors`` is served.
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from headstart.intervals import wilson
+from headstart.intervals import accuracy_interval as _accuracy_interval
 
 SPLITS = ("test", "val")  # the held-out splits a card reports, most trustworthy first
 
@@ -61,8 +61,10 @@ def accuracy_interval(m: dict[str, Any]) -> tuple[int, float, float, float]:
     """(decisions, accuracy, lower, upper): multilabel decides once per (image, class)."""
     n = int(m.get("count", 0)) * (len(m.get("classes", [])) if m.get("task") == "multilabel" else 1)
     acc = float(m.get("accuracy", 0.0))
-    lo, hi = wilson(round(acc * n), n)
-    return n, acc, lo, hi
+    if n < 1:
+        return n, acc, 0.0, 1.0
+    interval = _accuracy_interval(acc, n)
+    return n, acc, interval.low, interval.high
 
 
 def _yaml(facts: CardFacts) -> str:
