@@ -13,7 +13,7 @@ The blocks, to design your own:
     run at a quarter of the pixels, so depth is cheap).
   * ``ConvNet(stages, num_features, input_size)``: stages, then global average pooling.
 
-Measured on 2 CPU cores, Fashion-MNIST 60k/10k at its native 28 px (bench/recipe_sweep.py):
+Measured on 2 CPU cores, Fashion-MNIST 60k/10k at its native 28 px (bench/results/recipe-sweep.jsonl, from the retired bench/recipe_sweep.py):
 ``convnet_res`` trains at ~1,800 img/s (batch 256, channels-last; ``convnet_small``: ~230)
 and reaches 0.928 test accuracy after 8 epochs (SGD-Nesterov, one-cycle, label smoothing
 0.1, flip + 2 px shifts), ~270 s on a quiet machine.
