@@ -424,8 +424,11 @@ def measure_throughput(
     """
     import torch
 
+    from headstart.allocator import keep_freed_memory
     from headstart.config import ModelConfig
     from headstart.models.convnet import create_convnet
+
+    keep_freed_memory()  # measured the way training and feature extraction run (allocator.py)
     from headstart.models.network import create_backbone
 
     def rate(model, side: int, train: bool, size: int = batch) -> float:
