@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
     from headstart.engine.lr_find import LRFinding
     from headstart.export.run import ExportResult
+    from headstart.pipeline.recipe import Recipe
+    from headstart.share.hub import PushResult
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
 
@@ -186,6 +188,14 @@ class Classifier:
         """
         return self._training().lr_find(data, out)
 
+    def plan(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data``, measured and planned, without training.
+
+        Example:
+            >>> print(Classifier(train=TrainConfig(time_budget=300)).plan("pets/").plan.describe())  # doctest: +SKIP
+        """
+        return self._training().planned_recipe(data)
+
     def _training(self) -> Training:
         request = RunRequest(self._model, self._train_config, self._image_size, self.cache, self.report)
         return Training(request, self.console)
@@ -270,7 +280,8 @@ class Classifier:
 
     @guarded()
     def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> ExportResult:
-        """Write the model as ONNX or TorchScript and prove it predicts the same (parity).
+        """Write the model as ONNX, TorchScript or a timm folder (``"timm"``, see
+        ``headstart.share``) and prove it predicts the same (parity).
 
         Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
         keeps nothing when parity fails.
@@ -282,12 +293,40 @@ class Classifier:
 
         if self.run_dir is None:
             raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        from headstart.share.hub import refuse_cache_default
+
+        refuse_cache_default(Path(self.run_dir), out)  # a model fetched from the Hub lives in the Hugging Face cache
+        if format == "timm":  # a folder timm.create_model("local-dir:...") loads (headstart.share)
+            from headstart.share.folder import export_timm
+
+            return export_timm(self._require_artifact(), Path(self.run_dir), out)
         return export(self._require_artifact(), Path(self.run_dir), format, out)
+
+    @guarded()
+    def push(self, repo: str, private: bool = False) -> PushResult:
+        """Export in timm's layout with a model card and upload it to the Hugging Face Hub
+        (``headstart.share``); returns a PushResult (repo, url, files).
+
+        Example:
+            >>> headstart.load("runs/pets").push("ann/pets").url       # doctest: +SKIP
+        """
+        from headstart.share.folder import push
+
+        if self.run_dir is None:
+            raise ConfigError("Push needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        return push(self._require_artifact(), Path(self.run_dir), repo, private)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> Classifier:
-        """A trained classifier from its run folder alone (``device``: where it predicts)."""
-        artifact = load_artifact(run_dir)
+        """A trained classifier from its run folder alone (``device``: where it predicts), or
+        from a timm-layout export / ``hf-hub:USER/REPO`` (``headstart.share``)."""
+        from headstart.share.folder import load_shared
+
+        shared = load_shared(run_dir)
+        if shared is not None:
+            artifact, run_dir = shared
+        else:
+            artifact = load_artifact(run_dir)
         clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
         clf.artifact, clf.run_dir = artifact, Path(run_dir)
         clf._predictor = Predictor(artifact, device=device)

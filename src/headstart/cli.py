@@ -2,7 +2,8 @@
 
     headstart train DATA [--out RUN]        headstart evaluate RUN [--data TEST]
     headstart predict RUN IMAGES... [--out preds.csv]     headstart demo
-    headstart export RUN --format onnx|torchscript        headstart serve RUN
+    headstart export RUN --format onnx|torchscript|timm   headstart serve RUN
+    headstart push RUN USER/REPO                          headstart summary RUN
 
 Only predict (with an exported ONNX model) and serve run without the training stack.
 """
@@ -109,6 +110,28 @@ def train(
     )
 
 
+@app.command("plan")
+@with_config_options(TRAIN_FIELDS)
+def plan_command(
+    data: Path = typer.Argument(..., help="Folder or CSV, as for 'train'."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels (pins the recipe, as for 'train')."),
+    cache: bool = typer.Option(True, help="Keep decoded images and features in the cache (a later 'train' reuses them)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan, with its candidates' table, as JSON."),
+    **options: Any,
+) -> None:
+    """Show the recipe 'train' would use on DATA, with the measured candidates, without training."""
+    model = build_config(ModelConfig, options)
+    cfg = build_config(TrainConfig, options, augment=build_config(AugmentConfig, options))
+    quiet = Console(stderr=True, quiet=True)
+    chosen = _training_api().Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=quiet).plan(data)
+    if chosen.plan is None:
+        out.print(chosen.note or "Recipe: the options as given (--recipe fixed).", highlight=False)
+    elif as_json:
+        out.print_json(data=chosen.plan.to_dict())
+    else:
+        out.print(chosen.plan.describe(), highlight=False)
+
+
 def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> None:
     """--resume RUN: refuse DATA and training options (the run keeps its own); apply and
     print the placement options and --report."""
@@ -161,7 +184,7 @@ def _trained_on(run: Path) -> Optional[Path]:
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train', an exported model.onnx, or hf-hub:USER/REPO."),
     inputs: list[Path] = typer.Argument(..., help="Image files, folders, and/or CSVs with a 'path' column."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
@@ -227,18 +250,45 @@ def _predictor(run: Path, tta: tuple[str, ...] = ()):
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    timm = "timm"
 
 
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
-    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch) or torchscript."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (or .pt)."),
+    format: ExportFormat = typer.Option(
+        ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch), torchscript, or timm (a folder timm.create_model loads)."
+    ),
+    out_path: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (.pt; timm: RUN/export/timm/)."
+    ),
 ) -> None:
     """Export the model with its classes and preprocessing inside, then check parity."""
     result = _training_api().Classifier.load(run).export(format.value, out_path)
     err.print(f"{result.parity.summary()}: ok")
     typer.echo(str(result.path))
+
+
+@app.command()
+def push(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    repo: str = typer.Argument(..., help="USER/REPO on the Hugging Face Hub (created when new)."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+) -> None:
+    """Upload the model to the Hugging Face Hub: timm layout, model card, metadata (never data or checkpoints)."""
+    result = _training_api().Classifier.load(run).push(repo, private=private)
+    err.print(f"Uploaded {', '.join(result.files)} to {result.repo}")
+    typer.echo(result.url)
+
+
+@app.command()
+def summary(run: Path = typer.Argument(..., help="A run folder, a timm export folder, or hf-hub:USER/REPO.")) -> None:
+    """Each layer group's output shape, parameters and trainable parameters (like Keras' model.summary())."""
+    from headstart.summary import run_summary, summary_table
+
+    artifact = _training_api().Classifier.load(run).artifact
+    size = artifact.preprocess.input_size
+    out.print(summary_table(run_summary(artifact), title=f"{artifact.model.arch} at {size}x{size} px (trainable: in the last phase)"))
 
 
 @app.command()
@@ -444,7 +494,7 @@ def _command(argv: list[str]) -> str | None:
 
 
 # The commands that load torch (or a model), for which a too-small ulimit -v is refused up front.
-HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
+HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor", "push", "summary")
 
 
 def main() -> None:

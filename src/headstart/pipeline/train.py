@@ -55,6 +55,7 @@ from headstart.runfolder import (
     DataSource,
     FitSummary,
     Headline,
+    LRSummary,
     PlanRecord,
     RunOptions,
     RunSpec,
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
 
     from headstart.engine.fit import FitResult
     from headstart.engine.lr_find import LRFinding
+    from headstart.pipeline.recipe import Recipe
 
 __all__ = ["RunRequest", "RunSpec", "TrainedRun", "Training", "check_placement", "check_prepared", "resolve_task"]
 
@@ -254,6 +256,27 @@ class Training:
         )
         return RunSpec(index.classes, task, split_samples(index, self.request.train), index.skipped, source)
 
+    def planned_recipe(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data`` (the same split and pilot), without training."""
+        from headstart.engine.fit import accelerated
+        from headstart.pipeline.recipe import choose_recipe
+
+        started = time.time()
+        r, index = self.request, scan(data)
+        spec = RunSpec(
+            index.classes, resolve_task(r.model.task, index), split_samples(index, r.train), index.skipped, DataSource(data=str(data))
+        )
+        return choose_recipe(
+            r.model,
+            r.train,
+            r.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(r.train.accelerator),
+            spent_s=time.time() - started,
+            cache=r.cache,
+        )
+
     def _plan(self, spec: RunSpec, started: float) -> tuple[RunOptions, str | None]:
         """The options this run trains with: planned, or the user's as given (and why)."""
         from headstart.engine.fit import accelerated
@@ -261,7 +284,14 @@ class Training:
 
         r = self.request
         recipe = choose_recipe(
-            r.model, r.train, r.image_size, spec, self.console, accelerated=accelerated(r.train.accelerator), spent_s=time.time() - started
+            r.model,
+            r.train,
+            r.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(r.train.accelerator),
+            spent_s=time.time() - started,
+            cache=r.cache,
         )
         # as JSON holds it, so the artifact and a resumed run see the same plan
         plan = PlanRecord(as_json(recipe.plan.to_dict())) if recipe.plan is not None else None
@@ -354,7 +384,8 @@ def resolve_lr(stage: Stage, decoded: Decoded) -> tuple[Stage, LRFinding | None]
     k, task = len(stage.spec.classes), stage.spec.task
     finding = find_lr(decoded.network, decoded.features, decoded.prepared, task, k, train, stage.console)
     stage.console.print(f"Training with --lr auto = {finding.suggestion:.2g}")
-    options = replace(stage.options, train=replace(train, lr=finding.suggestion), lr_find=finding.summary())
+    summary = LRSummary(finding.suggestion, finding.steepest, finding.min_loss_lr, finding.diverged)
+    options = replace(stage.options, train=replace(train, lr=finding.suggestion), lr_find=summary)
     return replace(stage, options=options), finding
 
 
@@ -373,13 +404,15 @@ def write_run_start(stage: Stage, prepared: Prepared, finding: LRFinding | None)
 def fit_phases(stage: Stage, decoded: Decoded) -> FitResult:
     """The phases of engine/fit.py on the decoded data; the network ends at its best."""
     from headstart.engine.fit import FitContext, FitTask, two_phase_fit
+    from headstart.pipeline.recipe import planned_epoch_cap
 
     train, spec, k = stage.options.train, stage.spec, len(stage.spec.classes)
     shared = stage.run_dir if stage.several else None
     loaders = PhaseLoaders(train, decoded.prepared, decoded.preprocess, decoded.features, spec.task, k, shared, stage.rank)
     weights = loss_weights(decoded.prepared.samples["train"], k, spec.task) if train.class_weights else None
     task = FitTask(spec.task, k, stage.options.model.threshold, stage.options.model.pretrained, weights)
-    context = FitContext(stage.run_dir, stage.resume, stage.callbacks, stage.console, stage.rank, stage.deadline)
+    cap = planned_epoch_cap(stage.options.plan.raw if stage.options.plan is not None else None)
+    context = FitContext(stage.run_dir, stage.resume, stage.callbacks, stage.console, stage.rank, stage.deadline, cap)
     return two_phase_fit(decoded.network, task, train, loaders, context)
 
 
