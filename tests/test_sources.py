@@ -121,9 +121,24 @@ def test_webdataset_index_json_labels_and_hostile_members(tmp_path):
         shards.read_bytes(str(root / "shard-000001.tar") + "#link.png")
 
 
-def test_hub_name_offline_says_it_needs_the_network(tmp_path):
-    with pytest.raises(DataError, match="needs the network"):
-        scan("hf://datasets/user/pets")
+def test_hub_name_fetches_parquet_into_the_hub_cache_and_offline_says_so(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    def offline(**kwargs):
+        calls.append(kwargs)
+        raise OSError("no network")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(DataError, match="needs the network and it failed"):
+        scan("hf:/datasets/user/pets")  # as pathlib leaves hf://datasets/user/pets
+    assert calls == [{"repo_id": "user/pets", "repo_type": "dataset", "allow_patterns": ["*.parquet", "**/*.parquet"]}]
+    local = write_parquet(tmp_path / "snapshot", _images(2), shards_n=1)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda **kwargs: str(local))
+    assert scan("hf://datasets/user/pets").layout == "parquet"
+    with pytest.raises(DataError, match="USER/NAME"):
+        scan("hf://datasets/../etc")
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(b"not parquet")
     with pytest.raises(DataError, match="not a readable parquet"):
@@ -167,3 +182,20 @@ def test_same_split_weights_and_metrics_as_folders(tmp_path):
         assert other.keys() == weights.keys() and all((other[k] == weights[k]).all() for k in weights), name
         assert json.loads((run / "metrics.json").read_text()) == metrics, name
         assert (run / "report.html").is_file()
+
+
+def test_predict_inputs_and_doctor_read_images_inside_shards(tmp_path):
+    from headstart.doctor import diagnose
+    from headstart.predict.inputs import iter_sources
+
+    images = _images(2)
+    pq_root = write_parquet(tmp_path / "pq", images, shards_n=1, row_group=2)
+    wds = write_webdataset(tmp_path / "wds", images, shards_n=1)
+    parquet_file = pq_root / "data" / "train-00000-of-00001.parquet"
+    member = f"{wds / 'shard-000000.tar'}#red_01.png"
+    found = list(iter_sources([parquet_file, wds, member]))
+    assert found[0] == f"{parquet_file}#row=0" and len(found) == 2 * len(images) + 1 and found[-1] == member
+    assert [shards.read_bytes(a) for a in found[:6]] == [d for _, _, d in images]
+    for root in (pq_root, wds):
+        checks = {f.check for f in diagnose(root).findings}
+        assert not {"unreadable", "wrong_extension"} & checks, (root, checks)
