@@ -199,3 +199,13 @@ def test_predict_inputs_and_doctor_read_images_inside_shards(tmp_path):
     for root in (pq_root, wds):
         checks = {f.check for f in diagnose(root).findings}
         assert not {"unreadable", "wrong_extension"} & checks, (root, checks)
+
+
+def test_export_parity_uses_held_out_images_inside_shards(tmp_path):
+    from headstart.export.parity import held_out_paths
+
+    wds = write_webdataset(tmp_path / "wds", _images(2), shards_n=1)
+    rows = [("val", f"{wds / 'shard-000000.tar'}#red_01.png", "red"), ("val", f"{tmp_path / 'gone.tar'}#x.png", "red")]
+    with (tmp_path / "split.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([("split", "path", "labels"), *rows])
+    assert held_out_paths(tmp_path, list(CLASSES)) == [rows[0][1]]
