@@ -68,7 +68,10 @@ def available(run: Path) -> dict[str, Path]:
 
 
 def _torch_installed() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except ImportError:  # a finder that refuses it (or a broken install): not usable either
+        return False
 
 
 def _cuda() -> bool:
