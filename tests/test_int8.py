@@ -114,7 +114,9 @@ def test_static_shape_folding_keeps_the_function_and_removes_runtime_padding(tmp
     from headstart.export.static_shapes import fold_static_shapes
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU(), create_conv2d(8, 4, 3, stride=2, padding="same"))
+    net = torch.nn.Sequential(
+        create_conv2d(3, 8, 3, stride=2, padding="same"), torch.nn.ReLU(), create_conv2d(8, 4, 3, stride=2, padding="same")
+    )
     net.eval()
     source, target = tmp_path / "same.onnx", tmp_path / "folded.onnx"
     with warnings.catch_warnings():
