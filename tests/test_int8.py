@@ -155,3 +155,23 @@ def test_the_torch_free_path_predicts_from_the_int8_model(int8_run, tmp_path):
     fresh = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert fresh.returncode == 0, fresh.stderr
     assert fresh.stdout.splitlines() == blocked.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_the_server_serves_the_int8_model(int8_run):
+    import io
+
+    import httpx
+    from _serving import serving
+    from PIL import Image
+
+    from headstart.serve import ServeConfig, create_app, load_backend
+
+    run, _, _ = int8_run
+    buf = io.BytesIO()
+    Image.new("RGB", (40, 30), (220, 30, 30)).save(buf, "PNG")
+    with serving(create_app(load_backend(run, "onnx-int8"), ServeConfig())) as url:
+        info = httpx.get(f"{url}/info").json()
+        assert info["precision"] == "int8" and info["model"] == "model.int8.onnx"
+        r = httpx.post(f"{url}/predict", files={"file": ("r.png", buf.getvalue())})
+        assert r.status_code == 200 and r.json()["predictions"][0]["labels"] == ["red"]

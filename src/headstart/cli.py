@@ -148,7 +148,7 @@ def evaluate(
                 refuse_inside_data(out_dir, folder, default=run / f"eval-{Path(folder).stem}")
     Classifier = _training_api().Classifier
 
-    clf = Classifier.load(run)
+    clf = Classifier.load(run, backend="torch")  # evaluation scores the eager network
     clf.cache = cache
     clf.console = err
     clf.report = report

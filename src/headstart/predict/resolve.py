@@ -94,7 +94,7 @@ def _auto(found: dict[str, Path]) -> str | None:
 
 def _missing(run: Path, backend: str, found: dict[str, Path]) -> ArtifactError:
     how = {
-        "torch": f"{WEIGHTS} is missing: give a run folder from 'headstart train'",
+        "torch": f"no {WEIGHTS}: give a run folder from 'headstart train'",
         "onnx": f"no ONNX export: run 'headstart export {run} --format onnx'",
         "onnx-int8": f"no int8 export: run 'headstart export {run} --format onnx --int8'",
     }[backend]
