@@ -1,6 +1,6 @@
 """Index and split a million files: time and peak memory of scan + stratified split + split.csv.
 
-    PYTHONPATH=src python bench/index_scale.py --files 1000000 --root /tmp/hs-index
+    PYTHONPATH=src python bench/index_scale.py --files 1000000 [--root DIR]   # default: $HEADSTART_BENCH_WORK/index
 
 Builds (once) ROOT/tree/<class>/<dir>/<i>.png: every file a hard link to one valid 1x1 PNG,
 so a million real directory entries cost ~100 MB of disk and 17 inodes' data. Also writes
@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from locations import WORK
 
 CLASSES = 10
 PER_DIR = 1000
@@ -88,7 +90,7 @@ def measure(data: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", type=int, default=1_000_000)
-    parser.add_argument("--root", type=Path, default=Path("/tmp/hs-index"))
+    parser.add_argument("--root", type=Path, default=WORK / "index")
     args = parser.parse_args()
     tree, listing = build(args.root, args.files)
     for name, data in (("folder tree", tree), ("csv", listing)):

@@ -20,7 +20,7 @@ loader would crash on them.
 
 Run:  python bench/train_vs_baseline.py [--data DIR] [--classes N] [--per-class M]
                                         [--epochs-baseline 5] [--no-warm] [--keep]
-Results: a table on stdout and bench/results/train_vs_baseline-<host>.json.
+Results: a table on stdout and bench/results/train_vs_baseline-<machine>-<date>.json.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from pathlib import Path
 import lightning  # noqa: F401  (imported here so neither contender's time includes imports)
 import timm
 import torch
+from locations import OPENCLIPART, result_path
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import datasets
@@ -51,7 +52,7 @@ from torchvision import transforms as T
 from headstart.config import TrainConfig
 from headstart.models.weights import bundled_state_dict
 
-CLIPART = Path("/usr/share/openclipart/png")
+CLIPART = OPENCLIPART
 CATEGORIES = ["animals", "food", "transportation", "people", "plants", "recreation", "tools", "geography", "office"]
 SEED = 0
 
@@ -170,7 +171,7 @@ def run_headstart(split_dir: Path, run_dir: Path) -> dict:
     return {
         "seconds": seconds,
         "val_acc": clf.metrics["val"].accuracy,
-        "best_phase": clf.artifact.meta["result"]["best_phase"],
+        "best_phase": clf.artifact.meta.result.best_phase,
         "phase_seconds": phase_s,
         "decode_seconds": round(spent.get("decode_all", 0), 1),
         "features_seconds": round(spent.get("extract_features", 0), 1),
@@ -262,7 +263,7 @@ def main() -> int:
         for k in ("headstart_cold", "headstart_warm")
         if k in results
     }
-    out = Path(__file__).resolve().parent / "results" / f"train_vs_baseline-{socket.gethostname() or 'cpu2'}.json"
+    out = result_path("train_vs_baseline")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     print(f"\nresults: {out}")

@@ -49,7 +49,7 @@ def main() -> None:
         dist_timeout=60.0,
     )
     model = ModelConfig(arch="convnet_tiny", weights=args.weights)
-    Classifier(model=model, train=train, image_size=32).fit(args.data, out=args.run, callbacks=callbacks)
+    Classifier(model=model, train_config=train, image_size=32).fit(args.data, out=args.run, callbacks=callbacks)
 
 
 if __name__ == "__main__":

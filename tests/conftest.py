@@ -136,7 +136,7 @@ def tiny_fixture(convnet_weights):
     def build(pretrained: bool = True, train: TrainConfig | None = None, report: bool = False, **model) -> Classifier:
         cfg = ModelConfig(arch="convnet_tiny", pretrained=pretrained, weights=convnet_weights if pretrained else None, **model)
         train = train or TrainConfig(frozen_epochs=2, finetune_epochs=1, batch_size=8, patience=0, lr=1e-2, num_workers=0)
-        return Classifier(model=cfg, train=train, image_size=32, report=report)
+        return Classifier(model=cfg, train_config=train, image_size=32, report=report)
 
     return build
 

@@ -18,6 +18,7 @@ from headstart.predict.csvfile import predict_to_file
 from headstart.predict.eager import Predictor
 from headstart.predict.inputs import iter_sources
 from headstart.preprocess import Preprocess
+from headstart.runfolder import ArtifactMeta
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def predictor() -> Predictor:
     model = ModelConfig(arch="convnet_tiny", pretrained=False)
     network = build_network(model, 3)
     preprocess = Preprocess.from_timm_config(data_config(network.backbone), 32)
-    return Predictor(Artifact(network.eval(), model, ["blue", "green", "red"], "multiclass", preprocess, {}), batch_size=4)
+    meta = ArtifactMeta(model, ("blue", "green", "red"), "multiclass", preprocess)
+    return Predictor(Artifact(network.eval(), meta), batch_size=4)
 
 
 def rows(path: Path) -> list[list[str]]:

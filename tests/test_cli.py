@@ -212,22 +212,7 @@ def test_error_from_a_real_process(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("load, given, expected", [(8.0, None, "PASSIVE"), (0.1, None, None), (8.0, "ACTIVE", "ACTIVE")])
-def test_openmp_waits_passively_only_on_a_busy_machine(monkeypatch, load, given, expected):
-    import os
-
-    from headstart import cli
-
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    if given is None:
-        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    else:
-        monkeypatch.setenv("OMP_WAIT_POLICY", given)
-    cli._calm_openmp_on_a_busy_machine()
-    assert os.environ.get("OMP_WAIT_POLICY") == expected
-
-
+@pytest.mark.slow
 def test_sigterm_unwinds_and_leaves_no_temporary_file(tmp_path):
     """kill / docker stop / a scheduler send SIGTERM: the write in progress is abandoned
     cleanly (its temporary file removed), not cut off mid-file, and the exit is 143."""

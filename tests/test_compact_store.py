@@ -94,6 +94,7 @@ def test_features_from_the_compact_store_equal_features_from_full_squares(tmp_pa
     torch.testing.assert_close(compact, full, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_images_smaller_than_the_input_train_evaluate_predict_and_export_alike(tmp_path, make_images, tiny):
     """End to end with 20 px images under a 32 px input: stored at 20 px, upscaled on read,
     and the evaluation on the store equals prediction from the files and the export's parity."""

@@ -147,6 +147,7 @@ def test_cli_export_prints_the_path_and_parity(run_copy, capsys):
     assert str(run / "m.pt") in result.output and "parity on 32 images" in result.output
 
 
+@pytest.mark.slow
 def test_an_export_killed_before_leaves_no_temporary_file_after_the_next(run_copy):
     """Found by bench/faults.py kill: a SIGKILLed export's temporary file (named by its pid)
     outlived the next export; the next one now sweeps those of dead processes."""

@@ -6,20 +6,17 @@ when any of them broke. The full version (minutes, real data) is the benchmark.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-from faultkit.common import Context, Row  # noqa: E402
+from bench.faultkit.common import Context, Row
 
 
 def run_quick(name: str, tmp_path: Path) -> list[Row]:
     import importlib
 
-    rows = importlib.import_module(f"faultkit.{name}").run(Context(work=tmp_path, quick=True, say=lambda _: None))
+    rows = importlib.import_module(f"bench.faultkit.{name}").run(Context(work=tmp_path, quick=True, say=lambda _: None))
     assert rows, f"{name} tried nothing"
     broken = [f"{r.case}: {r.outcome}" for r in rows if not r.ok]
     assert not broken, "\n".join(broken)
@@ -34,7 +31,7 @@ def test_kill_anywhere_resumes_to_the_same_result(tmp_path):
 
 @pytest.mark.slow
 def test_a_memory_limit_ends_in_one_line_not_a_kernel_kill(tmp_path):
-    from faultkit.memory import cgroups_usable
+    from bench.faultkit.memory import cgroups_usable
 
     why = cgroups_usable()
     if why is not None:  # CI runs as root, where it is tried; tests/test_memory_guard.py runs everywhere
@@ -43,11 +40,13 @@ def test_a_memory_limit_ends_in_one_line_not_a_kernel_kill(tmp_path):
     assert any("out of memory" in r.outcome for r in rows), "no limit was low enough to be reached"
 
 
+@pytest.mark.slow
 def test_many_processes_at_once_end_as_each_would_alone(tmp_path):
     rows = run_quick("crowd", tmp_path)
     assert any("refused" in r.outcome for r in rows), "the second writer of one predictions file was never refused"
 
 
+@pytest.mark.slow
 def test_server_survives_hostile_clients(tmp_path):
     rows = run_quick("server", tmp_path)
     summary = next(r for r in rows if r.case == "summary").figures
@@ -59,7 +58,7 @@ def test_server_survives_hostile_clients(tmp_path):
 
 @pytest.mark.slow
 def test_full_disk_is_one_line_then_resumes_to_the_same_result(tmp_path):
-    from faultkit.disk import can_mount
+    from bench.faultkit.disk import can_mount
 
     why = can_mount(tmp_path)
     if why is not None:  # CI runs as root, where it is tried

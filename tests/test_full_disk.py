@@ -185,15 +185,15 @@ def test_a_full_disk_in_the_run_says_to_resume_and_where(tmp_path, monkeypatch):
     """Writes after config.json (metrics, artifact, TensorBoard's unnamed ones) say --resume."""
     from headstart.pipeline.train import Training
 
-    def fails(self, run_dir, spec, *, resume, callbacks):
-        (run_dir / "config.json").write_text("{}")
+    def fails(self, stage):
+        (stage.run_dir / "config.json").write_text("{}")
         raise OSError(errno.ENOSPC, "No space left on device")  # TensorBoard's writer names no file
 
     monkeypatch.setattr(Training, "_train", fails)
     run = tmp_path / "run"
     run.mkdir()
     with pytest.raises(DiskFullError, match=rf"No space left on the disk of {run}: .*continue with: headstart train --resume {run}\."):
-        Training.__new__(Training)._run(run, None, resume=False, callbacks=None)  # type: ignore[arg-type]
+        Training.__new__(Training)._run(SimpleNamespace(run_dir=run))  # type: ignore[arg-type]
 
 
 def test_a_writer_thread_dying_on_a_full_disk_prints_no_traceback(monkeypatch):

@@ -102,6 +102,7 @@ def test_exclude_drops_exactly_the_marked_files(tmp_path):
         apply_exclude(scan(data), listing)
 
 
+@pytest.mark.slow
 def test_train_exclude_and_the_runs_label_issues(tmp_path, tiny, capsys):
     from headstart.config import TrainConfig
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from headstart.engine.metrics import make_metrics
-from headstart.evaluate import compute_metrics
+from headstart.engine.epoch_metrics import make_metrics
+from headstart.metrics import compute_metrics
 from headstart.report.results import _scores
 
 CLASSES = ["a", "b", "c", "d"]
@@ -66,6 +66,7 @@ def test_multilabel_with_a_label_nobody_has():
     assert report_rows(m)["macro F1"] == pytest.approx(m.macro_f1, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_a_run_logs_writes_and_reports_one_macro_f1(tmp_path, make_images, tiny):
     from headstart.config import TrainConfig
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from headstart.evaluate import compute_metrics, predict_labels
+from headstart.metrics import compute_metrics, predict_labels
 
 
 def test_multiclass_by_hand():

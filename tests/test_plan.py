@@ -30,6 +30,7 @@ FASHION = DataFacts(images=48_000, classes=10, median_side=28, greyscale=True, v
 CLIPART = DataFacts(images=300, classes=5, median_side=600, val_images=80)
 
 
+@pytest.mark.slow
 def test_planning_needs_no_torch():
     code = "import sys, headstart.engine.plan; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
@@ -131,6 +132,7 @@ def test_bad_facts_are_refused():
         DataFacts(images=0, classes=5, median_side=100)
 
 
+@pytest.mark.slow
 def test_measure_throughput_times_the_asked_sides_in_a_moment():
     from headstart.engine.plan import measure_throughput
 

@@ -92,12 +92,15 @@ def test_a_planned_run_trains_the_plan_and_records_it(tmp_path, make_images, mon
     monkeypatch.setattr(recipe, "data_facts", many)
     monkeypatch.setattr(recipe, "measure_throughput", lambda *a, **k: SPEED)
     monkeypatch.setattr(planner, "DEFAULT_SCRATCH_EPOCHS", 3)
-    clf = Classifier(train=TrainConfig(num_workers=0, patience=0), report=False).fit(data, tmp_path / "run")
+    clf = Classifier(train_config=TrainConfig(num_workers=0, patience=0), report=False).fit(data, tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["model"]["arch"] == planner.SCRATCH_ARCH and saved["image_size"] == 28 and saved["train"]["recipe"] == "fixed"
     assert saved["plan"]["arch"] == planner.SCRATCH_ARCH and saved["plan"]["reasons"]
-    assert clf.artifact.meta["plan"] == saved["plan"]
+    assert clf.artifact.meta.plan is not None and clf.artifact.meta.plan.raw == saved["plan"]
     assert clf.artifact.preprocess.input_size == 28
+    # the Classifier is what was trained, not what was asked for (the default base at its own side)
+    assert clf.model.arch == planner.SCRATCH_ARCH and not clf.model.pretrained and clf.image_size == 28
+    assert clf.train_config == TrainConfig.from_dict(saved["train"]) and clf.train_config.recipe == "fixed"
     epochs = (tmp_path / "run" / "epochs.csv").read_text().strip().splitlines()[1:]
     assert len(epochs) == saved["plan"]["phases"][0]["epochs"] == 3
 
@@ -132,17 +135,19 @@ def test_the_report_shows_the_plan_and_its_reasons():
     network = __import__("headstart.models", fromlist=["build_network"]).build_network(
         ModelConfig(arch="convnet_tiny", pretrained=False), 3
     )
+    from headstart.artifact import Artifact
     from headstart.preprocess import Preprocess
+    from headstart.runfolder import ArtifactMeta, PlanRecord
 
-    art = SimpleNamespace(
-        meta={"plan": plan, "train": {"seed": 0}},
-        model=ModelConfig(arch="convnet_tiny", pretrained=False),
-        network=network,
-        preprocess=Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"),
-        task="multiclass",
-        classes=["a", "b", "c"],
-        threshold=0.5,
+    meta = ArtifactMeta(
+        ModelConfig(arch="convnet_tiny", pretrained=False),
+        ("a", "b", "c"),
+        "multiclass",
+        Preprocess(28, 28, (0.5,) * 3, (0.5,) * 3, "bilinear"),
+        train=TrainConfig(seed=0),
+        plan=PlanRecord(plan),
     )
+    art = Artifact(network, meta)
     inp = SimpleNamespace(artifact=art, tta=(), kind="train", data="DATA", seconds=None)
     rows = dict(facts_section(inp, {}, None)["run"])  # type: ignore[arg-type]
     assert "convnet_res at 28 px" in rows["recipe"] and "600 s budget" in rows["recipe"]

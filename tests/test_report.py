@@ -44,7 +44,7 @@ def unicode_folder(root: Path, per_class: int = 10) -> Path:
 
 def classifier(weights: str, console: Console | None = None, **model) -> Classifier:
     cfg = ModelConfig(arch="convnet_tiny", weights=weights, **model)
-    return Classifier(model=cfg, train=FAST, image_size=32, console=console or Console(file=io.StringIO()))
+    return Classifier(model=cfg, train_config=FAST, image_size=32, console=console or Console(file=io.StringIO()))
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,7 @@ def html_of(folder: Path) -> str:
     return (folder / "report.html").read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_train_writes_a_self_contained_report_and_prints_its_path(run):
     _, folder, printed = run
     assert f"Report: {folder / 'report.html'}" in printed
@@ -186,6 +187,7 @@ def test_evaluate_with_tta_reports_both_and_averages_flips(run, tmp_path):
     np.testing.assert_allclose(flip.probabilities_of_square_batch(squares), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_with_tta(run, tmp_path):
     clf, folder, _ = run
     images = sorted((folder.parent / "data" / "crème brûlée").glob("*.png"))[:4]

@@ -117,7 +117,7 @@ def test_resume_keeps_the_saved_options(tmp_path, make_images, tiny):
     with pytest.raises(RuntimeError):
         tiny(train=train, head="bottleneck", hidden=(8,)).fit(data, out=run, callbacks=[Crash(2, 0)])
     clf = Classifier.resume(run)
-    assert clf.train == train
+    assert clf.train_config == train
     assert clf.model.head == "bottleneck" and clf.model.hidden == (8,)
     assert clf.image_size == 32
     assert [(int(r["phase"]), int(r["epoch"])) for r in epoch_rows(run)] == [(1, 1), (2, 1), (2, 2)]

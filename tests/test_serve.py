@@ -199,6 +199,7 @@ def test_concurrent_requests_share_model_calls():
     assert health["images"] == 24 and health["batches"] == len(fake.batch_sizes)
 
 
+@pytest.mark.slow
 def test_a_full_queue_answers_503_and_health_stays_fast():
     fake = FakePredictor(delay=0.3)
     with serving(create_app(fake, ServeConfig(max_batch=1, max_wait_ms=0, queue_size=2))) as url:
@@ -246,6 +247,7 @@ def test_the_torch_backend_serves_the_same_predictions(exported_run, server):
         np.testing.assert_allclose([t["probability"] for t in a["top"]], [t["probability"] for t in b["top"]], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
     import socket
 
@@ -289,6 +291,7 @@ def _read_until_closed(sock, within: float) -> tuple[bytes, float]:
     return reply, time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_a_request_head_must_arrive_in_time():
     """Found by bench/faults.py server: uvicorn held a connection that sent nothing, or a
     header a byte at a time, for as long as the client liked (slowloris)."""
@@ -321,6 +324,7 @@ def test_a_request_head_must_arrive_in_time():
         assert reply.startswith(b"HTTP/1.1 422"), reply[:100]
 
 
+@pytest.mark.slow
 def test_idle_connections_do_not_take_requests_places():
     """Found by bench/faults.py server: uvicorn's limit_concurrency counted idle connections,
     so 1,024 of them (and fewer with other traffic) made every request a 503."""
@@ -374,6 +378,7 @@ def _status(url: str) -> int:
         return 0
 
 
+@pytest.mark.slow
 def test_large_uploads_decode_one_per_core_and_small_ones_never_wait_behind_them(monkeypatch):
     """A 40 MP upload takes about 170 MB while it decodes; Starlette's thread pool would run 40 at once."""
     import threading

@@ -198,6 +198,7 @@ def test_disk_full_goes_on_uncached_and_leaves_nothing(files, monkeypatch, capsy
     assert not any((cache_root() / "images").iterdir())  # no half-written store or temp file
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_no_orphan_after_the_next_run(files):
     folder = cache_root() / "images"
     folder.mkdir(parents=True)
@@ -211,6 +212,7 @@ def test_a_killed_writer_leaves_no_orphan_after_the_next_run(files):
     assert not orphan.exists() and alive.exists()
 
 
+@pytest.mark.slow
 def test_two_processes_filling_the_same_entry_at_once_both_get_correct_pixels(files, tmp_path):
     script = (
         "import sys, numpy as np\n"

@@ -322,7 +322,7 @@ def test_a_run_folder_has_one_writer_and_trains_without_out_get_one_each(tmp_pat
     from rich.console import Console
 
     from headstart.pipeline import outputs
-    from headstart.pipeline.train import Training
+    from headstart.pipeline.train import RunRequest, Training
 
     data = make_images(tmp_path / "data", per_class=3)
     run = tmp_path / "run"
@@ -331,7 +331,7 @@ def test_a_run_folder_has_one_writer_and_trains_without_out_get_one_each(tmp_pat
             tiny().fit(data, out=run)
     assert not any(run.iterdir())  # refused before writing anything
     monkeypatch.chdir(tmp_path)
-    default = Training(ModelConfig(), TrainConfig(), None, False, Console(quiet=True), False)._run_dir_for(data, None, 0)
+    default = Training(RunRequest(ModelConfig(), TrainConfig(), None, False, False), Console(quiet=True))._run_dir_for(data, None, 0)
     with outputs.claimed(default, default_for=data) as first, outputs.claimed(default, default_for=data) as second:
         assert (first, second) == (Path("runs/data"), Path("runs/data-2"))  # both had looked at runs/data
     with pytest.raises(DataError), outputs.claimed(default, default_for=tmp_path / "nothing"):

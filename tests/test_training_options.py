@@ -22,7 +22,7 @@ from headstart import Classifier
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.data.split import read_split
 from headstart.engine.balance import loss_weights
-from headstart.engine.fit import two_phase_fit
+from headstart.engine.fit import FitContext, FitTask, two_phase_fit
 from headstart.models import build_network
 
 QUIET = Console(quiet=True)
@@ -47,17 +47,9 @@ def fit(
     tmp_path: Path, config: TrainConfig, *, pretrained: bool = True, callbacks=(), network=None, loaders=None, weights: str | None = None
 ):
     network = network or build_network(ModelConfig(arch="convnet_tiny", pretrained=pretrained, weights=weights), 3)
+    task = FitTask("multiclass", 3, 0.5, pretrained)
     result = two_phase_fit(
-        network,
-        task="multiclass",
-        num_classes=3,
-        threshold=0.5,
-        config=config,
-        pretrained=pretrained,
-        loaders=loaders or tensor_loaders(),
-        run_dir=tmp_path / "run",
-        callbacks=list(callbacks),
-        console=QUIET,
+        network, task, config, loaders or tensor_loaders(), FitContext(tmp_path / "run", callbacks=tuple(callbacks), console=QUIET)
     )
     return network, result
 
@@ -83,6 +75,7 @@ class Epochs(L.Callback):
 # plateau scheduler ignores a cut of less than 1e-8.)
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_a_phase_before_its_last_epoch(tmp_path, convnet_weights):
     """Broken by: not adding EarlyStopping for `patience` (the phase then runs all 8 epochs)."""
     epochs = Epochs()
@@ -90,6 +83,7 @@ def test_early_stopping_stops_a_phase_before_its_last_epoch(tmp_path, convnet_we
     assert len(epochs.seen) == 3  # the best epoch, then `patience` epochs without improvement
 
 
+@pytest.mark.slow
 def test_plateau_lowers_the_learning_rate_after_the_metric_stalls(tmp_path, convnet_weights):
     """Broken by: a plateau scheduler that is never stepped on the monitored metric."""
     epochs = Epochs()
@@ -109,6 +103,7 @@ def test_plateau_lowers_the_learning_rate_after_the_metric_stalls(tmp_path, conv
         ({"lr": 1e-2, "finetune_lr": 2e-3, "base_lr_ratio": 0.5}, 2e-3, 1e-3),
     ],
 )
+@pytest.mark.slow
 def test_fine_tuning_optimizer_holds_the_documented_rates(tmp_path, convnet_weights, kw, head, base):
     """Broken by: phase 2 using lr for the base group (or lr, not lr / 10, for the head)."""
     epochs = Epochs()
@@ -134,6 +129,7 @@ class Changed(L.Callback):
             self.names = {id(p): n for n, p in named.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unfreeze", [1, 2])
 def test_unfreeze_trains_exactly_the_last_stages(tmp_path, convnet_weights, unfreeze):
     """Broken by: unfreezing the first N stages (or all of them) instead of the last N."""
@@ -154,6 +150,7 @@ def _running_means(network: nn.Module) -> list[torch.Tensor]:
     return [m.running_mean.clone() for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pretrained", [False, True])
 def test_batch_norm_statistics_update_from_scratch_and_stay_when_fine_tuning(tmp_path, convnet_weights, pretrained):
     """Broken by: freezing every batch-norm layer's statistics in phase 2 whatever the base."""
@@ -177,6 +174,7 @@ def normalisation_task(n: int, seed: int, size: int = 16) -> TensorDataset:
     return TensorDataset(torch.randn(n, 3, size, size, generator=g) * 0.3 + cast[:, :, None, None], y)
 
 
+@pytest.mark.slow
 def test_small_convnet_from_scratch_learns_a_task_that_needs_normalisation(tmp_path):
     """Broken by: batch norm in eval mode from scratch (measured: 0.30, chance, after 4 epochs)."""
     train, val = normalisation_task(192, seed=0), normalisation_task(96, seed=1)
@@ -232,6 +230,7 @@ class Capture(L.Callback):
         self.labels += batch[1].tolist()
 
 
+@pytest.mark.slow
 def test_balanced_class_weights_reach_the_loss(tmp_path, make_images, convnet_weights):
     """Broken by: the pipeline not handing the weights to the module (plain cross-entropy)."""
     data = imbalanced(tmp_path / "data", make_images)
@@ -246,6 +245,7 @@ def test_balanced_class_weights_reach_the_loss(tmp_path, make_images, convnet_we
     assert loss != pytest.approx(nn.functional.cross_entropy(logits, y).item(), rel=1e-3)
 
 
+@pytest.mark.slow
 def test_oversampling_draws_the_rare_classes_more_often(tmp_path, make_images, convnet_weights):
     """Broken by: the loader shuffling plainly (each image once per epoch) despite `oversample`."""
     data = imbalanced(tmp_path / "data", make_images)
@@ -314,6 +314,7 @@ def test_recipe_options_are_checked(bad):
         TrainConfig(**bad)
 
 
+@pytest.mark.slow
 def test_a_onecycle_run_records_its_finished_phases(tmp_path, convnet_weights):
     """The one-cycle scheduler's state goes into the phase checkpoints like any other."""
     from headstart.engine.fit import finished_phases

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from faultkit.common import Context, Row, headstart, headstart_cmd, last_line, metrics, one_line_error, orphans, train_data, train_options
+from .common import Context, Row, headstart, headstart_cmd, last_line, metrics, one_line_error, orphans, train_data, train_options
 
 # The lines headstart prints when it distrusts or cannot use a cache entry.
 NOTICES = ("unreadable or stale", "is damaged", "cannot write the")

@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from faultkit.common import Context, Row, headstart, last_line, metrics, one_line_error, orphans, train_data, train_options
+from .common import Context, Row, headstart, last_line, metrics, one_line_error, orphans, train_data, train_options
 
 PAGE = 4096
 ROOMY = "1g"

@@ -21,7 +21,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from faultkit.common import Context, Row, headstart, last_line, metrics, orphans, start, timed, train_data, train_options
+from .common import Context, Row, headstart, last_line, metrics, orphans, start, timed, train_data, train_options
 
 
 def train_kills(ctx: Context) -> list[Row]:

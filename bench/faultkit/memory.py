@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from faultkit.common import Context, Row, headstart_cmd, metrics, orphans, train_data, train_options
+from .common import Context, Row, headstart_cmd, metrics, orphans, train_data, train_options
 
 ROOT = Path("/sys/fs/cgroup")
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from faultkit.common import Context, Row, headstart, headstart_cmd, last_line, train_data, train_options
+from .common import Context, Row, headstart, headstart_cmd, last_line, train_data, train_options
 
 HOST = "127.0.0.1"
 ANSWER_WITHIN_S = 60.0  # a normal request not answered by then counts as unanswered
@@ -395,7 +395,7 @@ async def receive(conn: Connection, sender: BaseProcess, within: float) -> objec
     return None
 
 
-async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:
+async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:  # noqa: C901  # hostile helper shortens this
     if not await wait_healthy(port, proc, 180):
         return [Row("server", "start", "the server did not answer /health", False)]
     raw = predict_request([("normal.png", image)])

@@ -12,6 +12,9 @@ def __getattr__(name: str) -> Any:
     # Imported lazily so that `import headstart` stays cheap and the prediction path
     # never pulls in the training stack.
     if name in ("Classifier", "load"):
+        from headstart.process import thread_policy
+
+        thread_policy()  # before the api brings in torch and its OpenMP (see headstart.process)
         from headstart import api
 
         return getattr(api, name)

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +25,15 @@ from headstart.artifact import Artifact, load_artifact
 from headstart.config import ModelConfig, TrainConfig
 from headstart.engine.loggers import resolve_logger
 from headstart.errors import ConfigError
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 from headstart.pipeline.outputs import default_run_dir
-from headstart.pipeline.train import TrainedRun, Training, resolve_task
+from headstart.pipeline.train import RunRequest, TrainedRun, Training, resolve_task
 from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.eager import Predictor
 from headstart.predict.inputs import iter_sources
 from headstart.preprocess import ImageSource
+from headstart.process import guarded
+from headstart.runfolder import RunOptions
 from headstart.tta import tta_views
 
 if TYPE_CHECKING:
@@ -51,10 +54,20 @@ class Classifier:
     Args:
         arch: any timm architecture name, or ``convnet_tiny``/``convnet_small``.
         model: full model options (overrides ``arch`` when given).
-        train: training options (two phases, learning rates, callbacks...).
+        train_config: training options (two phases, learning rates, callbacks...);
+            ``train=`` is its old name, deprecated.
         image_size: model input side; default: the architecture's pretrained config.
         cache: keep decoded images in the on-disk cache (see ``headstart.data.store``).
         report: write ``report.html`` after fit and evaluate (see ``headstart.report``).
+
+    ``model``, ``train_config`` and ``image_size`` read back what this classifier is: the
+    options asked for until it is trained, then what was trained (a planned recipe's base,
+    side and options; the learning rate ``lr='auto'`` found), or what a loaded run holds.
+
+    Example:
+        >>> clf = Classifier(train_config=TrainConfig(time_budget=600)).fit("pets/")   # doctest: +SKIP
+        >>> clf.model.arch, clf.image_size                                              # doctest: +SKIP
+        ('tf_efficientnet_lite0', 224)
     """
 
     def __init__(
@@ -62,23 +75,33 @@ class Classifier:
         arch: str = ModelConfig.arch,
         *,
         model: ModelConfig | None = None,
-        train: TrainConfig | None = None,
+        train_config: TrainConfig | None = None,
         image_size: int | None = None,
         cache: bool = True,
         console: Console | None = None,
         report: bool = True,
+        train: TrainConfig | None = None,
     ) -> None:
-        self.model = model or ModelConfig(arch=arch)
-        self.train = train or TrainConfig()
-        resolve_logger(self.train.logger)  # a logger asked for but not installed fails here, not after decoding
-        if self.train.lr == "auto" and not self.model.pretrained:
+        if train is not None:
+            warnings.warn(
+                "Classifier(train=...) is now Classifier(train_config=...); train= goes in the next release.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            if train_config is not None:
+                raise ConfigError("Give train_config= only (train= is its old name), not both.")
+            train_config = train
+        self._model = model or ModelConfig(arch=arch)
+        self._train_config = train_config or TrainConfig()
+        resolve_logger(self._train_config.logger)  # a logger asked for but not installed fails here, not after decoding
+        if self._train_config.lr == "auto" and not self._model.pretrained:
             raise ConfigError(
                 "lr='auto' runs the range test on the frozen pretrained base, but pretrained=False; "
                 "give a number (--lr 3e-3) when training from scratch."
             )
         if image_size is not None and image_size < 16:
             raise ConfigError(f"image_size={image_size} is too small; use 16 or more.")
-        self.image_size = image_size
+        self._image_size = image_size
         self.cache = cache
         self.report = report
         self.console = console or Console(stderr=True, soft_wrap=True)
@@ -87,8 +110,42 @@ class Classifier:
         self.metrics: dict[str, Metrics] = {}
         self._predictor: BatchPredictor | None = None
         self._choice: ModelChoice | None = None  # which file predicts, after load (headstart.predict.resolve)
+        self._trained: RunOptions | None = None  # the options as trained, once fit/resume ran
+
+    # -- what this classifier is -----------------------------------------------------------
+    @property
+    def model(self) -> ModelConfig:
+        """The model options: as trained (a planned run: the planned base), as loaded, or as asked."""
+        if self._trained is not None:
+            return self._trained.model
+        return self.artifact.model if self.artifact is not None else self._model
+
+    @property
+    def train_config(self) -> TrainConfig:
+        """The training options: as trained (planned, ``lr='auto'`` resolved), as loaded, or as asked."""
+        if self._trained is not None:
+            return self._trained.train
+        if self.artifact is not None and self.artifact.meta.train is not None:
+            return self.artifact.meta.train
+        return self._train_config
+
+    @property
+    def train(self) -> TrainConfig:
+        """Deprecated: ``train_config`` (this name read like the verb)."""
+        warnings.warn("Classifier.train is now Classifier.train_config; train goes in the next release.", DeprecationWarning, stacklevel=2)
+        return self.train_config
+
+    @property
+    def image_size(self) -> int | None:
+        """The input side: the trained or loaded model's, else as asked (None: the architecture's)."""
+        if self.artifact is not None:
+            return self.artifact.preprocess.input_size
+        if self._trained is not None:
+            return self._trained.image_size
+        return self._image_size
 
     # -- training ------------------------------------------------------------------------
+    @guarded()
     def fit(
         self,
         data: str | os.PathLike,
@@ -103,6 +160,7 @@ class Classifier:
         return self._keep(self._training().fit(data, out, callbacks, exclude))
 
     @classmethod
+    @guarded()
     def resume(
         cls,
         run_dir: str | os.PathLike,
@@ -115,16 +173,13 @@ class Classifier:
 
         ``placement`` may change where it runs: devices, num_nodes, strategy, accelerator,
         dist_timeout (e.g. resume a 2-GPU run on 4)."""
-        from headstart.pipeline.outputs import read_config
-
         console = console or Console(stderr=True, soft_wrap=True)
-        saved = read_config(Path(run_dir))
-        training = Training.from_saved(saved, placement or {}, console, report)
-        clf = cls(
-            model=training.model, train=training.train, image_size=training.image_size, cache=training.cache, console=console, report=report
-        )
-        return clf._keep(training.resume(Path(run_dir), saved, callbacks))
+        training, options = Training.for_resume(Path(run_dir), placement or {}, console, report)
+        r = training.request
+        clf = cls(model=r.model, train_config=r.train, image_size=r.image_size, cache=r.cache, console=console, report=report)
+        return clf._keep(training.resume(Path(run_dir), options, callbacks))
 
+    @guarded()
     def lr_find(self, data: str | os.PathLike, out: str | os.PathLike | None = None) -> LRFinding:
         """Learning-rate range test for the head on the frozen base; writes lr_find.png/.json.
 
@@ -134,15 +189,17 @@ class Classifier:
         return self._training().lr_find(data, out)
 
     def _training(self) -> Training:
-        return Training(self.model, self.train, self.image_size, self.cache, self.console, self.report)
+        request = RunRequest(self._model, self._train_config, self._image_size, self.cache, self.report)
+        return Training(request, self.console)
 
     def _keep(self, run: TrainedRun) -> Classifier:
-        self.train = run.train
+        self._trained = run.options
         if run.artifact is not None:  # rank 0: the trained model; other ranks keep nothing
-            self.run_dir, self.artifact, self.metrics, self._predictor = run.run_dir, run.artifact, run.metrics, run.predictor
+            self.run_dir, self.artifact, self.metrics, self._predictor = run.run_dir, run.artifact, dict(run.metrics), run.predictor
         return self
 
     # -- evaluation ----------------------------------------------------------------------
+    @guarded()
     def evaluate(self, data: str | os.PathLike | None = None, out: str | os.PathLike | None = None, tta: TTA = False) -> dict[str, Metrics]:
         """Metrics on another folder/CSV (its test split if it has one), or on this run's
         own validation/test split when ``data`` is None. Written under ``out``.
@@ -192,6 +249,7 @@ class Classifier:
             return Predictor(artifact)
         return self._predictor
 
+    @guarded()
     def predict(self, sources: list[ImageSource] | ImageSource, top_k: int = 5, tta: TTA = False) -> list[Prediction]:
         """Class names and probabilities for files, folders, bytes or PIL images
         (``tta``: average over flipped/cropped views, see ``headstart.tta``)."""
@@ -203,6 +261,7 @@ class Classifier:
             expanded.extend(iter_sources([s]) if isinstance(s, (str, os.PathLike)) else [s])
         return predictor.predict(expanded, top_k=top_k)
 
+    @guarded()
     def predict_to_csv(
         self,
         sources: list[str],
@@ -220,6 +279,7 @@ class Classifier:
         new, old = predict_to_file(self.predictor(tta), sources, Path(path), top_k, resume=resume, shard=shard)
         return new + old
 
+    @guarded()
     def export(
         self, format: str = "onnx", out: str | os.PathLike | None = None, int8: bool = False, min_agreement: float = 0.98
     ) -> ExportResult:

@@ -9,13 +9,10 @@ Only predict (with an exported ONNX model) and serve run without the training st
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import sys
 from enum import Enum
-from importlib import resources
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,6 +22,7 @@ from rich.markup import escape
 
 from headstart.cli_options import build_config, config_fields, with_config_options
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
+from headstart.demo import data_folder as demo_data_folder
 from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full, unwritable
 from headstart.paths import default_outside, refuse_inside_data
 from headstart.tta import VIEWS as TTA_VIEWS
@@ -107,7 +105,7 @@ def train(
     model = build_config(ModelConfig, options)
     aug = build_config(AugmentConfig, options) if augment else AugmentConfig.none()
     cfg = build_config(TrainConfig, options, augment=aug)
-    api.Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(
+    api.Classifier(model=model, train_config=cfg, image_size=image_size, cache=cache, console=err, report=report).fit(
         data, out_dir, exclude=exclude
     )
 
@@ -157,11 +155,9 @@ def evaluate(
 
 def _trained_on(run: Path) -> Optional[Path]:
     """The data folder a run was trained on, as its config.json records it (None: unknown)."""
-    try:
-        data = json.loads((run / "config.json").read_text(encoding="utf-8"))["meta"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return Path(data) if isinstance(data, str) else None
+    from headstart.runfolder import trained_on
+
+    return trained_on(run)
 
 
 @app.command()
@@ -272,25 +268,46 @@ def serve(
 @app.command()
 def demo(
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/demo, never overwriting."),
+    open_report: bool = typer.Option(False, "--open", help="Open the run's report.html in the default browser when done."),
 ) -> None:
-    """Train on the bundled OpenClipart sample with the bundled EfficientNet-Lite0, offline."""
+    """Train on the bundled OpenClipart sample (1,594 drawings, 6 classes) with the bundled EfficientNet-Lite0, offline."""
     api = _training_api()
     Classifier, default_run_dir = api.Classifier, api.default_run_dir
+    from headstart import demo as bundled
 
-    data = Path(str(resources.files("headstart") / "demo_data" / "openclipart"))
+    data = demo_data_folder()
     if out_dir is not None:
         refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
     out_dir = out_dir or default_outside(default_run_dir("demo"), data)
-    err.print(f"Demo: {data} (public-domain OpenClipart sample, see LICENSE.md there)")
+    err.print(f"Demo: {data} (public-domain OpenClipart drawings, see LICENSE.md there)")
     clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
-    held_out = read_split(clf.run_dir / "split.csv", clf.classes)["val"][::10][:4]
-    err.print("Some validation images (not trained on):")
-    for pred in clf.predict([s.path for s in held_out], top_k=2):
+    val = read_split(clf.run_dir / "split.csv", clf.classes)["val"]
+    err.print("One validation image per class (not trained on):")
+    for pred in clf.predict(bundled.one_per_class([(s.path, s.labels[0]) for s in val], clf.classes), top_k=2):
         truth = Path(pred.source).parent.name
         err.print(f"  true {truth:<15} predicted " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
-    err.print(f"Next: headstart predict {clf.run_dir} IMAGE...   |   headstart evaluate {clf.run_dir} --data FOLDER")
+    metrics = clf.metrics["val"]
+    report = clf.run_dir / "report.html"
+    opened = (report.is_file() and _open_in_browser(report)) if open_report else None
+    for line in bundled.summary(metrics.accuracy, metrics.count, report if report.is_file() else None, opened):
+        err.print(escape(line), highlight=False)
+
+
+def _open_in_browser(page: Path) -> bool:
+    """Whether a browser took the page (False on a machine without one: the path is printed instead).
+
+    On Linux without a display, webbrowser would start a console browser (lynx, w3m) in
+    the terminal and wait for it: there the path is printed instead."""
+    import webbrowser
+
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        return webbrowser.open(page.resolve().as_uri())
+    except webbrowser.Error:
+        return False
 
 
 LR_FIND_FIELDS = [
@@ -323,7 +340,7 @@ def lr_find(
         out_dir = default_outside(default, data)
     Classifier = _training_api().Classifier
     model, cfg = build_config(ModelConfig, options), build_config(TrainConfig, options)
-    finding = Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
+    finding = Classifier(model=model, train_config=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
     out.print(f"{finding.suggestion:.3g}")
     err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
 
@@ -401,32 +418,16 @@ def cache_info() -> None:
 
 def _rank_prefix() -> str:
     """' rank N:' in a process of a multi-process run, so an error names its process."""
-    import os
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     return f" rank {os.environ.get('RANK', os.environ.get('LOCAL_RANK', '0'))} of {world}:" if world > 1 else ""
-
-
-def _calm_openmp_on_a_busy_machine() -> None:
-    """OMP_WAIT_POLICY=PASSIVE when other work already keeps the cores busy, before torch
-    starts its OpenMP threads. Spinning threads that compete with other processes are
-    ruinous (2 cores, load ~8: a 28-px convnet step at 30-70 img/s spinning, 600-800
-    passive; lite0 fine-tuning 17 vs 29.6 img/s with one core busy) while passive waiting
-    costs ~15 % on a quiet machine, so it is chosen by the load at start. An explicit
-    OMP_WAIT_POLICY is always left alone."""
-    if "OMP_WAIT_POLICY" in os.environ or not hasattr(os, "getloadavg"):
-        return
-    if os.getloadavg()[0] >= 0.75 * (os.cpu_count() or 1):
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 # What lowers memory, by command: named in the one line when a run runs out of it.
 MEMORY_HINTS = {
     "train": "lower --batch-size (activations grow with it) or --image-size, or give fewer --workers, and train again into a new --out",
     "lr-find": "lower --batch-size or --image-size",
-    "demo": "train on the demo data with a lower --batch-size: headstart train "
-    + str(resources.files("headstart") / "demo_data" / "openclipart")
-    + " --batch-size 16",
+    "demo": "train on the demo data with a lower --batch-size: headstart train " + str(demo_data_folder()) + " --batch-size 16",
 }
 
 
@@ -438,30 +439,19 @@ def _command(argv: list[str]) -> str | None:
 HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
 
 
-def _terminated(signum: int, _frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def main() -> None:
     """Entry point: usage errors and HeadstartErrors become one line and an exit code."""
-    _calm_openmp_on_a_busy_machine()
-    # SIGTERM (kill, docker stop, a batch scheduler) unwinds like Ctrl+C: temporary files are
-    # removed and open writers closed, instead of the process vanishing mid-write.
-    signal.signal(signal.SIGTERM, _terminated)
-    from headstart.memory_guard import address_space_too_small, is_out_of_memory, memory_guard, out_of_memory
+    from headstart.memory_guard import is_out_of_memory, out_of_memory
+    from headstart.process import guarded
 
     command = _command(sys.argv[1:])
     hint = MEMORY_HINTS.get(command or "", "free memory or raise the limit")
-    cramped = address_space_too_small() if command in HEAVY and "--help" not in sys.argv else None
-    if cramped:
-        err.print(f"[red]error:[/] {escape(cramped)}", highlight=False, soft_wrap=True)
-        sys.exit(2)
     try:
-        if command == "serve":  # a server answers 503 under load; it must not stop itself
+        # The process guards (headstart.process): the thread policy before torch starts,
+        # SIGTERM unwinding like Ctrl+C, and the memory guard; a server answers 503 under
+        # load instead, it must not stop itself.
+        with guarded(hint, memory=command != "serve", address_space=command in HEAVY and "--help" not in sys.argv):
             app(standalone_mode=False)
-        else:
-            with memory_guard(hint):
-                app(standalone_mode=False)
     except (HeadstartError, OSError) as exc:
         known = exc if isinstance(exc, HeadstartError) else (disk_full(exc) or unwritable(exc))  # other OSErrors keep their traceback
         if known is None:

@@ -211,6 +211,14 @@ class TrainConfig(_Serializable):
         _choice("monitor", self.monitor, MONITORS)
         if self.class_weights is not None:
             _choice("class_weights", self.class_weights, ("balanced",))
+        self._check_placement()
+        _choice("logger", self.logger, LOGGERS)
+        _choice("recipe", self.recipe, RECIPES)
+        if self.time_budget is not None:
+            _positive("time_budget", self.time_budget)
+
+    def _check_placement(self) -> None:
+        """Where it runs: the strategy, machines, devices and the collectives' timeout."""
         if self.strategy is not None:
             _choice("strategy", self.strategy, STRATEGIES)
         if not isinstance(self.num_nodes, int) or self.num_nodes < 1:
@@ -218,10 +226,6 @@ class TrainConfig(_Serializable):
         _positive("dist_timeout", self.dist_timeout)
         if not re.fullmatch(r"auto|-1|[1-9]\d*|\d+(?:,\d+)+|\d+,", str(self.devices)):
             raise ConfigError(f"devices={self.devices!r}: give a count (4), 'auto', -1 (all), or device ids such as 0,1.")
-        _choice("logger", self.logger, LOGGERS)
-        _choice("recipe", self.recipe, RECIPES)
-        if self.time_budget is not None:
-            _positive("time_budget", self.time_budget)
 
     def planned_processes(self) -> int:
         """How many processes Lightning will run (WORLD_SIZE once launched)."""

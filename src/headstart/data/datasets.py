@@ -5,7 +5,7 @@ Training augmentation is split in two so it costs little next to the model:
     (area fraction and aspect ratio), rotation and flips composed into a single matrix;
   * colour per batch, vectorised over (B, 3, S, S) floats: brightness, contrast and
     saturation jitter, then the same normalisation as evaluation.
-Measured on 2 cores (bench/speed.py): torchvision v2's per-image RandomRotation +
+Measured on 2 cores (bench/speed_goals.py): torchvision v2's per-image RandomRotation +
 ColorJitter on uint8 tensors cost ~27% of a fine-tuning step; this costs a few percent.
 """
 

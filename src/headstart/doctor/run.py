@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import io
 import json
 import os
 import time
@@ -21,10 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from headstart.data.index import scan
-from headstart.doctor.checks import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
+from headstart.doctor.findings import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name
+from headstart.thumbnails import thumbnail_uri
 
 if TYPE_CHECKING:
     from headstart.label_issues import LabelIssues, LabelSearch
@@ -183,18 +182,6 @@ def diagnose(
 
 
 # -- output --------------------------------------------------------------------------------
-def thumbnail_uri(path: str, side: int = 72) -> str:
-    """A small inline PNG (data URI) of an image, or "" when it cannot be read."""
-    try:
-        with Image.open(path) as image:
-            image.thumbnail((side, side))
-            buffer = io.BytesIO()
-            image.convert("RGBA").save(buffer, "PNG")
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    except Exception:  # noqa: BLE001 - a thumbnail is decoration; the listing still shows the path
-        return ""
-
-
 def render_html(diagnosis: Diagnosis, max_groups: int = 30) -> str:
     from jinja2 import Environment, PackageLoader, select_autoescape
 

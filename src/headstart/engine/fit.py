@@ -23,9 +23,9 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -52,7 +52,10 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Phase:
+class PhaseSchedule:
+    """One phase of the two-phase schedule as ``two_phase_fit`` runs it (not
+    ``engine.plan``'s planned phase, which the recipe turns into TrainConfig options)."""
+
     number: int  # 1: frozen base, 2: fine-tuning
     epochs: int
     head_lr: float
@@ -77,7 +80,7 @@ def accelerated(accelerator: str) -> bool:
     return torch.cuda.is_available() or bool(mps and mps.is_available())
 
 
-def plan_phases(config: TrainConfig, pretrained: bool, on_gpu: bool = False) -> list[Phase]:
+def plan_phases(config: TrainConfig, pretrained: bool, on_gpu: bool = False) -> list[PhaseSchedule]:
     """Pretrained: frozen then fine-tune. From scratch, freezing a random base is pointless,
     so every epoch trains the whole network at the full learning rate."""
     lr = config.lr
@@ -85,12 +88,12 @@ def plan_phases(config: TrainConfig, pretrained: bool, on_gpu: bool = False) -> 
         raise ConfigError("lr='auto' has not been resolved yet: fit() runs the range test first.")
     if not pretrained:
         extra = config.finetune_epochs if config.finetune_epochs is not None else 3
-        return [Phase(2, config.phase1_epochs + extra, lr, lr)]
+        return [PhaseSchedule(2, config.phase1_epochs + extra, lr, lr)]
     # Fine-tuning starts from a trained head: a tenth of its learning rate, and less for
     # the pretrained base, so the first steps do not undo what phase 1 learned.
     phases = [
-        Phase(1, config.phase1_epochs, lr, 0.0),
-        Phase(2, config.phase2_epochs(on_gpu), config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
+        PhaseSchedule(1, config.phase1_epochs, lr, 0.0),
+        PhaseSchedule(2, config.phase2_epochs(on_gpu), config.phase2_lr, config.phase2_lr * config.base_lr_ratio),
     ]
     return [p for p in phases if p.epochs > 0]
 
@@ -196,137 +199,196 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*exists and is not empty.*")  # expected on --resume
 
 
-def two_phase_fit(
-    network: Network,
-    *,
-    task: str,
-    num_classes: int,
-    threshold: float,
-    config: TrainConfig,
-    pretrained: bool,
-    loaders: Callable[[int], tuple[DataLoader, DataLoader, bool]],
-    run_dir: Path,
-    loss_weights: torch.Tensor | None = None,
-    resume: bool = False,
-    callbacks: list[L.Callback] | None = None,
-    console: Console | None = None,
-    rank: int = 0,
-    deadline: float | None = None,
-) -> FitResult:
+@dataclass(frozen=True)
+class FitTask:
+    """What the phases learn: the task, its classes, the decision threshold, the start."""
+
+    task: str
+    num_classes: int
+    threshold: float
+    pretrained: bool
+    loss_weights: torch.Tensor | None = None  # per class (engine/balance.py), or None
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """Where and how the phases run. Only ``rank`` 0 writes files. ``deadline``
+    (``time.time()`` seconds): each phase stops after the last epoch that ends before it,
+    and a phase that would start after it is skipped once an earlier one has finished."""
+
+    run_dir: Path
+    resume: bool = False
+    callbacks: tuple[L.Callback, ...] = ()
+    console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
+    rank: int = 0
+    deadline: float | None = None
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    @property
+    def then(self) -> str:
+        return f"continue with: headstart train --resume {self.run_dir}"
+
+
+Loaders = Callable[[int], tuple[DataLoader, DataLoader, bool]]
+
+
+def two_phase_fit(network: Network, task: FitTask, config: TrainConfig, loaders: Loaders, context: FitContext) -> FitResult:
     """Train ``network`` in place; on return it holds the best weights of all phases.
 
     ``loaders(phase)`` gives (train, val, on_features): when ``on_features`` the batches are
-    cached base features and only the head runs. Only ``rank`` 0 writes files; every rank
-    returns with the best weights loaded. ``deadline`` (``time.time()`` seconds): each phase
-    stops after the last epoch that ends before it, and a phase that would start after it
-    is skipped once an earlier one has finished.
+    cached base features and only the head runs. Every rank returns with the best weights.
+
+    Example:
+        >>> task = FitTask("multiclass", 3, 0.5, pretrained=True)                      # doctest: +SKIP
+        >>> two_phase_fit(network, task, TrainConfig(), loaders, FitContext(run)).best_phase  # doctest: +SKIP
+        1
     """
-    console = console or Console(stderr=True, soft_wrap=True)
     quiet_lightning()
     keep_freed_memory()
-    ckpt_root = run_dir / "checkpoints"
-    if rank == 0:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
-    records: dict[int, PhaseRecord] = {}
-    mode = monitor_mode(config.monitor)
+    if context.rank == 0:
+        context.checkpoints.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     on_gpu = accelerated(config.accelerator)
-    if pretrained and config.finetune_epochs is None and not on_gpu:
-        console.print(
+    if task.pretrained and config.finetune_epochs is None and not on_gpu:
+        context.console.print(
             "Fine-tuning the base is off on a CPU (phase 2 costs several times phase 1 here); --finetune-epochs 3 turns it on.",
             highlight=False,
         )
-    for phase in plan_phases(config, pretrained, on_gpu):
-        folder = ckpt_root / f"phase{phase.number}"
-        last = folder / "last.ckpt"
-        done = PhaseRecord.read(last)
-        if done is not None and done.finished and done.weights:
-            network.load_state_dict(load_file(folder / done.weights))
+    records: dict[int, PhaseRecord] = {}
+    for phase in plan_phases(config, task.pretrained, on_gpu):
+        done = _finished_record(network, phase, context)
+        if done is not None:
             records[phase.number] = done
             continue
-        if deadline is not None and records and time.time() >= deadline:
-            console.print(f"Time budget spent: phase {phase.number} skipped; the best of the finished phases is kept.", highlight=False)
+        if context.deadline is not None and records and time.time() >= context.deadline:
+            context.console.print(
+                f"Time budget spent: phase {phase.number} skipped; the best of the finished phases is kept.", highlight=False
+            )
             break
-        train_loader, val_loader, on_features = loaders(phase.number)
-        network.train()  # the module sets the frozen parts' modes per batch
-        if on_features:
-            network.backbone.requires_grad_(False)
-        ckpt_path = str(last) if resume and last.exists() else None
-        module = ClassifierModule(
-            head_only(network) if on_features else network,
-            task=task,
-            num_classes=num_classes,
-            config=config,
-            phase=phase.number,
-            head_lr=phase.head_lr,
-            base_lr=phase.base_lr,
-            threshold=threshold,
-            loss_weights=loss_weights,
-            pretrained=pretrained,
-        )
-        _print_parameters(console, network, phase.number, pretrained)
-        best = ModelCheckpoint(
-            dirpath=folder,
-            filename="best",
-            monitor=config.monitor,
-            mode=mode,
-            save_top_k=1,
-            save_last=True,
-            enable_version_counter=False,
-        )
-        record = PhaseRecord(phase.number)
-        extra: list[L.Callback] = [
-            best,
-            record,
-            EpochLog(run_dir / "epochs.csv", phase.number, console),
-            ResumeHint(run_dir, console),
-            EpochProgress(phase.number, console),
-        ]
-        if deadline is not None:
-            extra.append(Deadline(deadline, console))
-        if config.patience:
-            extra.append(EarlyStopping(monitor=config.monitor, mode=mode, patience=config.patience))
-        logger = make_logger(config.logger, run_dir, phase.number)
-        if logger:
-            extra.append(LearningRateMonitor(logging_interval="step"))
-        trainer = L.Trainer(
-            max_epochs=phase.epochs,
-            accelerator=config.accelerator,
-            devices=config.lightning_devices(),
-            num_nodes=config.num_nodes,
-            strategy=make_strategy(config),
-            precision=config.precision,  # type: ignore[arg-type]  # Lightning types it as a Literal of names; it checks the string itself
-            callbacks=extra + list(callbacks or []),
-            logger=logger,
-            enable_model_summary=False,
-            num_sanity_val_steps=0,
-            log_every_n_steps=max(1, min(50, len(train_loader) // config.planned_processes())),  # batches per rank
-            default_root_dir=str(run_dir),
-            plugins=[AtomicCheckpointIO(then=f"continue with: headstart train --resume {run_dir}")],
-        )
-        trainer.fit(module, datamodule=_Loaders(train_loader, val_loader), ckpt_path=ckpt_path)
-        if not best.best_model_path:
-            raise ArtifactError(f"Phase {phase.number} produced no checkpoint in {folder}.")
-        load_weights_from_checkpoint(network, best.best_model_path)
-        # The whole network at this phase's best, so picking an earlier phase later also
-        # restores its base (a phase on cached features saved only the head).
-        full = folder / "best.safetensors"
-        if rank == 0:
-            with atomic_target(full, then=f"continue with: headstart train --resume {run_dir}") as tmp:
-                save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(tmp))
-        # The finished phase's last.ckpt, written again with its record marked finished: the
-        # weights file is written first, so a record that says finished always has them.
-        # Every rank calls this (rank 0 writes; Lightning waits for all of them).
-        score = best.best_model_score
-        record.finish(float(score) if score is not None else math.nan, full.name)
-        trainer.save_checkpoint(last)
-        records[phase.number] = record
-        trainer.strategy.barrier("headstart-phase-saved")  # ranks > 0 read these files at the end
+        records[phase.number] = _fit_phase(network, phase, task, config, loaders, context)
+    pick = best_phase({n: r.best_score for n, r in records.items()}, monitor_mode(config.monitor))
+    network.load_state_dict(load_file(context.checkpoints / f"phase{pick}" / str(records[pick].weights)))
+    return FitResult(pick, _score(records[pick].best_score), config.monitor, time.perf_counter() - start)
 
-    scores = {n: float(r.best_score) for n, r in records.items()}  # type: ignore[arg-type]
-    pick = (min if mode == "min" else max)(scores, key=lambda k: (scores[k] if not math.isnan(scores[k]) else -math.inf, k))
-    network.load_state_dict(load_file(ckpt_root / f"phase{pick}" / str(records[pick].weights)))
-    return FitResult(pick, scores[pick], config.monitor, time.perf_counter() - start)
+
+def _score(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def best_phase(scores: dict[int, float | None], mode: str) -> int:
+    """The phase whose best checkpoint scored best under ``mode`` ("min" or "max"); a phase
+    with no score (None or NaN: it never validated) never wins while another has one. On a
+    tie, "min" keeps the earlier phase and "max" the later one.
+
+    Example:
+        >>> best_phase({1: float("nan"), 2: 0.9}, "min")
+        2
+    """
+    scored = {n: _score(v) for n, v in scores.items() if not math.isnan(_score(v))}
+    if not scored:
+        return max(scores)  # none scored: the last phase trained
+    return (min if mode == "min" else max)(scored, key=lambda n: (scored[n], n))
+
+
+def _finished_record(network: Network, phase: PhaseSchedule, context: FitContext) -> PhaseRecord | None:
+    """A phase a resumed run already finished: its best weights loaded, its record; else None."""
+    folder = context.checkpoints / f"phase{phase.number}"
+    done = PhaseRecord.read(folder / "last.ckpt")
+    if done is None or not done.finished or not done.weights:
+        return None
+    network.load_state_dict(load_file(folder / done.weights))
+    return done
+
+
+def _fit_phase(
+    network: Network, phase: PhaseSchedule, task: FitTask, config: TrainConfig, loaders: Loaders, context: FitContext
+) -> PhaseRecord:
+    """One phase as one ``Trainer.fit``; returns its finished record, the network at its best."""
+    folder = context.checkpoints / f"phase{phase.number}"
+    last = folder / "last.ckpt"
+    train_loader, val_loader, on_features = loaders(phase.number)
+    network.train()  # the module sets the frozen parts' modes per batch
+    if on_features:
+        network.backbone.requires_grad_(False)
+    module = ClassifierModule(
+        head_only(network) if on_features else network,
+        task=task.task,
+        num_classes=task.num_classes,
+        config=config,
+        phase=phase.number,
+        head_lr=phase.head_lr,
+        base_lr=phase.base_lr,
+        threshold=task.threshold,
+        loss_weights=task.loss_weights,
+        pretrained=task.pretrained,
+    )
+    _print_parameters(context.console, network, phase.number, task.pretrained)
+    mode = monitor_mode(config.monitor)
+    best = ModelCheckpoint(
+        dirpath=folder, filename="best", monitor=config.monitor, mode=mode, save_top_k=1, save_last=True, enable_version_counter=False
+    )
+    record = PhaseRecord(phase.number)
+    trainer = _trainer(phase, config, [best, record], len(train_loader), context)
+    trainer.fit(module, datamodule=_Loaders(train_loader, val_loader), ckpt_path=str(last) if context.resume and last.exists() else None)
+    if not best.best_model_path:
+        raise ArtifactError(f"Phase {phase.number} produced no checkpoint in {folder}.")
+    load_weights_from_checkpoint(network, best.best_model_path)
+    _save_phase(network, trainer, record, best, folder, context)
+    return record
+
+
+def _trainer(phase: PhaseSchedule, config: TrainConfig, own: list[L.Callback], batches: int, context: FitContext) -> L.Trainer:
+    """The Lightning Trainer of one phase, with headstart's callbacks before the user's."""
+    run_dir, console = context.run_dir, context.console
+    extra: list[L.Callback] = [
+        *own,
+        EpochLog(run_dir / "epochs.csv", phase.number, console),
+        ResumeHint(run_dir, console),
+        EpochProgress(phase.number, console),
+    ]
+    if context.deadline is not None:
+        extra.append(Deadline(context.deadline, console))
+    if config.patience:
+        extra.append(EarlyStopping(monitor=config.monitor, mode=monitor_mode(config.monitor), patience=config.patience))
+    logger = make_logger(config.logger, run_dir, phase.number)
+    if logger:
+        extra.append(LearningRateMonitor(logging_interval="step"))
+    return L.Trainer(
+        max_epochs=phase.epochs,
+        accelerator=config.accelerator,
+        devices=config.lightning_devices(),
+        num_nodes=config.num_nodes,
+        strategy=make_strategy(config),
+        precision=config.precision,  # type: ignore[arg-type]  # Lightning types it as a Literal of names; it checks the string itself
+        callbacks=extra + list(context.callbacks),
+        logger=logger,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=max(1, min(50, batches // config.planned_processes())),  # batches per rank
+        default_root_dir=str(run_dir),
+        plugins=[AtomicCheckpointIO(then=context.then)],
+    )
+
+
+def _save_phase(
+    network: Network, trainer: L.Trainer, record: PhaseRecord, best: ModelCheckpoint, folder: Path, context: FitContext
+) -> None:
+    """The whole network at this phase's best (best.safetensors), so picking an earlier phase
+    later also restores its base (a phase on cached features saved only the head); then the
+    phase's last.ckpt once more, its record marked finished: the weights file is written
+    first, so a record that says finished always has them. Every rank calls this (rank 0
+    writes; Lightning waits for all of them)."""
+    full = folder / "best.safetensors"
+    if context.rank == 0:
+        with atomic_target(full, then=context.then) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}, str(tmp))
+    score = best.best_model_score
+    record.finish(float(score) if score is not None else math.nan, full.name)
+    trainer.save_checkpoint(folder / "last.ckpt")
+    trainer.strategy.barrier("headstart-phase-saved")  # ranks > 0 read these files at the end
 
 
 def _print_parameters(console: Console, network: Network, phase: int, pretrained: bool) -> None:
@@ -334,3 +396,10 @@ def _print_parameters(console: Console, network: Network, phase: int, pretrained
     trainable = sum(p.numel() for p in network.parameters() if p.requires_grad)
     label = "frozen base, training the head" if phase == 1 else ("fine-tuning" if pretrained else "from scratch, all layers")
     console.print(f"[bold]Phase {phase}[/] ({label}): {trainable:,} of {total:,} parameters trainable")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Phase":  # renamed: engine.plan has a Phase of its own
+        warnings.warn("headstart.engine.fit.Phase is now PhaseSchedule; Phase goes in the next release.", DeprecationWarning, stacklevel=2)
+        return PhaseSchedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

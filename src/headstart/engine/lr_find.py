@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -49,6 +50,18 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray) -> tuple[float, float, float]
     return min(steepest, min_lr / 10), steepest, min_lr
 
 
+def _batches(n: int, size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless batches of row indices in [0, n): shuffled passes, a new one whenever the
+    next batch would not fit in what is left of the current pass."""
+    generator = torch.Generator().manual_seed(seed)
+    order, cursor = torch.randperm(n, generator=generator), 0
+    while True:
+        if cursor + size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        yield order[cursor : cursor + size]
+        cursor += size
+
+
 def range_test(
     head: nn.Module,
     features: torch.Tensor,
@@ -81,19 +94,14 @@ def range_test(
     loss_fn = make_loss(task, loss_weights)
     optimizer = make_optimizer([{"params": list(model.parameters()), "lr": start_lr, "name": "head"}], config)
     growth = (end_lr / start_lr) ** (1 / (steps - 1))
-    generator = torch.Generator().manual_seed(config.seed)
-    n = len(features)
-    order = torch.randperm(n, generator=generator)
+    batches = _batches(len(features), config.batch_size, config.seed)
     lrs, losses, smoothed = [], [], []
-    average, best, diverged, cursor = 0.0, math.inf, False, 0
+    average, best, diverged = 0.0, math.inf, False
     for step in range(steps):
         lr = start_lr * growth**step
         for group in optimizer.param_groups:
             group["lr"] = lr
-        if cursor + config.batch_size > n:  # a new shuffled pass over the training features
-            order, cursor = torch.randperm(n, generator=generator), 0
-        batch = order[cursor : cursor + config.batch_size]
-        cursor += config.batch_size
+        batch = next(batches)
         loss = loss_fn(model(features[batch]), targets[batch])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -10,7 +10,7 @@ import torchmetrics
 from torch import nn
 
 from headstart.config import TrainConfig, monitor_mode
-from headstart.engine.metrics import make_metrics
+from headstart.engine.epoch_metrics import make_metrics
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 

@@ -17,35 +17,29 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from headstart.evaluate import predict_labels
 from headstart.export.quantize import Images, load_images, per_class_sample, split_rows
+from headstart.intervals import wilson
+from headstart.metrics import predict_labels
 from headstart.preprocess import Preprocess
 
 MIN_AGREEMENT = 0.98
 MIN_IMAGES = 500
-Z95 = 1.959964
 
 
-def wilson_lower(agree: int, n: int, z: float = Z95) -> float:
-    """Wilson score lower bound of a proportion ``agree / n`` (0 when n is 0).
+def wilson_lower(agree: int, n: int) -> float:
+    """The Wilson 95 % lower bound of ``agree / n`` (``headstart.intervals.wilson``); 0 when n is 0.
 
     Example:
         >>> round(wilson_lower(30, 30), 3)
         0.886
     """
-    if n == 0:
-        return 0.0
-    p = agree / n
-    centre = p + z * z / (2 * n)
-    margin = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre - margin) / (1 + z * z / n)
+    return wilson(agree, n).low if n else 0.0
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
-    from headstart.pipeline.loaders import FrozenFeatures
+    from headstart.engine.frozen import FrozenFeatures
 
 FOLDS = 5
 NEIGHBOURS = 5
@@ -155,9 +155,9 @@ def find_in_data(data: str | os.PathLike, search: LabelSearch = LabelSearch(), c
     from headstart.config import ModelConfig, TrainConfig
     from headstart.data.index import scan
     from headstart.data.prepare import prepare
+    from headstart.engine.frozen import FrozenFeatures
     from headstart.models import build_network
     from headstart.models.network import data_config
-    from headstart.pipeline.loaders import FrozenFeatures
     from headstart.preprocess import Preprocess
 
     console = console or Console(stderr=True, quiet=True)

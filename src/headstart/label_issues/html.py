@@ -7,6 +7,7 @@ import jinja2
 from markupsafe import Markup
 
 from headstart.label_issues.table import LabelIssues, relative
+from headstart.thumbnails import thumbnail_uri
 
 SHOWN = 24  # findings with thumbnails (each with its neighbours: ~6 images); every one is in label_issues.csv
 
@@ -35,8 +36,6 @@ are right, then <code>headstart train DATA --exclude label_issues.csv</code>. DA
 
 def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
     """The section's HTML (thumbnails inline as data: URIs)."""
-    from headstart.doctor.run import thumbnail_uri
-
     rows = []
     for rank, issue in enumerate(found.issues[:shown], 1):
         rows.append(

@@ -11,14 +11,15 @@ import numpy as np
 from rich.console import Console
 
 from headstart.artifact import Artifact
-from headstart.data.index import Skipped, scan
+from headstart.data.index import Sample, Skipped, scan
 from headstart.data.prepare import prepare, write_skipped
 from headstart.data.split import read_split
 from headstart.errors import ConfigError, DataError
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 from headstart.pipeline import outputs
 from headstart.pipeline.scoring import score
 from headstart.predict.eager import Predictor
+from headstart.runfolder import SPLIT
 
 
 def evaluate(
@@ -40,21 +41,7 @@ def evaluate(
     test split (else val). Anything else: every image, as split "data". ``predictor(views)``
     gives the predictor for a set of TTA views (() for none)."""
     started = time.time()
-    if data is None:
-        if run_dir is None:
-            raise ConfigError("evaluate() without data needs a run folder; pass data=FOLDER or CSV.")
-        splits = {k: v for k, v in read_split(run_dir / "split.csv", artifact.classes).items() if k != "train"}
-        skipped: list[Skipped] = []
-        name = "own-split"
-    else:
-        index = scan(data).remap(artifact.classes)
-        if index.layout == "splits":
-            pick = "test" if "test" in index.samples else "val"
-            splits = {pick: index.samples[pick]}
-        else:
-            splits = {"data": index.all_samples}
-        skipped = index.skipped
-        name = outputs.safe_name(data)
+    splits, skipped, name = _what_to_score(artifact, run_dir, data)
     prepared = prepare(splits, artifact.preprocess, cache, skipped)
     scored = {split: score(predictor(views), prepared, split, threshold) for split in prepared.rows if len(prepared.rows[split])}
     results = {split: m for split, (m, _) in scored.items()}
@@ -87,3 +74,19 @@ def evaluate(
         )
         outputs.write_report(inputs, console)
     return results
+
+
+def _what_to_score(
+    artifact: Artifact, run_dir: Path | None, data: str | os.PathLike | None
+) -> tuple[dict[str, list[Sample]], list[Skipped], str]:
+    """(splits, skipped files, a name for the output folder) of what ``evaluate`` scores."""
+    if data is None:
+        if run_dir is None:
+            raise ConfigError("evaluate() without data needs a run folder; pass data=FOLDER or CSV.")
+        splits = {k: v for k, v in read_split(run_dir / SPLIT, artifact.classes).items() if k != "train"}
+        return splits, [], "own-split"
+    index = scan(data).remap(artifact.classes)
+    if index.layout == "splits":
+        pick = "test" if "test" in index.samples else "val"
+        return {pick: index.samples[pick]}, index.skipped, outputs.safe_name(data)
+    return {"data": index.all_samples}, index.skipped, outputs.safe_name(data)

@@ -6,79 +6,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
-from rich.console import Console
 from torch.utils.data import DataLoader, Dataset, TensorDataset, WeightedRandomSampler
 
 from headstart.config import TrainConfig
 from headstart.data.datasets import SquaresDataset, encode_targets
 from headstart.data.prepare import Prepared
 from headstart.engine.balance import sample_weights
+from headstart.engine.frozen import FEATURES, FrozenFeatures  # noqa: F401  # FEATURES: the old home of the name
 from headstart.machine import cpu_count
-from headstart.models import Network
 from headstart.preprocess import Preprocess
-
-FEATURES = "features.pt"  # under RUN/checkpoints, multi-process runs only
 
 
 def _one_thread(_: int) -> None:
     torch.set_num_threads(1)  # a loader worker must not spawn its own thread pool
-
-
-class FrozenFeatures:
-    """Frozen-base features of each split, computed once per run through the persistent
-    feature cache (lr-find and phase 1 share them). View 0 is the evaluation view of each
-    image; view v > 0 a random training view (seed + v)."""
-
-    def __init__(
-        self, network: Network, prepared: Prepared, preprocess: Preprocess, config: TrainConfig, cache: bool, console: Console
-    ) -> None:
-        self.network, self.prepared, self.preprocess = network, prepared, preprocess
-        self.config, self.cache, self.console = config, cache, console
-        self._memo: dict[tuple[str, int], torch.Tensor] = {}
-
-    def get(self, split: str, view: int = 0) -> torch.Tensor:
-        from headstart.engine.features import cached_features
-
-        if (split, view) not in self._memo:
-            self._memo[(split, view)] = cached_features(
-                self.network.backbone,
-                self.prepared.images.array,
-                self.prepared.rows[split],
-                self.preprocess,
-                self.cache,
-                show=not self.console.quiet,
-                augment=self.config.augment if view else None,
-                seed=self.config.seed + view,
-            )
-        return self._memo[(split, view)]
-
-    def ready(self, split: str) -> torch.Tensor | None:
-        """The evaluation-view features of ``split`` if already computed; never computes them."""
-        return self._memo.get((split, 0))
-
-    def phase1(self, shared: Path | None, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(train, val) features for phase 1. With several processes rank 0 computes them
-        once into RUN/checkpoints/features.pt, kept for a resume until training ends; the
-        other ranks wait for that file and load it."""
-        from headstart.engine.ranks import wait_for_file
-
-        path = shared / "checkpoints" / FEATURES if shared is not None else None
-        if path is not None and (rank > 0 or path.exists()):
-            wait_for_file(path, rank, "phase-1 features")
-            saved = torch.load(path, weights_only=True)
-            return saved["train"], saved["val"]
-        f_train, f_val = self.get("train"), self.get("val")
-        if self.config.feature_views > 1:  # random training views after the evaluation view: (K * N, F)
-            f_train = torch.cat([f_train] + [self.get("train", view=v) for v in range(1, self.config.feature_views)])
-        if path is not None:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"train": f_train, "val": f_val}, tmp)
-            os.replace(tmp, path)
-        return f_train, f_val
 
 
 class PhaseLoaders:

@@ -1,11 +1,12 @@
 """The outputs of a run: what a run folder holds and what a run prints.
 
-    RUN/config.json      the options, classes, task and data facts (``--resume`` reads it)
+    RUN/config.json      the options, classes, task and data facts (headstart.runfolder)
     RUN/split.csv        every image and its split; RUN/skipped.csv the unreadable ones
     RUN/metrics.json     per-split metrics; confusion_matrix_<split>.png, learning_curves.png
     RUN/lr_find.*        the learning-rate range test, when one ran
 
-The artifact itself (model.safetensors + headstart.json) is headstart.artifact's.
+The artifact itself (model.safetensors + headstart.json) is headstart.artifact's; both
+descriptions are read and written by headstart.runfolder alone.
 """
 
 from __future__ import annotations
@@ -28,10 +29,8 @@ from headstart.files import atomic_write, lock_exclusively, safe_name
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
     from headstart.engine.lr_find import LRFinding
-    from headstart.evaluate import Metrics
+    from headstart.metrics import Metrics
     from headstart.report import ReportInputs
-
-CONFIG = "config.json"
 
 
 def default_run_dir(data: str | os.PathLike) -> Path:
@@ -98,19 +97,6 @@ def claimed(run_dir: Path, *, default_for: str | os.PathLike | None = None) -> I
         raise
     finally:
         os.close(fd)
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """RUN/config.json, or a one-line error saying how to start a run there."""
-    path = run_dir / CONFIG
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} has no {CONFIG}: nothing to resume (start with 'headstart train DATA --out {run_dir}').")
-    saved: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return saved
-
-
-def write_config(run_dir: Path, saved: dict[str, Any]) -> None:
-    atomic_write(run_dir / CONFIG, json.dumps(saved, indent=2, ensure_ascii=False))
 
 
 def write_lr_finding(folder: Path, finding: LRFinding, console: Console) -> None:

@@ -25,7 +25,7 @@ from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.engine.plan import DataFacts, Plan, make_plan, measure_throughput, sizes_to_measure
 
 if TYPE_CHECKING:
-    from headstart.pipeline.train import RunSpec
+    from headstart.runfolder import RunSpec
 
 # The options a plan chooses. Setting any of them by hand means "my recipe, as given".
 PLANNED_MODEL = ("arch", "pretrained", "weights")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from headstart.data.prepare import Prepared
-from headstart.evaluate import Metrics, compute_metrics
+from headstart.metrics import Metrics, compute_metrics
 from headstart.predict.eager import Predictor
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from headstart.evaluate import predict_labels
 from headstart.machine import cpu_count
+from headstart.metrics import predict_labels
 from headstart.preprocess import ImageSource, Preprocess
 from headstart.tta import iter_views
 

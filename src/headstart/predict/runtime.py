@@ -50,18 +50,18 @@ class RuntimePredictor(BatchPredictor):
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, meta: dict[str, Any], path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
+    def __init__(self, session: Any, meta: metadata.ExportDescription, path: Path, batch_size: int = 32, tta: tuple[str, ...] = ()) -> None:
         self.session = session
         self.meta = meta
         self.path = path
-        self.classes = list(meta["classes"])
-        self.task = str(meta["task"])
-        self.threshold = float(meta["threshold"])
-        self.preprocess = metadata.check_preprocess(meta["preprocess"], str(path))
-        self.input_name = meta["input"]["name"]
+        self.classes = list(meta.classes)
+        self.task = meta.task
+        self.threshold = meta.threshold
+        self.preprocess = meta.preprocess
+        self.input_name = meta.input_name
         self.batch_size = batch_size
         self.tta = tta
-        self.precision = str(meta.get("precision", "fp32"))  # int8: a quantized export (headstart.export.quantize)
+        self.precision = str(meta.extra.get("precision", "fp32"))  # int8: a quantized export (headstart.export.quantize)
         inputs = [i.name for i in session.get_inputs()]
         if self.input_name not in inputs:
             raise ArtifactError(f"{path}: input {self.input_name!r} not in the model's inputs {inputs}.")
@@ -104,12 +104,12 @@ class RuntimePredictor(BatchPredictor):
             "backend": self.backend,
             "model": self.path.name,
             "precision": self.precision,
-            "arch": self.meta.get("arch"),
+            "arch": self.meta.arch,
             "classes": self.classes,
             "task": self.task,
             "threshold": self.threshold,
             "preprocess": self.preprocess.to_dict(),
-            "metrics": self.meta.get("metrics", {}),
+            "metrics": {split: dict(m) for split, m in self.meta.metrics.items()},
         }
 
 

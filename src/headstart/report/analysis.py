@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from headstart.evaluate import predict_labels
+from headstart.metrics import predict_labels
 
 
 def truth_matrix(labels: list[tuple[int, ...]], k: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 from headstart.artifact import Artifact
 from headstart.data.prepare import Prepared
 from headstart.errors import describe
-from headstart.evaluate import Metrics
+from headstart.metrics import Metrics
 
 log = logging.getLogger("headstart.report")
 

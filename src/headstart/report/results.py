@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from headstart.evaluate import Metrics, predict_labels
+from headstart.metrics import Metrics, predict_labels
 from headstart.preprocess import center_crop
 from headstart.report import analysis, figures
 from headstart.report.gradcam import GradCam, overlay

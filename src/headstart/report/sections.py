@@ -18,6 +18,7 @@ import numpy as np
 
 from headstart.report import datainfo, figures
 from headstart.report.inputs import Problems, ReportInputs
+from headstart.runfolder import FitSummary
 
 SKIPPED_SHOWN = 50
 IMBALANCE_WARN = 3.0  # largest / smallest class: above this, say what to do
@@ -62,11 +63,11 @@ def data_section(inp: ReportInputs, problems: Problems) -> dict[str, Any]:
             size_fig = problems.figure(
                 "Image sizes", figures.image_sizes, stats.widths, stats.heights, inp.artifact.preprocess.input_size, width=520
             )
-    meta_data = inp.artifact.meta.get("data", {}) if inp.kind == "train" else {}
+    source = inp.artifact.meta.data if inp.kind == "train" else None
     return {
         "source": inp.data,
-        "layout": meta_data.get("layout"),
-        "ignored": meta_data.get("ignored_files"),
+        "layout": source.layout if source else None,
+        "ignored": source.ignored_files if source else None,
         "splits": splits,
         "split_totals": [int(counts[s].sum()) for s in splits],
         "images": len(paths),
@@ -90,11 +91,11 @@ def _epochs(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def _best_epoch(rows: list[dict[str, str]], result: dict[str, Any]) -> int | None:
+def _best_epoch(rows: list[dict[str, str]], result: FitSummary | None) -> int | None:
     """The row (1-based, over both phases) whose monitored value is the kept checkpoint's."""
-    monitor, phase, score = result.get("monitor"), result.get("best_phase"), result.get("best_score")
-    if monitor is None or phase is None or score is None:
+    if result is None or not result.monitor or result.best_score is None:
         return None
+    monitor, phase, score = result.monitor, result.best_phase, result.best_score
     candidates = [(abs(float(r[monitor]) - score), i) for i, r in enumerate(rows) if int(r["phase"]) == phase and r.get(monitor)]
     return min(candidates)[1] + 1 if candidates else None
 
@@ -113,8 +114,8 @@ def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | 
     if not rows:
         return None
     meta = inp.artifact.meta
-    result = meta.get("result", {})
-    monitor = result.get("monitor") or meta.get("train", {}).get("monitor", "val_loss")
+    result = meta.result
+    monitor = (result.monitor if result else "") or (meta.train.monitor if meta.train else "val_loss")
     phases = []
     for number in sorted({int(r["phase"]) for r in rows}):
         mine = [r for r in rows if int(r["phase"]) == number]
@@ -129,7 +130,7 @@ def training_section(inp: ReportInputs, problems: Problems) -> dict[str, Any] | 
                 "lr_base": f"{max(lr_base):.2g} → {min(lr_base):.2g}" if lr_base else "—",
                 "seconds": sum(float(r["seconds"] or 0) for r in mine),
                 "best": _phase_best(mine, monitor),
-                "kept": result.get("best_phase") == number,
+                "kept": result is not None and result.best_phase == number,
             }
         )
     best = _best_epoch(rows, result)
@@ -170,7 +171,7 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
     total = sum(p.numel() for p in network.parameters())
     head = sum(p.numel() for p in network.head.parameters())
     pre = art.preprocess
-    train = meta.get("train", {})
+    train = {**(meta.train.to_dict() if meta.train else {}), **meta.train_extra}
     model_rows = [
         (
             "architecture",
@@ -203,29 +204,29 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
         run_rows.append(
             ("phases", "; ".join(f"{p['number']}: {p['what']}, {p['epochs']} epochs in {p['seconds']:.1f} s" for p in training["phases"]))
         )
-    plan = meta.get("plan")
-    if isinstance(plan, dict):
-        budget = f" of a {plan['budget_seconds']:.0f} s budget" if plan.get("budget_seconds") else ""
+    plan = meta.plan
+    if plan is not None:
+        budget = f" of a {plan.budget_seconds:.0f} s budget" if plan.budget_seconds else ""
         run_rows.append(
             (
                 "recipe",
-                f"planned from the data and this machine: {plan.get('arch')} at {plan.get('input_size')} px, "
-                f"estimated {plan.get('estimated_seconds', 0):.0f} s{budget}",
+                f"planned from the data and this machine: {plan.arch} at {plan.input_size} px, "
+                f"estimated {plan.estimated_seconds:.0f} s{budget}",
             )
         )
-        run_rows.extend(("why", str(reason)) for reason in plan.get("reasons", []))
+        run_rows.extend(("why", reason) for reason in plan.reasons)
     elif train:
         run_rows.append(("recipe", "the options as given (see Training options)"))
-    if train:
-        run_rows.append(("seed", str(train.get("seed"))))
-    if meta.get("seconds") is not None:
-        run_rows.append(("training took", f"{meta['seconds']:.1f} s"))
+    if meta.train:
+        run_rows.append(("seed", str(meta.train.seed)))
+    if meta.seconds is not None:
+        run_rows.append(("training took", f"{meta.seconds:.1f} s"))
     if inp.kind == "evaluate" and inp.seconds is not None:
         run_rows.append(("evaluation took", f"{inp.seconds:.1f} s"))
-    result = meta.get("result")
-    if result and isinstance(result.get("best_score"), (int, float)):
-        run_rows.append(("kept checkpoint", f"phase {result.get('best_phase')}, {result.get('monitor')} {result['best_score']:.4f}"))
-    trained_with = meta.get("versions", {})
+    result = meta.result
+    if result is not None and result.best_score is not None:
+        run_rows.append(("kept checkpoint", f"phase {result.best_phase}, {result.monitor} {result.best_score:.4f}"))
+    trained_with = meta.versions
     now = {**_installed(["headstart", "torch", "timm", "lightning", "numpy", "pillow", "matplotlib"]), "os": platform.platform(terse=True)}
     version_rows = [(k, now.get(k, ""), trained_with.get(k, "")) for k in dict.fromkeys([*trained_with, *now])]
     return {

