@@ -20,7 +20,7 @@ load of a shared machine hits every variant alike:
   predict    ``predict_to_file`` (what ``headstart predict --out`` runs) over ``--count`` real
              images, end to end, per backend; its ceiling = 1 / (model s/img + decode s/img)
 Goals: int8 >= 2x ONNX fp32 batched; agreement >= 99 % (lower bound >= 98 %); <= 1 point
-accuracy lost; folder predict >= 0.9x its ceiling. Writes bench/results/int8-<host>.json.
+accuracy lost; folder predict >= 0.9x its ceiling. Writes bench/results/int8-<host>.json (this run: int8-shared-vm-2026-12-04.json).
 """
 
 from __future__ import annotations

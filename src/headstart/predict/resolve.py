@@ -132,11 +132,13 @@ def resolve(target: str | os.PathLike, backend: str = "auto") -> ModelChoice:
 def load_predictor(
     choice: ModelChoice, threads: int | None = None, batch_size: int = 32, tta: tuple[str, ...] = (), device: str | None = None
 ) -> BatchPredictor:
-    """The predictor for ``choice``: onnxruntime for .onnx files, the eager network for torch."""
+    """The predictor for ``choice`` (kept as its ``choice``): onnxruntime for .onnx files, the eager network for torch."""
     if choice.backend != "torch":
         from headstart.predict.runtime import RuntimePredictor
 
-        return RuntimePredictor.load(choice.path, threads=threads, batch_size=batch_size, tta=tta)
+        runtime = RuntimePredictor.load(choice.path, threads=threads, batch_size=batch_size, tta=tta)
+        runtime.choice = choice
+        return runtime
     try:
         import torch
 
@@ -149,7 +151,9 @@ def load_predictor(
         ) from None
     if threads:
         torch.set_num_threads(threads)
-    return Predictor(load_artifact(choice.run_dir or choice.path.parent), device=device, batch_size=batch_size, tta=tta)
+    eager = Predictor(load_artifact(choice.run_dir or choice.path.parent), device=device, batch_size=batch_size, tta=tta)
+    eager.choice = choice
+    return eager
 
 
 __all__ = ["BACKENDS", "ModelChoice", "available", "load_predictor", "resolve"]

@@ -14,7 +14,7 @@ from rich.console import Console
 from headstart.allocator import release_freed_memory
 from headstart.predict.base import BatchPredictor
 from headstart.serve.app import create_app
-from headstart.serve.backend import load_backend, load_chosen
+from headstart.serve.backend import load_backend
 from headstart.serve.config import ServeConfig
 from headstart.serve.transport import raise_open_file_limit, uvicorn_settings
 
@@ -44,11 +44,12 @@ def run_server(
 
     cfg = config or ServeConfig()
     release_freed_memory()  # before the model's threads start: see transport.py
-    predictor, choice = load_chosen(run, backend, cfg.threads)
+    predictor = load_backend(run, backend, cfg.threads)
     warm_up(predictor, cfg.max_batch)
     app = create_app(predictor, cfg)
-    if console is not None:
-        console.print(choice.summary())
+    choice = getattr(predictor, "choice", None)
+    if console is not None and choice is not None:
+        console.print(choice.summary(), markup=False, highlight=False)  # which file answers, and what else the run holds
         console.print(f"Serving {run} ({predictor.backend}, {len(predictor.classes)} classes) at http://{host}:{port}/  (Ctrl+C stops)")
     # Connection limits (head deadline, connection cap): see transport.py for what the
     # hostile-client soak found without them.

@@ -14,19 +14,14 @@ from typing import Any
 
 from headstart.predict.base import BatchPredictor
 from headstart.predict.metadata import headline_metrics
-from headstart.predict.resolve import BACKENDS, ModelChoice, load_predictor, resolve
+from headstart.predict.resolve import BACKENDS, load_predictor, resolve
 
-__all__ = ["BACKENDS", "describe_backend", "load_backend", "load_chosen"]
-
-
-def load_chosen(run: str | Path, backend: str = "auto", threads: int | None = None) -> tuple[BatchPredictor, ModelChoice]:
-    """The predictor and which file it runs (``ModelChoice.summary()`` says so in one line)."""
-    choice = resolve(run, backend)
-    return load_predictor(choice, threads=threads), choice
+__all__ = ["BACKENDS", "describe_backend", "load_backend"]
 
 
 def load_backend(run: str | Path, backend: str = "auto", threads: int | None = None) -> BatchPredictor:
-    return load_chosen(run, backend, threads)[0]
+    """The predictor the resolver picks; its ``choice.summary()`` says which file, in one line."""
+    return load_predictor(resolve(run, backend), threads=threads)
 
 
 def describe_backend(predictor: BatchPredictor) -> dict[str, Any]:
