@@ -11,6 +11,7 @@ import pytest
 from headstart.engine.plan import (
     PRETRAINED_ARCH,
     SCRATCH_ARCH,
+    BaseSide,
     DataFacts,
     Throughput,
     make_plan,
@@ -94,10 +95,24 @@ def test_without_a_budget_a_cpu_probes_and_a_gpu_fine_tunes():
     assert [p.kind for p in gpu.phases] == ["frozen", "finetune"] and gpu.phases[1].epochs == 3
 
 
-def test_small_images_with_little_data_fine_tune_at_a_reduced_side():
+def test_small_images_with_little_data_fine_tune_at_the_side_the_pilot_chose():
     facts = DataFacts(images=1000, classes=10, median_side=28, greyscale=True)
-    plan = make_plan(facts, CPU, 120)
+    plan = make_plan(facts, CPU, 120, BaseSide(side=64))
     assert plan.arch == PRETRAINED_ARCH and plan.input_size == 64 and plan.phases[-1].kind == "finetune"
+    # unmeasured (no folds), the rule is the base's native side, never the images' own: smaller
+    # sides lost 4-6 points on clip art
+    assert make_plan(facts, CPU, None).input_size == 224
+
+
+def test_the_pilots_evidence_travels_with_the_plan():
+    from headstart.engine.pilot import Candidate, select
+
+    evidence = select([Candidate("resnet18", 160, (0.8, 0.9), 5.0, "r.pth"), Candidate("resnet18", 224, (0.6, 0.7), 9.0, "r.pth")])
+    plan = make_plan(CLIPART, CPU, None, BaseSide("resnet18", 160, 224, "r.pth", evidence))
+    assert (plan.arch, plan.input_size, plan.weights) == ("resnet18", 160, "r.pth")
+    saved = json.loads(json.dumps(plan.to_dict()))
+    assert saved["evidence"]["rows"][0]["side"] == 160 and saved["evidence"]["rule"] == "the best measured"
+    assert "resnet18 at 160 px: the best measured" in plan.describe()
 
 
 def test_a_gpu_fine_tunes_at_full_resolution():

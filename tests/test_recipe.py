@@ -25,7 +25,7 @@ def quiet() -> Console:
 
 def test_default_options_pin_nothing_and_each_recipe_option_is_a_pin():
     assert pinned_options(ModelConfig(), TrainConfig(), None) == []
-    assert pinned_options(ModelConfig(arch="resnet18"), TrainConfig(), None) == ["--arch"]
+    assert pinned_options(ModelConfig(arch="resnet18"), TrainConfig(), None) == []  # a named base is planned for
     assert pinned_options(ModelConfig(), TrainConfig(frozen_epochs=5, lr=1e-2), 64) == ["--frozen-epochs", "--lr", "--image-size"]
     # where it runs, the budget and the seed are not recipe options
     assert pinned_options(ModelConfig(), TrainConfig(time_budget=600, seed=3, devices="2", patience=5), None) == []
@@ -60,8 +60,8 @@ def test_a_pretrained_plan_becomes_the_two_phase_options():
         pretrained=True,
         input_size=224,
         phases=(
-            planner.Phase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
-            planner.Phase("finetune", 3, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"),
+            planner.PlannedPhase("frozen", 1, lr=1e-2, schedule="one-cycle", cached=True),
+            planner.PlannedPhase("finetune", 3, lr=2e-3, base_lr_ratio=0.3, schedule="one-cycle"),
         ),
         label_smoothing=0.1,
         batch_size=32,

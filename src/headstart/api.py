@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from headstart.engine.lr_find import LRFinding
     from headstart.export.run import ExportResult
+    from headstart.pipeline.recipe import Recipe
     from headstart.predict.resolve import ModelChoice
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
@@ -187,6 +188,14 @@ class Classifier:
             >>> Classifier().lr_find("pets/").suggestion          # doctest: +SKIP
         """
         return self._training().lr_find(data, out)
+
+    def plan(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data``, measured and planned, without training.
+
+        Example:
+            >>> print(Classifier(train=TrainConfig(time_budget=300)).plan("pets/").plan.describe())  # doctest: +SKIP
+        """
+        return self._training().planned_recipe(data)
 
     def _training(self) -> Training:
         request = RunRequest(self._model, self._train_config, self._image_size, self.cache, self.report)

@@ -110,6 +110,28 @@ def train(
     )
 
 
+@app.command("plan")
+@with_config_options(TRAIN_FIELDS)
+def plan_command(
+    data: Path = typer.Argument(..., help="Folder or CSV, as for 'train'."),
+    image_size: Optional[int] = typer.Option(None, help="Input side in pixels (pins the recipe, as for 'train')."),
+    cache: bool = typer.Option(True, help="Keep decoded images and features in the cache (a later 'train' reuses them)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the plan, with its candidates' table, as JSON."),
+    **options: Any,
+) -> None:
+    """Show the recipe 'train' would use on DATA, with the measured candidates, without training."""
+    model = build_config(ModelConfig, options)
+    cfg = build_config(TrainConfig, options, augment=build_config(AugmentConfig, options))
+    quiet = Console(stderr=True, quiet=True)
+    chosen = _training_api().Classifier(model=model, train=cfg, image_size=image_size, cache=cache, console=quiet).plan(data)
+    if chosen.plan is None:
+        out.print(chosen.note or "Recipe: the options as given (--recipe fixed).", highlight=False)
+    elif as_json:
+        out.print_json(data=chosen.plan.to_dict())
+    else:
+        out.print(chosen.plan.describe(), highlight=False)
+
+
 def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> None:
     """--resume RUN: refuse DATA and training options (the run keeps its own); apply and
     print the placement options and --report."""

@@ -94,7 +94,7 @@ def _default_epochs_help() -> tuple[str, str]:
 _FROZEN_DEFAULT, _FINETUNE_DEFAULT = _default_epochs_help()
 
 SPECS: dict[tuple[type, str], Spec] = {
-    (ModelConfig, "arch"): Spec("Any timm architecture, or convnet_tiny / convnet_small."),
+    (ModelConfig, "arch"): Spec("Any timm architecture, or convnet_tiny / convnet_small; a,b: candidates the planner measures."),
     (ModelConfig, "pretrained"): Spec("Start from pretrained weights (--no-pretrained: random init)."),
     (ModelConfig, "weights"): Spec(
         "Backbone weights file (.safetensors/.pth/.bin).", cli_type=Optional[Path], to_field=lambda v: str(v) if v else None

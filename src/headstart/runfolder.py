@@ -206,6 +206,12 @@ class PlanRecord:
         reasons = self.raw.get("reasons")
         return tuple(str(r) for r in reasons) if isinstance(reasons, list) else ()
 
+    @property
+    def evidence(self) -> Mapping[str, Any] | None:
+        """The pilot's candidates' table (headstart.engine.pilot.Evidence.to_dict), when measured."""
+        evidence = self.raw.get("evidence")
+        return evidence if isinstance(evidence, Mapping) else None
+
     @classmethod
     def parse(cls, value: object, where: str) -> PlanRecord | None:
         return None if value is None else cls(_mapping(value, where, "plan"))

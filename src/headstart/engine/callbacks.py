@@ -157,3 +157,68 @@ class Deadline(L.Callback):
                     f"(another would end {now + (now - self._epoch_started) - self.deadline:.0f} s past it).",
                     highlight=False,
                 )
+
+
+MARGIN = 1.1  # EpochRefit: the next epoch is budgeted at the slowest so far times this
+
+
+class EpochRefit(L.Callback):
+    """After each epoch, re-fit the phase's remaining epochs and its schedule to the budget.
+
+    The slowest epoch so far (validation included; MARGIN more) says how many more fit before the
+    ``deadline`` (``clock()`` seconds): the phase's length becomes that, at most ``cap``
+    epochs (None: the planned count, so a fast machine never trains more than asked) and
+    never fewer than it has done (``Deadline`` stops the phase then). When the length
+    changes, a per-step schedule is replaced by a cosine from the current learning rates to
+    zero over the new remaining steps, so the run still ends annealed (Ultralytics' ``time=``
+    recomputes its epoch count every epoch in the same way).
+
+    Example:
+        >>> EpochRefit(deadline=time.time() + 600, cap=40)        # doctest: +ELLIPSIS
+        <...EpochRefit object at ...>
+    """
+
+    def __init__(self, deadline: float, cap: int | None = None, console: Console | None = None, clock: Any = time.time) -> None:
+        self.deadline, self.cap, self.console, self.clock = deadline, cap, console, clock
+        self._started = clock()
+        self._slowest = 0.0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._started = self.clock()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.should_stop:
+            return
+        now = self.clock()
+        self._slowest = max(self._slowest, now - self._started, 1e-6)
+        # The slowest epoch so far, 10 % more: on a shared machine the next epoch may be slower
+        # still, and a phase the Deadline cuts short ends with its schedule un-annealed
+        # (Fashion-MNIST 10k, --time 5m, load ~16 on 2 cores: epochs of 61, 51 then 73 s).
+        epoch_s = MARGIN * self._slowest
+        done, planned = trainer.current_epoch + 1, trainer.fit_loop.max_epochs or 0
+        target = min(done + int(max(0.0, self.deadline - now) // epoch_s), self.cap or planned)
+        if target <= done or target == planned:
+            return  # nothing more fits (Deadline stops the phase) or the plan still fits
+        trainer.fit_loop.max_epochs = target
+        steps = (target - done) * max(1, int(trainer.num_training_batches))
+        for config in trainer.lr_scheduler_configs:
+            if config.interval == "step":
+                config.scheduler = _anneal(config.scheduler.optimizer, steps)
+        if self.console is not None and trainer.is_global_zero:
+            self.console.print(
+                f"Time budget: epochs re-fitted to {target} ({'+' if target > planned else ''}{target - planned}; "
+                f"~{epoch_s:.0f} s an epoch, {self.deadline - now:.0f} s left)",
+                highlight=False,
+            )
+
+
+def _anneal(optimizer: Any, steps: int) -> Any:
+    """A cosine from each group's current learning rate to 0 over ``steps`` steps."""
+    import math
+
+    import torch
+
+    start = [group["lr"] for group in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, start):
+        group["initial_lr"] = lr  # LambdaLR scales each group's initial_lr
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))

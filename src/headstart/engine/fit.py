@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader
 
 from headstart.allocator import keep_freed_memory
 from headstart.config import TrainConfig, monitor_mode
-from headstart.engine.callbacks import Deadline, EpochLog, PhaseRecord
+from headstart.engine.callbacks import Deadline, EpochLog, EpochRefit, PhaseRecord
 from headstart.engine.checkpoint_io import AtomicCheckpointIO
 from headstart.engine.features import head_only
 from headstart.engine.loggers import make_logger
@@ -214,7 +214,8 @@ class FitTask:
 class FitContext:
     """Where and how the phases run. Only ``rank`` 0 writes files. ``deadline``
     (``time.time()`` seconds): each phase stops after the last epoch that ends before it,
-    and a phase that would start after it is skipped once an earlier one has finished."""
+    and a phase that would start after it is skipped once an earlier one has finished;
+    phase 2's epochs are re-fitted to it after each epoch (``EpochRefit``)."""
 
     run_dir: Path
     resume: bool = False
@@ -222,6 +223,7 @@ class FitContext:
     console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
     rank: int = 0
     deadline: float | None = None
+    epoch_cap: int | None = None  # phase 2 may grow to this many epochs when they run faster (None: never more)
 
     @property
     def checkpoints(self) -> Path:
@@ -351,6 +353,8 @@ def _trainer(phase: PhaseSchedule, config: TrainConfig, own: list[L.Callback], b
     ]
     if context.deadline is not None:
         extra.append(Deadline(context.deadline, console))
+        if phase.number == 2:  # on images: an epoch costs real time (phase 1 usually runs on cached features)
+            extra.append(EpochRefit(context.deadline, context.epoch_cap, console))
     if config.patience:
         extra.append(EarlyStopping(monitor=config.monitor, mode=monitor_mode(config.monitor), patience=config.patience))
     logger = make_logger(config.logger, run_dir, phase.number)

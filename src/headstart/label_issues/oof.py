@@ -72,6 +72,18 @@ def fold_of(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return fold
 
 
+def folds_of_targets(targets: np.ndarray, multilabel: bool, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold of each image as ``out_of_fold`` deals them: stratified by class, or for
+    multi-label targets (N, K) by each image's rarest label, so rare labels spread out."""
+    targets = np.asarray(targets)
+    if multilabel:
+        counts = targets.sum(0)
+        strata = np.where(targets.any(1), np.argmin(np.where(targets > 0, counts, np.inf), axis=1), -1)
+    else:
+        strata = targets
+    return fold_of(strata, folds, seed)
+
+
 def _fit_predict(
     x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, k: int, multilabel: bool, weight_decay: float
 ) -> torch.Tensor:
@@ -129,13 +141,7 @@ def _out_of_fold(
     x = (x - x.mean(0)) / (x.std(0) + 1e-6)  # standardised: one weight decay suits any base
     x = principal_components(x, min(COMPONENTS, max(1, len(x) - 1)), seed)  # unsupervised: no label leaks across folds
     targets = np.asarray(targets)
-    # Multi-label folds are stratified by each image's rarest label: rare labels spread out.
-    if multilabel:
-        counts = targets.sum(0)
-        strata = np.where(targets.any(1), np.argmin(np.where(targets > 0, counts, np.inf), axis=1), -1)
-    else:
-        strata = targets
-    fold = fold_of(strata, folds, seed)
+    fold = folds_of_targets(targets, multilabel, folds, seed)
     probs = np.zeros((len(x), num_classes), dtype=np.float32)
     y_all = torch.as_tensor(targets, dtype=torch.float32 if multilabel else torch.int64)
     with torch.random.fork_rng():

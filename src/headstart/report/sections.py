@@ -18,7 +18,7 @@ import numpy as np
 
 from headstart.report import datainfo, figures
 from headstart.report.inputs import Problems, ReportInputs
-from headstart.runfolder import FitSummary
+from headstart.runfolder import FitSummary, PlanRecord
 
 SKIPPED_SHOWN = 50
 IMBALANCE_WARN = 3.0  # largest / smallest class: above this, say what to do
@@ -215,6 +215,7 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
             )
         )
         run_rows.extend(("why", reason) for reason in plan.reasons)
+        run_rows.extend(plan_rows(plan))
     elif train:
         run_rows.append(("recipe", "the options as given (see Training options)"))
     if meta.train:
@@ -235,6 +236,24 @@ def facts_section(inp: ReportInputs, data: dict[str, Any], training: dict[str, A
         "options": _flatten(train) if train else [],
         "versions": version_rows,
     }
+
+
+def plan_rows(plan: PlanRecord) -> list[tuple[str, str]]:
+    """The pilot's evidence as report rows: how it measured, then every candidate (side,
+    base, cross-validated metric +- standard error, gap to the best, probe seconds)."""
+    evidence = plan.evidence
+    rows = evidence.get("rows") if evidence is not None else None
+    if evidence is None or not isinstance(rows, list) or not rows:
+        return []
+    metric = str(evidence.get("metric", "")).replace("_", " ")
+    chosen = evidence.get("chosen")
+    cells = []
+    for i, r in enumerate(rows):
+        gap = "" if str(r.get("verdict", "")).startswith("best") else f", gap {r['gap']:+.3f} ± {r['gap_se']:.3f}"
+        mark = " (chosen)" if i == chosen else ""
+        cells.append(f"{r['side']} px {r['arch']}: {r['score']:.3f} ± {r['se']:.3f}{gap}, {r['seconds']:.1f} s, {r['verdict']}{mark}")
+    how = f"{evidence.get('folds')}-fold cross-validated {metric} of a linear probe on {evidence.get('images')} training images"
+    return [("pilot", f"{how}; chosen: {evidence.get('rule', '')}"), ("candidates", "; ".join(cells))]
 
 
 def label_issues_section(inp: ReportInputs) -> dict[str, Any]:
