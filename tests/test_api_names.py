@@ -32,3 +32,15 @@ def test_the_fit_phase_has_a_name_of_its_own():
     with pytest.warns(DeprecationWarning, match="PhaseSchedule"):
         assert fit.Phase is fit.PhaseSchedule
     assert [p.number for p in fit.plan_phases(TrainConfig(frozen_epochs=1, finetune_epochs=1), pretrained=True)] == [1, 2]
+
+
+def test_artifact_meta_still_reads_like_the_old_dict():
+    from pathlib import Path
+
+    from headstart.runfolder import read_meta
+
+    meta = read_meta(Path(__file__).parent / "fixtures" / "run-0.1.0")
+    with pytest.warns(DeprecationWarning, match="typed ArtifactMeta"):
+        assert meta["result"]["best_phase"] == meta.result.best_phase  # type: ignore[union-attr]
+    with pytest.warns(DeprecationWarning):
+        assert meta.get("no such field", 3) == 3

@@ -12,7 +12,8 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "headstart"
 PACKAGES = ("pipeline", "engine", "serve")
 MAX_LINES = 60
-# "path::qualified name": lines allowed for now. Each entry is a debt with its owner.
+# "path::qualified name": lines allowed for now. Each entry is a debt with its owner; a
+# stale one does not fail (so main stays green whichever branch lands first): remove it.
 ALLOWED: dict[str, int] = {
     "serve/app.py::create_app": 130,  # hostile helper shortens this
 }
@@ -43,11 +44,6 @@ def long_functions(root: Path, packages: tuple[str, ...] = PACKAGES, limit: int 
 def test_no_function_is_over_60_lines():
     over = {name: n for name, n in long_functions(SRC).items() if n > ALLOWED.get(name, MAX_LINES)}
     assert not over, f"functions over {MAX_LINES} lines (split them): {over}"
-
-
-def test_the_allow_list_holds_only_real_debts():
-    found = long_functions(SRC)
-    assert not [name for name in ALLOWED if name not in found], "an allowed function is short now: remove it from ALLOWED"
 
 
 @pytest.mark.parametrize("body, expected", [(60, {}), (61, {"pipeline/m.py::outer.inner": 61})])

@@ -244,3 +244,21 @@ def test_reading_a_run_folder_needs_no_torch():
         "assert 'torch' not in sys.modules and 'lightning' not in sys.modules, 'imported torch'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("command", [["train", "--resume"], ["predict"], ["evaluate"]])
+def test_the_cli_says_a_newer_run_in_one_line(tmp_path, monkeypatch, capsys, command):
+    import sys
+
+    from headstart import cli
+
+    run = Path(shutil.copytree(FIXTURE, tmp_path / "run"))
+    name = OPTIONS if command[0] == "train" else DESCRIPTION
+    _edit(run / name, format_version=7, written_by="3.0.0")
+    extra = [str(tmp_path / "x.png")] if command == ["predict"] else []
+    monkeypatch.setattr(sys, "argv", ["headstart", *command, str(run), *extra])
+    with pytest.raises(SystemExit) as info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 2, err
+    assert "written by headstart 3.0.0" in " ".join(err.split()) and "Traceback" not in err

@@ -15,7 +15,7 @@ release that wrote it. Torch-free: the predict-only install reads these too.
 Unknown fields (policy): a field this release does not know, in a file of a version it can
 read, is **kept verbatim and round-tripped**: at the top level and inside the
 informational sections (``data``, ``result``, headstart.json's ``train``) it lands in that
-object's ``extra`` and is written back unchanged; ``plan`` and ``lr_find`` are kept whole
+object's ``extra`` and is written back unchanged (``lr_find`` likewise); ``plan`` is kept whole
 (and a headstart.json ``train`` value this release refuses keeps the whole section in
 ``train_extra``, ``train`` None). It never makes a run unloadable. The sections that rebuild something are strict, because
 guessing there would build a different model: ``model`` (the network) and ``preprocess``
@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -217,6 +218,32 @@ class PlanRecord:
         return None if value is None else cls(_mapping(value, where, "plan"))
 
 
+@dataclass(frozen=True)
+class LRSummary:
+    """What the learning-rate range test found (engine/lr_find.LRFinding without the sweep)."""
+
+    suggestion: float
+    steepest: float
+    min_loss_lr: float
+    diverged: bool
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"suggestion": self.suggestion, "steepest": self.steepest, "min_loss_lr": self.min_loss_lr, "diverged": self.diverged}
+        return {**out, **as_json(self.extra)}
+
+    @classmethod
+    def parse(cls, value: object, where: str) -> LRSummary | None:
+        if value is None:
+            return None
+        known, extra = _split_known(cls, _mapping(value, where, "lr_find"))
+        numbers = [known.get(k) for k in ("suggestion", "steepest", "min_loss_lr")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            raise ArtifactError(f"{where}: 'lr_find' needs numbers suggestion, steepest, min_loss_lr.")
+        suggestion, steepest, min_lr = (float(v) for v in numbers)  # type: ignore[arg-type]  # checked just above
+        return cls(suggestion, steepest, min_lr, bool(known.get("diverged", False)), extra)
+
+
 def _train_config(value: object, where: str, name: str) -> TrainConfig:
     try:
         return TrainConfig.from_dict(_mapping(value, where, name))
@@ -277,7 +304,7 @@ class RunOptions:
     task: str
     source: DataSource
     indexed_skipped: tuple[Skipped, ...] = ()
-    lr_find: Mapping[str, Any] | None = None
+    lr_find: LRSummary | None = None
     plan: PlanRecord | None = None
     format_version: int = OPTIONS_VERSION
     written_by: str | None = None  # None: read from a file that did not say (headstart 0.1.0)
@@ -298,7 +325,7 @@ class RunOptions:
             "indexed_skipped": [{"path": s.path, "reason": s.reason} for s in self.indexed_skipped],
         }
         if self.lr_find is not None:
-            out["lr_find"] = self.lr_find
+            out["lr_find"] = self.lr_find.to_dict()
         if self.plan is not None:
             out["plan"] = self.plan.raw
         return as_json({**out, **self.extra})
@@ -312,7 +339,6 @@ class RunOptions:
         skipped = value.get("indexed_skipped", [])
         if not isinstance(skipped, list) or not all(isinstance(s, dict) and isinstance(s.get("path"), str) for s in skipped):
             raise ArtifactError(f"{where}: 'indexed_skipped' must be a list of {{path, reason}} objects.")
-        lr_find = _optional(value.get("lr_find"), (dict,), where, "lr_find")
         return cls(
             model=_model_config(value.get("model"), where),
             train=_train_config(value.get("train"), where, "train"),
@@ -322,7 +348,7 @@ class RunOptions:
             task=value["task"],
             source=DataSource.parse(value.get("meta", {}), where, "meta"),
             indexed_skipped=tuple(Skipped(s["path"], str(s.get("reason", ""))) for s in skipped),
-            lr_find=lr_find,
+            lr_find=LRSummary.parse(value.get("lr_find"), where),
             plan=PlanRecord.parse(value.get("plan"), where),
             format_version=version,
             written_by=_optional(value.get("written_by"), (str,), where, "written_by"),
@@ -383,7 +409,7 @@ class ArtifactMeta:
     result: FitSummary | None = None
     metrics: Mapping[str, Headline] = field(default_factory=dict)
     seconds: float | None = None  # training wall time
-    lr_find: Mapping[str, Any] | None = None
+    lr_find: LRSummary | None = None
     plan: PlanRecord | None = None
     format_version: int = MODEL_VERSION
     written_by: str | None = None
@@ -392,6 +418,23 @@ class ArtifactMeta:
     @property
     def threshold(self) -> float:
         return self.model.threshold
+
+    def __getitem__(self, key: str) -> Any:
+        """Deprecated: ``artifact.meta`` was the headstart.json dict; read its fields instead."""
+        warnings.warn(
+            f"artifact.meta[{key!r}]: artifact.meta is a typed ArtifactMeta now; read its fields "
+            "(artifact.meta.metrics, .train, .result, ...). Subscripting goes in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.to_dict()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Deprecated, like ``__getitem__``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -411,7 +454,7 @@ class ArtifactMeta:
             "result": self.result.to_dict() if self.result else None,
             "metrics": {split: m.to_dict() for split, m in self.metrics.items()} if self.metrics else None,
             "seconds": self.seconds,
-            "lr_find": self.lr_find,
+            "lr_find": self.lr_find.to_dict() if self.lr_find else None,
             "plan": self.plan.raw if self.plan else None,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
@@ -450,7 +493,7 @@ class ArtifactMeta:
             result=FitSummary.parse(value["result"], where) if value.get("result") is not None else None,
             metrics={str(split): Headline.parse(m, where) for split, m in metrics.items()},
             seconds=float(seconds) if seconds is not None else None,
-            lr_find=_optional(value.get("lr_find"), (dict,), where, "lr_find"),
+            lr_find=LRSummary.parse(value.get("lr_find"), where),
             plan=PlanRecord.parse(value.get("plan"), where),
             format_version=version,
             written_by=written_by if isinstance(written_by, str) else None,

@@ -55,6 +55,7 @@ from headstart.runfolder import (
     DataSource,
     FitSummary,
     Headline,
+    LRSummary,
     PlanRecord,
     RunOptions,
     RunSpec,
@@ -382,7 +383,8 @@ def resolve_lr(stage: Stage, decoded: Decoded) -> tuple[Stage, LRFinding | None]
     k, task = len(stage.spec.classes), stage.spec.task
     finding = find_lr(decoded.network, decoded.features, decoded.prepared, task, k, train, stage.console)
     stage.console.print(f"Training with --lr auto = {finding.suggestion:.2g}")
-    options = replace(stage.options, train=replace(train, lr=finding.suggestion), lr_find=finding.summary())
+    summary = LRSummary(finding.suggestion, finding.steepest, finding.min_loss_lr, finding.diverged)
+    options = replace(stage.options, train=replace(train, lr=finding.suggestion), lr_find=summary)
     return replace(stage, options=options), finding
 
 
