@@ -67,7 +67,7 @@ def test_an_onnx_file_is_that_file(fake_run):
 def test_unknown_backend_and_missing_target_fail_early(tmp_path):
     with pytest.raises(ConfigError, match="onnx-int8"):
         resolve(tmp_path, "tensorrt")
-    with pytest.raises(ArtifactError, match="does not exist"):
+    with pytest.raises(ArtifactError, match="not a finished headstart run"):
         resolve(tmp_path / "nowhere")
     assert available(tmp_path) == {}
 

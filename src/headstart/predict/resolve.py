@@ -115,9 +115,15 @@ def resolve(target: str | os.PathLike, backend: str = "auto") -> ModelChoice:
             raise ConfigError(f"--backend {backend} does not apply to the file {path} ({picked}); give the run folder instead.")
         return ModelChoice(picked, path, None)
     if not path.is_dir():
-        raise ArtifactError(f"{path} does not exist: give a run folder from 'headstart train' or an exported .onnx file.")
+        raise ArtifactError(
+            f"{path} is not a finished headstart run (it does not exist): give a run folder from 'headstart train' or an exported .onnx file."
+        )
     found = available(path)
     picked_backend = _auto(found) if backend == "auto" else backend
+    if not found:
+        raise ArtifactError(
+            f"{path} is not a finished headstart run (no {WEIGHTS}, no export/model.onnx): give a run folder from 'headstart train'."
+        )
     if picked_backend is None or picked_backend not in found:
         if picked_backend is None and "torch" in found:
             raise MissingExtraError(
