@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from headstart.cli import app
 from headstart.data.index import Sample, scan
+from headstart.engine.oof import fold_of
 from headstart.errors import DataError
 from headstart.label_issues import (
     LabelIssue,
@@ -24,7 +25,6 @@ from headstart.label_issues import (
     read_csv,
     to_csv,
 )
-from headstart.label_issues.oof import fold_of
 from headstart.label_issues.rank import (
     class_thresholds,
     flag_multiclass,

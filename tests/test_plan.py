@@ -19,7 +19,7 @@ from headstart.engine.plan import (
     sizes_to_measure,
 )
 
-# Roughly what 2 CPU cores measured (bench/recipe_sweep.py): tf_efficientnet_lite0 and convnet_res.
+# Roughly what 2 CPU cores measured (bench/results/recipe-sweep.jsonl, from the retired bench/recipe_sweep.py): tf_efficientnet_lite0 and convnet_res.
 CPU = Throughput(
     frozen={32: 6000, 64: 1650, 128: 440, 224: 80},
     finetune={32: 970, 64: 240, 128: 75, 224: 20},

@@ -91,6 +91,14 @@ def test_train_writes_a_self_contained_report_and_prints_its_path(run):
         assert text in html, text
 
 
+def test_train_report_carries_the_layer_summary(run):
+    clf, folder, _ = run
+    html = html_of(folder)
+    assert 'id="layers"' in html and "<code>backbone.stages.2</code>" in html and "(64, 4, 4)" in html
+    total = sum(p.numel() for p in clf.artifact.network.parameters())
+    assert f'<th class="n">{total:,}</th><th class="n">{total:,}</th>' in html  # two phases: the last trained everything
+
+
 @pytest.mark.slow
 def test_report_renders_in_chromium(run, tmp_path):
     if not CHROMIUM.exists():

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from headstart.export.run import ExportResult
     from headstart.pipeline.recipe import Recipe
     from headstart.predict.resolve import ModelChoice
+    from headstart.share.hub import PushResult
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
 
@@ -292,7 +293,8 @@ class Classifier:
     def export(
         self, format: str = "onnx", out: str | os.PathLike | None = None, int8: bool = False, min_agreement: float = 0.98
     ) -> ExportResult:
-        """Write the model as ONNX or TorchScript and prove it predicts the same (parity);
+        """Write the model as ONNX, TorchScript or a timm folder (``"timm"``, see
+        ``headstart.share``) and prove it predicts the same (parity);
         ``int8``: also ``model.int8.onnx``, kept when its top-1 agreement with fp32 has a 95 %
         lower bound >= ``min_agreement`` (``headstart.export.agreement``).
 
@@ -306,17 +308,49 @@ class Classifier:
 
         if self.run_dir is None:
             raise ConfigError("Export needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        from headstart.share.hub import refuse_cache_default
+
+        refuse_cache_default(Path(self.run_dir), out)  # a model fetched from the Hub lives in the Hugging Face cache
+        if int8 and format != "onnx":
+            raise ConfigError(f"int8 quantizes the ONNX export; use format 'onnx' (got {format!r}).")
+        if format == "timm":  # a folder timm.create_model("local-dir:...") loads (headstart.share)
+            from headstart.share.folder import export_timm
+
+            return export_timm(self._require_artifact(), Path(self.run_dir), out)
         return export(self._require_artifact(), Path(self.run_dir), format, out, int8=int8, min_agreement=min_agreement)
+
+    @guarded()
+    def push(self, repo: str, private: bool = False) -> PushResult:
+        """Export in timm's layout with a model card and upload it to the Hugging Face Hub
+        (``headstart.share``); returns a PushResult (repo, url, files).
+
+        Example:
+            >>> headstart.load("runs/pets").push("ann/pets").url       # doctest: +SKIP
+        """
+        from headstart.share.folder import push
+
+        if self.run_dir is None:
+            raise ConfigError("Push needs a trained run: call fit(DATA) first, or headstart.load(RUN_DIR).")
+        return push(self._require_artifact(), Path(self.run_dir), repo, private)
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike, device: str | None = None, backend: str = "auto") -> Classifier:
-        """A trained classifier from its run folder alone, or an exported ``.onnx`` (predict only).
+        """A trained classifier from its run folder alone, an exported ``.onnx`` (predict only),
+        or a timm-layout export / ``hf-hub:USER/REPO`` (``headstart.share``, eager).
 
         ``backend`` (auto, torch, onnx, onnx-int8) picks the file that predicts, by the rule of
         ``headstart.predict.resolve`` that ``predict`` and ``serve`` share; when the run holds
         several, the choice is printed. ``device``: where the eager network predicts."""
         from headstart.predict.resolve import load_predictor, resolve
+        from headstart.share.folder import load_shared
 
+        shared = load_shared(run_dir)
+        if shared is not None:
+            artifact, run_dir = shared
+            clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
+            clf.artifact, clf.run_dir = artifact, Path(run_dir)
+            clf._predictor = Predictor(artifact, device=device)
+            return clf
         choice = resolve(run_dir, backend)
         predictor = load_predictor(choice, device=device)
         if choice.run_dir is None:  # a bare exported file: prediction only

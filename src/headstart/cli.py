@@ -2,7 +2,8 @@
 
     headstart train DATA [--out RUN]        headstart evaluate RUN [--data TEST]
     headstart predict RUN IMAGES... [--out preds.csv]     headstart demo
-    headstart export RUN --format onnx|torchscript        headstart serve RUN
+    headstart export RUN --format onnx|torchscript|timm   headstart serve RUN
+    headstart push RUN USER/REPO                          headstart summary RUN
 
 Only predict (with an exported ONNX model) and serve run without the training stack.
 """
@@ -184,7 +185,7 @@ def _trained_on(run: Path) -> Optional[Path]:
 
 @app.command()
 def predict(
-    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train', an exported model.onnx, or hf-hub:USER/REPO."),
     inputs: list[Path] = typer.Argument(..., help="Image files, folders, and/or CSVs with a 'path' column."),
     top_k: int = typer.Option(3, "--top-k", "-k", help="How many classes to show per image."),
     out_csv: Optional[Path] = typer.Option(None, "--out", "-o", help="Write all predictions to this CSV, streamed as they come."),
@@ -242,13 +243,18 @@ def _predictor(run: Path, tta: tuple[str, ...] = (), backend: str = "auto", thre
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    timm = "timm"
 
 
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
-    format: ExportFormat = typer.Option(ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch) or torchscript."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (or .pt)."),
+    format: ExportFormat = typer.Option(
+        ExportFormat.onnx, "--format", "-f", help="onnx (dynamic batch), torchscript, or timm (a folder timm.create_model loads)."
+    ),
+    out_path: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (.pt; timm: RUN/export/timm/)."
+    ),
     int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx: static int8, calibrated on the run's training images."),
     min_agreement: float = typer.Option(
         0.98, help="--int8: refuse unless the 95% lower bound of its top-1 agreement with fp32 reaches this."
@@ -265,6 +271,28 @@ def export(
             err.print(f"{result.int8.path.name} (onnx, int8) on this machine: {result.int8.speed.summary()}")
         typer.echo(str(result.int8.path))
     typer.echo(str(result.path))
+
+
+@app.command()
+def push(
+    run: Path = typer.Argument(..., help="A run folder from 'headstart train'."),
+    repo: str = typer.Argument(..., help="USER/REPO on the Hugging Face Hub (created when new)."),
+    private: bool = typer.Option(False, "--private", help="Create the repository as private."),
+) -> None:
+    """Upload the model to the Hugging Face Hub: timm layout, model card, metadata (never data or checkpoints)."""
+    result = _training_api().Classifier.load(run, backend="torch").push(repo, private=private)
+    err.print(f"Uploaded {', '.join(result.files)} to {result.repo}")
+    typer.echo(result.url)
+
+
+@app.command()
+def summary(run: Path = typer.Argument(..., help="A run folder, a timm export folder, or hf-hub:USER/REPO.")) -> None:
+    """Each layer group's output shape, parameters and trainable parameters (like Keras' model.summary())."""
+    from headstart.summary import run_summary, summary_table
+
+    artifact = _training_api().Classifier.load(run, backend="torch").artifact
+    size = artifact.preprocess.input_size
+    out.print(summary_table(run_summary(artifact), title=f"{artifact.model.arch} at {size}x{size} px (trainable: in the last phase)"))
 
 
 @app.command()
@@ -458,7 +486,7 @@ def _command(argv: list[str]) -> str | None:
 
 
 # The commands that load torch (or a model), for which a too-small ulimit -v is refused up front.
-HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor")
+HEAVY = ("train", "lr-find", "demo", "evaluate", "predict", "export", "serve", "doctor", "push", "summary")
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from headstart.allocator import keep_freed_memory
 from headstart.config import AugmentConfig
 from headstart.files import sweep_orphans
 from headstart.models import Network
@@ -48,6 +49,7 @@ def extract_features(
     Memory is one batch of model inputs at a time: ``squares`` may be the compact store
     (``Squares``), whose rows are expanded to full squares per batch here.
     """
+    keep_freed_memory()  # batched forwards without mmap churn: see allocator.py and bench/feature_alloc.py
     augmenter = None
     if augment is not None:
         from headstart.data.datasets import TrainAugment

@@ -3,7 +3,7 @@ which base) a run should use, with the evidence.
 
 For each candidate (base, side) the frozen base's features of a stratified, seeded pilot of
 the training images (all of them up to ``PILOT_IMAGES``) go through the k-fold out-of-fold
-linear probe of ``headstart.label_issues.oof`` (the same heads that find label issues), and
+linear probe of ``headstart.engine.oof`` (the same heads that find label issues), and
 each fold's held-out images are scored with the metric that fits the task. The choice
 (``select``) is the best mean score, or a cheaper candidate whose paired per-fold
 difference from it is within one standard error: a smaller side is taken only when the
@@ -146,7 +146,7 @@ def pilot_subset(strata: np.ndarray, limit: int = PILOT_IMAGES, seed: int = 0) -
         >>> len(pilot_subset(np.arange(10_000) % 10, limit=2_000))
         2000
     """
-    from headstart.label_issues.oof import fold_of
+    from headstart.engine.oof import fold_of
 
     if len(strata) <= limit:
         return np.arange(len(strata))
@@ -166,7 +166,7 @@ def fold_scores(
         >>> min(fold_scores(x, y, 2, "multiclass", 3, "accuracy")) > 0.8
         True
     """
-    from headstart.label_issues.oof import folds_of_targets, out_of_fold
+    from headstart.engine.oof import folds_of_targets, out_of_fold
     from headstart.metrics import compute_metrics
 
     multilabel = task == "multilabel"

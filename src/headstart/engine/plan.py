@@ -31,7 +31,7 @@ Interface (for ``headstart train --time 10m``; torch is imported only inside
     cleanly at the budget (keep the best checkpoint) since estimates err.
 
 Decisions and the measurements behind them (2 CPU cores shared with other jobs,
-bench/recipe_sweep.py -> bench/results/recipe-sweep.jsonl; accuracy is Fashion-MNIST test
+bench/results/recipe-sweep.jsonl (the retired bench/recipe_sweep.py, in git history); accuracy is Fashion-MNIST test
 or OpenClipart validation accuracy; CPU seconds are the load-robust cost):
   * From scratch (``convnet_res``, ResNet-9-like, 0.48 M parameters, at the images' own
     side, at most 64 px) when there is no pretrained base, or when the data is large
@@ -81,7 +81,7 @@ SCRATCH_MAX_SIDE = 64
 MIN_FINETUNE_EPOCHS, MAX_FINETUNE_EPOCHS = 3, 5
 MIN_SCRATCH_EPOCHS, MAX_SCRATCH_EPOCHS, DEFAULT_SCRATCH_EPOCHS = 3, 40, 15
 # The pretrained base never sees less than this: its 32x downsampling leaves a 1x1 map at
-# 32 px (Fashion-MNIST 10k pilot: see bench/recipe_sweep.py results).
+# 32 px (Fashion-MNIST 10k pilot: see bench/results/recipe-sweep.jsonl).
 MIN_PRETRAINED_SIZE = 64
 # Seconds outside the epochs: model build, decoding overhead, evaluation, artifact, report.
 OVERHEAD_S = 20.0
@@ -424,8 +424,11 @@ def measure_throughput(
     """
     import torch
 
+    from headstart.allocator import keep_freed_memory
     from headstart.config import ModelConfig
     from headstart.models.convnet import create_convnet
+
+    keep_freed_memory()  # measured the way training and feature extraction run (allocator.py)
     from headstart.models.network import create_backbone
 
     def rate(model, side: int, train: bool, size: int = batch) -> float:

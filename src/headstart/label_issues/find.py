@@ -14,8 +14,9 @@ import torch
 from rich.console import Console
 
 from headstart.data.index import Sample
-from headstart.label_issues.oof import out_of_fold
-from headstart.label_issues.rank import Flag, flag_multiclass, flag_multilabel
+from headstart.engine.oof import out_of_fold, out_of_fold_logits
+from headstart.label_issues.calibrate import LABEL_WEIGHT_DECAY, softmax
+from headstart.label_issues.rank import Flag, flag_calibrated, flag_multilabel
 from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour
 
 if TYPE_CHECKING:
@@ -99,9 +100,16 @@ def find_issues(
             targets[i, list(s.labels)] = 1.0
     else:
         targets = np.array([s.labels[0] for s in samples], dtype=np.int64)
-    probs = out_of_fold(features, targets, k, multilabel=multilabel, folds=folds, seed=seed)
-    fitted = time.perf_counter()
-    flags = flag_multilabel(probs, targets) if multilabel else flag_multiclass(probs, targets)
+    cutoff = None
+    if multilabel:  # per label: the fixed 5 % floor (no calibration yet)
+        probs = out_of_fold(features, targets, k, multilabel=True, folds=folds, seed=seed)
+        fitted = time.perf_counter()
+        flags = flag_multilabel(probs, targets)
+    else:
+        logits = out_of_fold_logits(features, targets, k, folds=folds, seed=seed, weight_decay=LABEL_WEIGHT_DECAY)
+        fitted = time.perf_counter()
+        flags, cutoff = flag_calibrated(logits, targets)
+        probs = softmax(logits / cutoff.temperature)
     names = [";".join(classes[j] for j in s.labels) for s in samples]
     unique_rows = sorted({f.row for f in flags})
     near_index, near_sim = nearest(features, unique_rows, neighbours if unique_rows else 0)
@@ -112,9 +120,20 @@ def find_issues(
         found = [Neighbour(samples[j].path, names[j], round(float(s), 3)) for j, s in zip(near_index[i], near_sim[i])]
         given, suggested = _label_texts(f, samples[f.row], classes, multilabel)
         issues.append(
-            LabelIssue(samples[f.row].path, given, suggested, f.issue, round(f.p_given, 4), round(f.p_suggested, 4), tuple(found))
+            LabelIssue(
+                samples[f.row].path,
+                given,
+                suggested,
+                f.issue,
+                round(f.p_given, 4),
+                round(f.p_suggested, 4),
+                tuple(found),
+                p_wrong=None if f.p_wrong is None else round(f.p_wrong, 4),
+            )
         )
     summary = _summary(probs, targets, classes, multilabel, folds, fitted - started, time.perf_counter() - fitted)
+    summary["expected_precision"] = None if cutoff is None or cutoff.expected_precision is None else round(cutoff.expected_precision, 3)
+    summary["cutoff"] = cutoff.to_dict() if cutoff else {"p_given_below": 0.05, "calibrated": False}
     return LabelIssues(str(root), task, list(classes), issues, len(samples), summary)
 
 
@@ -210,7 +229,7 @@ def for_run(
         found = find_issues(torch.cat([train, val]), prepared.samples["train"] + prepared.samples["val"], classes, task, root, seed=seed)
         write_outputs(found, folder)
         console.print(
-            f"Possible label issues: {len(found.issues)} of {found.images} train/val images "
+            f"Possible label issues: {len(found.issues)} of {found.images} train/val images{expected_text(found)} "
             f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{folder / CSV_NAME}[/]"
         )
         return found
@@ -236,11 +255,27 @@ def write_outputs(found: LabelIssues, folder: str | os.PathLike) -> Path:
     return folder / CSV_NAME
 
 
+def expected_text(found: LabelIssues) -> str:
+    """ ", expected precision 0.62 (about 140 label errors in the data)" for a calibrated
+    search; empty otherwise."""
+    precision, cutoff = found.summary.get("expected_precision"), found.summary.get("cutoff") or {}
+    if precision is None:
+        return ""
+    return f", expected precision {precision:.2f} (about {cutoff.get('expected_errors', 0):.0f} label errors in the data)"
+
+
 def print_top(found: LabelIssues, console: Console, shown: int = 10) -> None:
     """The most suspicious findings, one line each, most suspicious first."""
     from rich.markup import escape
 
     from headstart.label_issues.table import relative
+
+    if found.summary.get("expected_precision") is not None:
+        console.print(
+            f"{len(found.issues)} listed{expected_text(found)}: the share of listed labels expected to be wrong, "
+            "fitted on this data (an underestimate on the benchmark).",
+            highlight=False,
+        )
 
     for rank, i in enumerate(found.issues[:shown], 1):
         near = ", ".join(n.labels for n in i.neighbours)

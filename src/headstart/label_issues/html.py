@@ -14,8 +14,10 @@ SHOWN = 24  # findings with thumbnails (each with its neighbours: ~6 images); ev
 SECTION = jinja2.Template(
     """\
 <div class="label-issues">
-<p>{{ n }} of {{ images }} images may be mislabelled: {{ folds }} heads, each trained on the other
-folds of the frozen-base features, give their given label under 5 % (out-of-fold); the suggested
+<p>{{ n }} of {{ images }} images may be mislabelled{% if expected is not none %}, <b>expected precision {{ "%.2f"|format(expected) }}</b>
+(the share of these labels expected to be wrong, fitted on this data: about {{ "%.0f"|format(errors) }} label errors in it){% endif %}:
+{{ folds }} heads, each trained on the other folds of the frozen-base features, give their given label
+{% if expected is not none %}a calibrated probability under {{ "%.3f"|format(below) }}{% else %}under 5 %{% endif %} (out-of-fold); the suggested
 label is the one that clears its class's threshold (confident learning). Ranked by score = 1 &minus; p(given);
 beside each image, its nearest neighbours in feature space with their labels and cosine similarity. Every finding, with
 its neighbours, is in <code>label_issues.csv</code>: mark <code>exclude</code> false for the labels that
@@ -51,4 +53,15 @@ def render_section(found: LabelIssues, shown: int = SHOWN) -> Markup:
                 "neighbours": [{"thumb": thumbnail_uri(n.path), "labels": n.labels, "similarity": n.similarity} for n in issue.neighbours],
             }
         )
-    return Markup(SECTION.render(rows=rows, n=len(found.issues), images=found.images, folds=found.summary.get("folds", "k")))
+    cutoff = found.summary.get("cutoff") or {}
+    return Markup(
+        SECTION.render(
+            rows=rows,
+            n=len(found.issues),
+            images=found.images,
+            folds=found.summary.get("folds", "k"),
+            expected=found.summary.get("expected_precision"),
+            errors=cutoff.get("expected_errors", 0),
+            below=cutoff.get("p_given_below", 0.05),
+        )
+    )

@@ -10,6 +10,9 @@ label_issues.csv columns, one row per flagged image (multi-label: per image and 
     score                1 - p_given: rows are sorted by it, most suspicious first
     neighbour_i, neighbour_i_label, neighbour_i_similarity   the i-th nearest image in
                          feature space (cosine similarity), its labels
+    p_wrong              probability that the given label is wrong (multi-class: the
+                         calibrated noise posterior of label_issues/calibrate.py; the
+                         list's expected precision is its mean); empty for multi-label
     exclude              true/false: ``train --exclude`` leaves out the images of the rows
                          marked true. Written true: set it to false for a label that is right.
 """
@@ -48,6 +51,7 @@ class LabelIssue:
     p_suggested: float
     neighbours: tuple[Neighbour, ...] = ()
     exclude: bool = True
+    p_wrong: float | None = None  # probability that the given label is wrong (calibrated; multi-class)
 
     @property
     def score(self) -> float:
@@ -62,6 +66,7 @@ class LabelIssue:
             "p_given": self.p_given,
             "p_suggested": self.p_suggested,
             "score": self.score,
+            "p_wrong": self.p_wrong,
             "neighbours": [{"path": relative(n.path, root), "labels": n.labels, "similarity": n.similarity} for n in self.neighbours],
             "exclude": self.exclude,
         }
@@ -109,13 +114,13 @@ def to_csv(issues: list[LabelIssue], root: str | os.PathLike) -> str:
     header = BASE_COLUMNS + [c for n in range(1, k + 1) for c in (f"neighbour_{n}", f"neighbour_{n}_label", f"neighbour_{n}_similarity")]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header + ["exclude"])
+    writer.writerow(header + ["p_wrong", "exclude"])
     for i in issues:
         row = [relative(i.path, root), i.given, i.suggested, i.issue, f"{i.p_given:.4f}", f"{i.p_suggested:.4f}", f"{i.score:.4f}"]
         for n in range(k):
             nb = i.neighbours[n] if n < len(i.neighbours) else None
             row += [relative(nb.path, root), nb.labels, f"{nb.similarity:.3f}"] if nb else ["", "", ""]
-        writer.writerow(row + ["true" if i.exclude else "false"])
+        writer.writerow(row + ["" if i.p_wrong is None else f"{i.p_wrong:.4f}", "true" if i.exclude else "false"])
     return buffer.getvalue()
 
 
@@ -167,6 +172,7 @@ def read_csv(path: str | os.PathLike, root: str | os.PathLike) -> list[LabelIssu
                 float(get("p_suggested") or "nan"),
                 neighbours,
                 _flag(get("exclude"), f"{path} line {line}") if "exclude" in col else True,
+                float(get("p_wrong")) if get("p_wrong") else None,
             )
         )
     return issues

@@ -13,7 +13,7 @@ The blocks, to design your own:
     run at a quarter of the pixels, so depth is cheap).
   * ``ConvNet(stages, num_features, input_size)``: stages, then global average pooling.
 
-Measured on 2 CPU cores, Fashion-MNIST 60k/10k at its native 28 px (bench/recipe_sweep.py):
+Measured on 2 CPU cores, Fashion-MNIST 60k/10k at its native 28 px (bench/results/recipe-sweep.jsonl, from the retired bench/recipe_sweep.py):
 ``convnet_res`` trains at ~1,800 img/s (batch 256, channels-last; ``convnet_small``: ~230)
 and reaches 0.928 test accuracy after 8 epochs (SGD-Nesterov, one-cycle, label smoothing
 0.1, flip + 2 px shifts), ~270 s on a quiet machine.
@@ -82,7 +82,12 @@ class ResStage(nn.Sequential):
 
 
 class ConvNet(nn.Module):
-    """Stages, then global average pooling: (B, 3, H, W) -> (B, num_features).
+    """Stages, global average pooling, then a linear classifier when ``num_classes`` > 0:
+    (B, 3, H, W) -> (B, num_features), or (B, num_classes) logits.
+
+    headstart builds it headless (``num_classes=0``: the classifier is the identity and has
+    no parameters, so saved backbones keep their names); timm builds it with a classifier
+    (``headstart.models.timm_entry`` registers the variants), like any timm model.
 
     Example:
         >>> net = ConvNet([Stage(3, 16, 1), ResStage(16, 32, 1)], num_features=32)
@@ -90,17 +95,21 @@ class ConvNet(nn.Module):
         torch.Size([2, 32])
     """
 
-    def __init__(self, stages: Sequence[nn.Module], num_features: int, input_size: int = 128) -> None:
+    def __init__(self, stages: Sequence[nn.Module], num_features: int, input_size: int = 128, num_classes: int = 0) -> None:
         super().__init__()
         self.stages = nn.Sequential(*stages)
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.num_features = num_features
+        self.num_classes = num_classes
+        self.classifier: nn.Module = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
         self.pretrained_cfg = {
             "input_size": (3, input_size, input_size),
             "interpolation": "bilinear",
             "crop_pct": 1.0,
             "mean": (0.5, 0.5, 0.5),
             "std": (0.5, 0.5, 0.5),
+            "first_conv": "stages.0.0.0",
+            "classifier": "classifier",
         }
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
@@ -110,19 +119,28 @@ class ConvNet(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H / 2**stages, W / 2**stages)
         return self.stages(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (B, C, h, w) -> (B, C)
-        return self.pool(x)
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:  # (B, C, h, w) -> (B, C) or (B, K)
+        pooled = self.pool(x)
+        return pooled if pre_logits else self.classifier(pooled)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C) or (B, K)
         return self.forward_head(self.forward_features(x))
 
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
 
-def build_convnet(variant: Variant, input_size: int = 128) -> ConvNet:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new (untrained) classifier for ``num_classes``; 0 makes the network headless."""
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+
+def build_convnet(variant: Variant, input_size: int = 128, num_classes: int = 0) -> ConvNet:
     """A ConvNet from a Variant: 3 input channels, one stage per width."""
     chans = (3, *variant.widths)
     kind = ResStage if variant.residual else Stage
     stages = [kind(chans[i], chans[i + 1], variant.depth) for i in range(len(variant.widths))]
-    return ConvNet(stages, variant.widths[-1], input_size)
+    return ConvNet(stages, variant.widths[-1], input_size, num_classes)
 
 
 def create_convnet(name: str) -> ConvNet:

