@@ -232,9 +232,13 @@ def predict(
 
 
 def _predictor(run: Path, tta: tuple[str, ...] = (), backend: str = "auto", threads: int | None = None, batch_size: int = 32):
-    """The model the resolver picks (headstart.predict.resolve), named on stderr."""
+    """The model the resolver picks (headstart.predict.resolve), named on stderr; a timm-layout
+    folder or ``hf-hub:USER/REPO`` (headstart.share) predicts with its eager network."""
+    from headstart.models.hub import is_hub
     from headstart.predict.resolve import load_predictor, resolve
 
+    if is_hub(run) or ((run / "headstart_meta.json").is_file() and not (run / "headstart.json").is_file()):
+        return _training_api().Classifier.load(run).predictor(tta)
     choice = resolve(run, backend)
     err.print(escape(choice.summary()))
     return load_predictor(choice, threads=threads, batch_size=batch_size, tta=tta)
