@@ -234,10 +234,10 @@ def predict(
 def _predictor(run: Path, tta: tuple[str, ...] = (), backend: str = "auto", threads: int | None = None, batch_size: int = 32):
     """The model the resolver picks (headstart.predict.resolve), named on stderr; a timm-layout
     folder or ``hf-hub:USER/REPO`` (headstart.share) predicts with its eager network."""
-    from headstart.models.hub import is_hub
     from headstart.predict.resolve import load_predictor, resolve
 
-    if is_hub(run) or ((run / "headstart_meta.json").is_file() and not (run / "headstart.json").is_file()):
+    # Spelled out, not headstart.models.hub.is_hub: importing headstart.models needs torch.
+    if str(run).startswith("hf-hub:") or ((run / "headstart_meta.json").is_file() and not (run / "headstart.json").is_file()):
         return _training_api().Classifier.load(run).predictor(tta)
     choice = resolve(run, backend)
     err.print(escape(choice.summary()))
