@@ -21,7 +21,7 @@ from headstart.export.agreement import MIN_AGREEMENT, AgreementReport, agreement
 from headstart.export.exporters import EXPORTERS, reference, remove
 from headstart.export.quantize import add_to_description, calibration_images, int8_path, quantize_int8
 from headstart.export.speed import Speed, measure_speed
-from headstart.files import out_of_space, sweep_orphans
+from headstart.files import create_temporary, out_of_space, sweep_orphans
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,9 @@ def default_path(run_dir: Path, fmt: str) -> Path:
 
 
 def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # per process: two exports never share one
+    tmp, fd = create_temporary(path, suffix=path.suffix)  # per process, created exclusively: never a planted link
+    os.close(fd)
+    return tmp
 
 
 def _cleaning_up(tmp: Path, folder: Path, exc: BaseException) -> BaseException:
