@@ -240,8 +240,10 @@ def _predictor(run: Path, tta: tuple[str, ...] = (), backend: str = "auto", thre
     if str(run).startswith("hf-hub:") or ((run / "headstart_meta.json").is_file() and not (run / "headstart.json").is_file()):
         return _training_api().Classifier.load(run).predictor(tta)
     choice = resolve(run, backend)
-    err.print(safe(choice.summary()), highlight=False)
-    return load_predictor(choice, threads=threads, batch_size=batch_size, tta=tta)
+    predictor = load_predictor(choice, threads=threads, batch_size=batch_size, tta=tta)
+    if choice.run_dir is not None:  # a run folder: say which of its models answers (after it loaded: errors stay one line)
+        err.print(safe(choice.summary()), highlight=False)
+    return predictor
 
 
 class ExportFormat(str, Enum):
