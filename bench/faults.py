@@ -1,5 +1,5 @@
 """Proven under faults (issue 13): kills, a full disk, a memory limit, racing processes and
-hostile clients, tried on one machine; prints a table of what was tried and what survived.
+hostile clients, hostile input (issue 20), tried on one machine; prints a table of what was tried and what survived.
 
     python bench/faults.py                      # every scenario at benchmark scale
     python bench/faults.py kill disk            # some of them
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from faultkit.common import DEMO, Context, Row  # noqa: E402
 
-SCENARIOS = ("kill", "disk", "memory", "crowd", "server")
+SCENARIOS = ("kill", "disk", "memory", "crowd", "server", "hostile")
 
 
 def table(rows: list[Row]) -> str:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import lightning as L
 import pytest
@@ -243,33 +242,29 @@ cli.main()
 
 def test_cache_clear_while_other_runs_write_and_clear(tmp_path, monkeypatch):
     """Other runs renaming entries in, or clearing too, while clear lists and removes: a file
-    that vanished between listing and stat is no crash, and an entry renamed in during the
+    that vanished between listing and unlink is no crash, and an entry renamed in during the
     removal is removed on another pass rather than left behind a 'Removed' line."""
-    import shutil
-
-    from headstart.data import store
-
-    class Vanished:  # listed, then renamed away by a writer before its size is read
-        def is_file(self) -> bool:
-            return True
-
-        def stat(self):
-            raise FileNotFoundError(2, "No such file or directory")
+    from headstart import cache
 
     folder = tmp_path / "images"
     folder.mkdir()
-    (folder / "a.npy").write_bytes(b"x" * 1000)
-    listing, removing = Path.rglob, shutil.rmtree
-    monkeypatch.setattr(Path, "rglob", lambda self, pattern: iter([Vanished(), *listing(self, pattern)]))
-    renamed_in = []
+    first, second = "a" * 32 + ".npy", "b" * 32 + ".npy"
+    (folder / first).write_bytes(b"x" * 1000)
+    unlink, rmdir, renamed_in = os.unlink, os.rmdir, []
+
+    def another_clear_first(path, *args, **kwargs):
+        unlink(path, *args, **kwargs)
+        if not renamed_in:  # the same file again, as another `cache clear` would
+            unlink(path) if os.path.exists(path) else None
+            raise FileNotFoundError(2, "No such file or directory")
 
     def writer_meanwhile(path, *args, **kwargs):
-        removing(path, *args, **kwargs)
         if not renamed_in:  # a run finishing its entry while the folder was being removed
-            path.mkdir()
-            (path / "b.npy").write_bytes(b"y")
+            (folder / second).write_bytes(b"y")
             renamed_in.append(path)
+        rmdir(path, *args, **kwargs)
 
-    monkeypatch.setattr(shutil, "rmtree", writer_meanwhile)
-    assert store.clear_folder(folder) == 1000 + 1
+    monkeypatch.setattr(os, "unlink", another_clear_first)
+    monkeypatch.setattr(os, "rmdir", writer_meanwhile)
+    assert cache.clear_cache(tmp_path).removed_bytes["images"] == 1000 + 1
     assert renamed_in and not folder.exists()

@@ -66,3 +66,11 @@ def test_full_disk_is_one_line_then_resumes_to_the_same_result(tmp_path):
     rows = run_quick("disk", tmp_path)
     assert any("resume ok" in r.outcome for r in rows), "no run-folder case reached --resume"
     assert any("cannot write the image cache" in r.outcome for r in rows), "the cache never ran out of space"
+
+
+@pytest.mark.slow
+def test_hostile_input_is_refused_or_survived(tmp_path):
+    rows = run_quick("hostile", tmp_path)
+    cases = {r.case for r in rows}
+    assert {"FIFO x.png in DATA (doctor)", "EPS named .jpg (fake gs on PATH)", "cache clear of a project folder"} <= cases
+    assert any(c.startswith("serve 0.0.0.0") for c in cases)

@@ -205,3 +205,15 @@ def test_the_facade_applies_the_thread_policy_when_first_touched(monkeypatch):
     monkeypatch.setattr(process, "openmp_started", lambda: order.append("policy") or False)
     assert headstart.__getattr__("Classifier").__name__ == "Classifier"
     assert order == ["policy"] and os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_a_caught_sigterm_inside_the_guard_does_not_end_the_process_later(default_sigterm):
+    """The SIGTERM grace (a forced exit after 5 s, for threads blocked in a read) is disarmed
+    once the unwinding leaves the guarded block: a host that catches the SystemExit goes on."""
+    import time
+
+    with pytest.raises(SystemExit):
+        with process.sigterm_unwinds():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+    assert not process._deadline

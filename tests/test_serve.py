@@ -169,7 +169,7 @@ def test_a_slow_upload_times_out():
         host, port = url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=5) as sock:
             sock.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
                 b"Content-Length: 1000\r\n\r\n--xyz\r\n"
             )  # then nothing: a stalled client
             start = time.perf_counter()
@@ -266,7 +266,7 @@ def test_a_full_queue_refuses_uploads_before_reading_their_bodies():
                 def probe() -> tuple[bytes, float]:
                     with socket.create_connection((host, int(port)), timeout=5) as sock:
                         sock.sendall(
-                            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
+                            b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=xyz\r\n"
                             b"Content-Length: 100000\r\n\r\n"
                         )  # a body that never comes
                         t = time.perf_counter()
@@ -302,21 +302,21 @@ def test_a_request_head_must_arrive_in_time():
         with socket.create_connection((host, int(port))) as idle:
             assert _read_until_closed(idle, 3)[0] == b""  # nothing sent: closed without a word
         with socket.create_connection((host, int(port))) as slow:
-            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
             for _ in range(2):  # a header a byte at a time: each byte in time, the head never complete
                 time.sleep(0.1)
                 slow.sendall(b"X")
             reply, _ = _read_until_closed(slow, 3)
         assert reply.startswith(b"HTTP/1.1 408") and b"head" in reply
         with socket.create_connection((host, int(port))) as kept:  # a kept-alive connection's next head too
-            kept.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             first = kept.recv(4096)
             kept.sendall(b"GET /health HTTP/1.1\r\n")
             rest, _ = _read_until_closed(kept, 3)
         assert first.startswith(b"HTTP/1.1 200") and b"HTTP/1.1 408" in first + rest  # the first body may come with the 408
         with socket.create_connection((host, int(port))) as fine:  # a head in time, body after it: not the head's deadline
             fine.sendall(
-                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 9\r\n\r\n"
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=xyz\r\nContent-Length: 9\r\n\r\n"
             )
             time.sleep(1.3)  # past the head's deadline: the body is the request timeout's business
             fine.sendall(b"--xyz--\r\n")
@@ -420,7 +420,7 @@ def test_a_huge_request_head_is_refused_however_it_arrives():
         host, port = url.removeprefix("http://").split(":")
         for head in (b"X-Big: " + b"a" * 100_000 + b"\r\n", b"".join(b"X-H%d: v\r\n" % i for i in range(4000))):
             with socket.create_connection((host, int(port))) as sock:
-                sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")  # one write: one read on loopback
+                sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"\r\n")  # one write: one read on loopback
                 reply, _ = _read_until_closed(sock, 5)
             assert reply.split(b" ")[1] in (b"431", b"400"), reply[:100]  # 400: h11 saw it in pieces
         fair = {f"x-h{i}": "v" for i in range(300)}

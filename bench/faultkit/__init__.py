@@ -11,4 +11,5 @@ without it a scenario runs at benchmark scale (minutes, the given data).
     memory   a memory limit (cgroup, or RLIMIT_AS) well below the run's peak
     crowd    four trains sharing a cache; two predict --out; train vs cache clear
     server   hostile clients mixed with normal traffic on loopback
+    hostile  special files, EPS as .jpg, markup and formula names, a foreign cache, serve off loopback
 """

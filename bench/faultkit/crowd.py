@@ -313,7 +313,7 @@ def predicts(ctx: Context, run: Path) -> list[Row]:
 
 def halves(cache: Path) -> list[str]:
     """Cache entries present by their data or their metadata but not both."""
-    names = {p.relative_to(cache) for p in cache.rglob("*") if p.is_file() and ".tmp" not in p.name}
+    names = {p.relative_to(cache) for p in cache.glob("*/*") if p.is_file() and ".tmp" not in p.name}  # entries: images/, features/
     return sorted(str(n) for n in names if n.with_suffix(".json" if n.suffix == ".npy" else ".npy") not in names)
 
 

@@ -297,8 +297,8 @@ def attacks(port: int, quick: bool) -> list[Attack]:
             ("PNG +1 column", predict_request([("over.png", encoded((big[0] + 1, big[1]), "PNG"))])),
         ],
     }
-    slow_head = b"POST /predict HTTP/1.1\r\nHost: x\r\n"
-    slow_body = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype.encode() + b"\r\nContent-Length: 100000\r\n\r\n"
+    slow_head = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    slow_body = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + ctype.encode() + b"\r\nContent-Length: 100000\r\n\r\n"
     idle_n, slow_n = (50, 4) if quick else (1000, 20)
     t = {k: Tally() for k in ("idle", "slow head", "slow body", *variants)}
 
@@ -395,10 +395,10 @@ async def receive(conn: Connection, sender: BaseProcess, within: float) -> objec
     return None
 
 
-async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:  # noqa: C901  # hostile helper shortens this
+async def ready(ctx: Context, proc: subprocess.Popen, port: int, raw: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:
+    """Rows saying why the soak cannot start (server, warm-up or attackers not ready), or []."""
     if not await wait_healthy(port, proc, 180):
         return [Row("server", "start", "the server did not answer /health", False)]
-    raw = predict_request([("normal.png", image)])
 
     async def warm_client() -> list[str]:  # as the normal traffic runs: two clients at once
         return [await exchange(port, raw, 60) for _ in range(5 if ctx.quick else 50)]
@@ -408,6 +408,92 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, at
         return [Row("server", "warm-up", f"normal requests failed before any attack: {Counter(warm)}", False)]
     if await receive(attackers, attacking, 180) != "ready":
         return [Row("server", "attackers", f"the attacking process did not get ready (exit {attacking.exitcode})", False)]
+    return []
+
+
+def attack_rows(hostile: dict[str, Tally], seconds: float) -> list[Row]:
+    """One row per attack: what it got, and whether that is what it should get."""
+    rows = []
+    for name, tally in hostile.items():
+        got: Counter = Counter()
+        for k, v in tally.got.items():
+            got[round_outcome(k)] += v
+        bad = sum(v for k, v in tally.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
+        unexpected = sorted(k for k in tally.got if ": " in k and status_part(k) not in EXPECT[k.rsplit(": ", 1)[0]] | {"503"})
+        p99 = f"; p99 {percentile(tally.ms, 99):.0f} ms" if tally.ms else ""
+        outcome = ", ".join(f"{k} x{v}" for k, v in got.most_common()) + p99
+        must = MUST.get(name)
+        ended = must is None or seconds < 60 or any(k.startswith(must) for k in tally.got)
+        if not ended:
+            outcome += f"; never {must} by the server in {seconds:.0f} s"
+        if unexpected:
+            outcome += f"; unexpected: {', '.join(unexpected)}"
+        rows.append(Row("server", name, outcome, bad == 0 and ended and not unexpected, {k: float(v) for k, v in got.items()}))
+    return rows
+
+
+def problems_of(figures: dict[str, float], reported: bool, exit_code: int | None, after: str) -> list[str]:
+    """What went wrong over the whole soak, from its figures."""
+    checks = [
+        (not reported, "the attacking process did not report"),
+        (exit_code is not None, f"server died (exit {exit_code})"),
+        (after != "200", f"a normal request after the attack got {after}"),
+        (figures["5xx_not_503"] > 0, f"{figures['5xx_not_503']:.0f} 5xx other than 503"),
+        (figures["normal_unanswered"] > 0, f"{figures['normal_unanswered']:.0f} normal requests unanswered"),
+        (figures["normal_503_share"] > 0.05, f"normal traffic starved: {figures['normal_503_share']:.0%} answered 503"),
+        (not figures["rss_growth_pct"] <= 10, f"RSS grew {figures['rss_growth_pct']:.1f} %"),
+        (
+            figures["fds_end"] > figures["fds_start"] + 2,
+            f"{figures['fds_end']:.0f} fds at the end, {figures['fds_start']:.0f} at the start",
+        ),
+    ]
+    return [message for failed, message in checks if failed]
+
+
+def soak_figures(
+    seconds: float, normal: Tally, health: Tally, hostile: dict[str, Tally], rss: tuple[float, float], fd: tuple[int, int], peak: dict
+) -> dict[str, float]:
+    """The soak's figures (see the module docstring)."""
+    everything = [normal, health, *hostile.values()]
+    fives = sum(v for t in everything for k, v in t.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
+    busy = sum(v for t in everything for k, v in t.got.items() if status_part(k) == "503")
+    unanswered = sum(v for k, v in normal.got.items() if not k.isdigit())
+    (rss0, rss1), (fd0, fd1) = rss, fd
+    return {
+        "seconds": seconds,
+        "normal_requests": float(sum(normal.got.values())),
+        "normal_200": float(normal.got["200"]),
+        "normal_p50_ms": round(percentile(normal.ms, 50), 1),
+        "normal_p99_ms": round(percentile(normal.ms, 99), 1),
+        "normal_unanswered": float(unanswered),
+        "normal_503_share": round(normal.got["503"] / max(1, sum(normal.got.values())), 4),
+        "health_max_ms": round(max(health.ms or [float("nan")]), 1),
+        "health_p99_ms": round(percentile(health.ms, 99), 1),
+        "health_over_500ms": float(sum(ms > 500 for ms in health.ms)),
+        "health_polls": float(sum(health.got.values())),
+        "5xx_not_503": float(fives),
+        "503": float(busy),
+        "rss_start_mb": round(rss0, 1),
+        "rss_end_mb": round(rss1, 1),
+        "rss_growth_pct": round(100 * (rss1 - rss0) / rss0, 2),
+        "rss_peak_mb": round(peak["rss"], 1),
+        # rss_1min_mb: the floor over the second minute (between 40 MP decodes)
+        **(
+            {"rss_1min_mb": round(peak["rss_1min"], 1), "rss_growth_after_1min_pct": round(100 * (rss1 / peak["rss_1min"] - 1), 2)}
+            if "rss_1min" in peak
+            else {}
+        ),
+        "fds_start": float(fd0),
+        "fds_end": float(fd1),
+        "fds_peak": float(peak["fds"]),
+    }
+
+
+async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, attackers: Connection, attacking: BaseProcess) -> list[Row]:
+    raw = predict_request([("normal.png", image)])
+    not_ready = await ready(ctx, proc, port, raw, attackers, attacking)
+    if not_ready:
+        return not_ready
     pid = proc.pid
     rss0, fd0 = rss_mb(pid), fds(pid)
     seconds = 6.0 if ctx.quick else 60 * float(ctx.options.get("minutes", 10))
@@ -455,79 +541,17 @@ async def soak(ctx: Context, proc: subprocess.Popen, port: int, image: bytes, at
         await asyncio.sleep(0.2)
     after = await exchange(port, raw, 60) if alive else "dead"
     rss1, fd1 = (rss_mb(pid), fds(pid)) if alive else (float("nan"), -1)
-
-    everything = [normal, health, *hostile.values()]
-    fives = sum(v for t in everything for k, v in t.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
-    busy = sum(v for t in everything for k, v in t.got.items() if status_part(k) == "503")
-    unanswered = sum(v for k, v in normal.got.items() if not k.isdigit())
-    normal_503 = normal.got["503"] / max(1, sum(normal.got.values()))
-    growth = 100 * (rss1 - rss0) / rss0
-    figures = {
-        "seconds": seconds,
-        "normal_requests": float(sum(normal.got.values())),
-        "normal_200": float(normal.got["200"]),
-        "normal_p50_ms": round(percentile(normal.ms, 50), 1),
-        "normal_p99_ms": round(percentile(normal.ms, 99), 1),
-        "normal_unanswered": float(unanswered),
-        "normal_503_share": round(normal_503, 4),
-        "health_max_ms": round(max(health.ms or [float("nan")]), 1),
-        "health_p99_ms": round(percentile(health.ms, 99), 1),
-        "health_over_500ms": float(sum(ms > 500 for ms in health.ms)),
-        "health_polls": float(sum(health.got.values())),
-        "5xx_not_503": float(fives),
-        "503": float(busy),
-        "rss_start_mb": round(rss0, 1),
-        "rss_end_mb": round(rss1, 1),
-        "rss_growth_pct": round(growth, 2),
-        "rss_peak_mb": round(peak["rss"], 1),
-        # rss_1min_mb: the floor over the second minute (between 40 MP decodes)
-        **(
-            {"rss_1min_mb": round(peak["rss_1min"], 1), "rss_growth_after_1min_pct": round(100 * (rss1 / peak["rss_1min"] - 1), 2)}
-            if "rss_1min" in peak
-            else {}
-        ),
-        "fds_start": float(fd0),
-        "fds_end": float(fd1),
-        "fds_peak": float(peak["fds"]),
-    }
-    rows = []
-    for name, tally in hostile.items():
-        got: Counter = Counter()
-        for k, v in tally.got.items():
-            got[round_outcome(k)] += v
-        bad = sum(v for k, v in tally.got.items() if status_part(k).startswith("5") and status_part(k) != "503")
-        unexpected = sorted(k for k in tally.got if ": " in k and status_part(k) not in EXPECT[k.rsplit(": ", 1)[0]] | {"503"})
-        p99 = f"; p99 {percentile(tally.ms, 99):.0f} ms" if tally.ms else ""
-        outcome = ", ".join(f"{k} x{v}" for k, v in got.most_common()) + p99
-        must = MUST.get(name)
-        ended = must is None or seconds < 60 or any(k.startswith(must) for k in tally.got)
-        if not ended:
-            outcome += f"; never {must} by the server in {seconds:.0f} s"
-        if unexpected:
-            outcome += f"; unexpected: {', '.join(unexpected)}"
-        rows.append(Row("server", name, outcome, bad == 0 and ended and not unexpected, {k: float(v) for k, v in got.items()}))
-    problems = [] if hostile else ["the attacking process did not report"]
-    if not alive:
-        problems.append(f"server died (exit {proc.returncode})")
-    if after != "200":
-        problems.append(f"a normal request after the attack got {after}")
-    if fives:
-        problems.append(f"{fives} 5xx other than 503")
-    if unanswered:
-        problems.append(f"{unanswered} normal requests unanswered ({normal.summary()})")
-    if normal_503 > 0.05:
-        problems.append(f"normal traffic starved: {normal_503:.0%} answered 503")
-    if not growth <= 10:
-        problems.append(f"RSS grew {growth:.1f} %")
-    if fd1 > fd0 + 2:
-        problems.append(f"{fd1} fds at the end, {fd0} at the start")
+    figures = soak_figures(seconds, normal, health, hostile, (rss0, rss1), (fd0, fd1), peak)
+    problems = problems_of(figures, bool(hostile), None if alive else proc.returncode, after)
     summary = (
         f"normal {figures['normal_requests']:.0f} (200: {normal.got['200']}), p50 {figures['normal_p50_ms']:.0f} ms, "
-        f"p99 {figures['normal_p99_ms']:.0f} ms; /health max {figures['health_max_ms']:.0f} ms (p99 {figures['health_p99_ms']:.0f}); 5xx-not-503 {fives}, "
-        f"503 {busy}; RSS {rss0:.0f} -> {rss1:.0f} MB ({growth:+.1f} %, peak {peak['rss']:.0f}"
+        f"p99 {figures['normal_p99_ms']:.0f} ms; /health max {figures['health_max_ms']:.0f} ms (p99 {figures['health_p99_ms']:.0f}); "
+        f"5xx-not-503 {figures['5xx_not_503']:.0f}, 503 {figures['503']:.0f}; RSS {rss0:.0f} -> {rss1:.0f} MB "
+        f"({figures['rss_growth_pct']:+.1f} %, peak {peak['rss']:.0f}"
         + (f", {peak['rss_1min']:.0f} at its floor in the 2nd minute" if "rss_1min" in peak else "")
         + f"); fds {fd0} -> {fd1} (peak {peak['fds']:.0f})"
     )
+    rows = attack_rows(hostile, seconds)
     rows.append(Row("server", "summary", summary + ("; " + "; ".join(problems) if problems else ""), not problems, figures))
     return rows
 

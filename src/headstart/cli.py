@@ -19,13 +19,13 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from headstart.cli_options import build_config, config_fields, with_config_options
 from headstart.config import AugmentConfig, ModelConfig, TrainConfig
 from headstart.demo import data_folder as demo_data_folder
 from headstart.errors import ConfigError, HeadstartError, MissingExtraError, disk_full, unwritable
 from headstart.paths import default_outside, refuse_inside_data
+from headstart.text import shown as safe  # user text: control characters made visible, markup escaped
 from headstart.tta import VIEWS as TTA_VIEWS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Folder of labelled images -> trained, evaluated classifier.")
@@ -147,7 +147,7 @@ def _resume(ctx: typer.Context, run: Path, given: list[str], report: bool) -> No
         shown = [f"{_spelling(ctx, n)} {v}" for n, v in placement.items()] + (
             ["--report" if report else "--no-report"] if "report" in given else []
         )
-        err.print(f"Resuming {run} with " + ", ".join(shown), highlight=False)
+        err.print(f"Resuming {safe(run)} with " + ", ".join(shown), highlight=False)
     _training_api().Classifier.resume(run, console=err, report=report, placement=placement)
 
 
@@ -217,7 +217,7 @@ def predict(
 
     if out_csv is not None:
         new, old = predict_to_file(predictor, [str(p) for p in inputs], out_csv, top_k, resume=resume, shard=(k, n))
-        err.print(f"{new + old} predictions in {out_csv}")
+        err.print(f"{new + old} predictions in {safe(out_csv)}", highlight=False)
         return
     sources = shard_of(iter_sources([str(p) for p in inputs]), (k, n))
     for pred in predictor.iter_predict(sources, top_k=top_k):
@@ -242,7 +242,7 @@ def _predictor(run: Path, tta: tuple[str, ...] = ()):
                 f"{run} has no exported model and torch is not installed: export it where training is installed "
                 f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
             ) from None
-        err.print(f"torch not installed: predicting with {onnx_path} (onnxruntime)")
+        err.print(f"torch not installed: predicting with {safe(onnx_path)} (onnxruntime)", highlight=False)
         return RuntimePredictor.load(onnx_path, tta=tta)
     return api.Classifier.load(run).predictor(tta)
 
@@ -301,14 +301,25 @@ def serve(
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
     queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),
     threads: Optional[int] = typer.Option(None, help="Model threads. Default: all cores."),
+    token: Optional[str] = typer.Option(
+        None, help="Token every client must send (default: HEADSTART_SERVE_TOKEN; off loopback one is generated and printed)."
+    ),
+    no_token: bool = typer.Option(False, "--no-token", help="Off loopback, serve without a token: anyone who can reach it may use it."),
+    allow_host: list[str] = typer.Option(
+        [], "--allow-host", help="A Host name clients may use besides loopback and --host (repeat; '*': any)."
+    ),
 ) -> None:
     """A prediction server with a web page at / (FastAPI + uvicorn)."""
     try:
         from headstart.serve import ServeConfig, run_server
     except ModuleNotFoundError as exc:
         raise MissingExtraError(f"Serving needs {exc.name}: pip install 'headstart[serve]'.") from None
-    cfg = ServeConfig(max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads)
-    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err)
+    if token is not None and no_token:
+        raise ConfigError("--token and --no-token contradict each other; give one.")
+    cfg = ServeConfig(
+        max_batch=max_batch, max_wait_ms=max_wait_ms, queue_size=queue_size, threads=threads, token=token, allow_hosts=tuple(allow_host)
+    )
+    run_server(run, host=host, port=port, backend=backend, config=cfg, console=err, no_token=no_token)
 
 
 @app.command()
@@ -325,7 +336,7 @@ def demo(
     if out_dir is not None:
         refuse_inside_data(out_dir, data, default=default_run_dir("demo"))
     out_dir = out_dir or default_outside(default_run_dir("demo"), data)
-    err.print(f"Demo: {data} (public-domain OpenClipart drawings, see LICENSE.md there)")
+    err.print(f"Demo: {safe(data)} (public-domain OpenClipart drawings, see LICENSE.md there)")
     clf = Classifier(console=err).fit(data, out_dir)  # every default
     from headstart.data.split import read_split
 
@@ -333,12 +344,12 @@ def demo(
     err.print("One validation image per class (not trained on):")
     for pred in clf.predict(bundled.one_per_class([(s.path, s.labels[0]) for s in val], clf.classes), top_k=2):
         truth = Path(pred.source).parent.name
-        err.print(f"  true {truth:<15} predicted " + ", ".join(f"{n} {p:.2f}" for n, p in pred.top))
+        err.print(f"  true {safe(truth):<15} predicted " + ", ".join(f"{safe(n)} {p:.2f}" for n, p in pred.top), highlight=False)
     metrics = clf.metrics["val"]
     report = clf.run_dir / "report.html"
     opened = (report.is_file() and _open_in_browser(report)) if open_report else None
     for line in bundled.summary(metrics.accuracy, metrics.count, report if report.is_file() else None, opened):
-        err.print(escape(line), highlight=False)
+        err.print(safe(line), highlight=False)
 
 
 def _open_in_browser(page: Path) -> bool:
@@ -388,7 +399,7 @@ def lr_find(
     model, cfg = build_config(ModelConfig, options), build_config(TrainConfig, options)
     finding = Classifier(model=model, train_config=cfg, image_size=image_size, cache=cache, console=err).lr_find(data, out_dir)
     out.print(f"{finding.suggestion:.3g}")
-    err.print(f"Next: headstart train {data} --lr {finding.suggestion:.2g}   (or --lr auto)")
+    err.print(f"Next: headstart train {safe(data)} --lr {finding.suggestion:.2g}   (or --lr auto)")
 
 
 @app.command()
@@ -431,34 +442,35 @@ def doctor(
         from headstart.label_issues import CSV_NAME, print_top
 
         print_top(diagnosis.label_issues, out)
-        out.print(f"Label issues to review: [bold]{folder / CSV_NAME}[/] (then: headstart train DATA --exclude {folder / CSV_NAME})")
-    out.print(f"Details in [bold]{folder / 'doctor.html'}[/] and {folder / 'doctor.json'}")
-
-
-CACHE_PARTS = {"images": "decoded images", "features": "frozen-base features"}
+        out.print(
+            f"Label issues to review: [bold]{safe(folder / CSV_NAME)}[/] (then: headstart train DATA --exclude {safe(folder / CSV_NAME)})"
+        )
+    out.print(f"Details in [bold]{safe(folder / 'doctor.html')}[/] and {safe(folder / 'doctor.json')}")
 
 
 @cache_app.command("clear")
 def cache_clear() -> None:
-    """Delete headstart's caches (decoded images and frozen-base features)."""
-    from headstart.data.store import cache_root, clear_folder
+    """Delete headstart's caches (decoded images and frozen-base features): only the entries
+    headstart wrote; a folder that is not a headstart cache is refused, nothing deleted."""
+    from headstart.cache import cache_root, clear_cache
 
-    for part in CACHE_PARTS:
-        folder = cache_root() / part
-        size = clear_folder(folder)
-        err.print(f"Removed {folder} ({size / 1e6:.1f} MB)")
+    done = clear_cache()
+    for part, size in done.removed_bytes.items():
+        err.print(f"Removed {safe(cache_root() / part)} ({size / 1e6:.1f} MB)", highlight=False)
+    if done.left:
+        err.print(f"Left {len(done.left)} files headstart did not write, e.g. {safe(done.left[0])}", highlight=False)
 
 
 @cache_app.command("info")
 def cache_info() -> None:
     """Where the caches are and how big."""
-    from headstart.data.store import cache_root
+    from headstart.cache import PARTS, cache_root
 
-    for part, what in CACHE_PARTS.items():
+    for part, what in PARTS.items():
         folder = cache_root() / part
         files = [f for f in folder.glob("*.npy")] if folder.exists() else []
         size = sum(f.stat().st_size for f in files)
-        out.print(f"{folder}: {len(files)} {what} entries, {size / 1e6:.1f} MB")
+        out.print(f"{safe(folder)}: {len(files)} {what} entries, {size / 1e6:.1f} MB", highlight=False)
     out.print("HEADSTART_CACHE_DIR overrides the location; 'headstart cache clear' empties it.")
 
 
@@ -502,7 +514,7 @@ def main() -> None:
         known = exc if isinstance(exc, HeadstartError) else (disk_full(exc) or unwritable(exc))  # other OSErrors keep their traceback
         if known is None:
             raise
-        err.print(f"[red]error:[/]{_rank_prefix()} {escape(str(known))}", highlight=False, soft_wrap=True)  # '[train]' is not markup
+        err.print(f"[red]error:[/]{_rank_prefix()} {safe(known)}", highlight=False, soft_wrap=True)  # '[train]' is not markup
         sys.exit(2)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
@@ -514,14 +526,14 @@ def main() -> None:
             raise
         ctx = getattr(exc, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        err.print(f"[red]error:[/] {escape(message())}{escape(where)}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {safe(message())}{safe(where)}", highlight=False, soft_wrap=True)
         sys.exit(getattr(exc, "exit_code", 2))
     except (MemoryError, RuntimeError) as exc:
         if not is_out_of_memory(exc):
             raise
         from headstart.machine import memory_limit
 
-        err.print(f"[red]error:[/]{_rank_prefix()} {escape(out_of_memory(None, memory_limit(), hint))}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/]{_rank_prefix()} {safe(out_of_memory(None, memory_limit(), hint))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 

@@ -4,13 +4,24 @@ Every file headstart writes for a user (run folder, exports, reports, caches' in
 goes through ``atomic_write`` or ``atomic_target``: the bytes land in a hidden temporary
 file beside the target, which is renamed over it only once complete. A crash, a kill or a
 full disk leaves the old file (or none), never a truncated one.
+
+Temporary files are created exclusively (``create_exclusive``: O_CREAT | O_EXCL |
+O_NOFOLLOW) under a name that holds the process id and a random part: a file or symlink
+planted at a predictable name is never followed, truncated or overwritten; the writer
+picks another name instead. Files only ever read from a user's data go through
+``open_regular``: regular files only (a FIFO, a device or a socket is refused before a
+byte is read, so nothing blocks), at most ``MAX_FILE_BYTES``, hashed in chunks
+(``file_digest``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import secrets
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,8 +77,107 @@ def safe_name(path: str | os.PathLike) -> str:
     return re.sub(r"[^\w.-]+", "_", Path(path).resolve().stem)
 
 
-# A temporary file of ours: "<stem>.<pid>.tmp" with an optional suffix after it.
-_TEMPORARY = re.compile(r"\.(\d+)\.tmp(\.[^.]+)?$")
+# A temporary file of ours: "<stem>.<pid>[.<random>].tmp" with an optional suffix after it.
+_TEMPORARY = re.compile(r"\.(\d+)(?:\.[0-9a-f]{8})?\.tmp(\.[^.]+)?$")
+
+# No image (or CSV) headstart reads is larger: an uncompressed 179 MP RGBA TIFF, Pillow's
+# decompression-bomb limit, is 716 MB. Checked from fstat before a byte is read.
+MAX_FILE_BYTES = 1 << 30
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class NotRegularFile(OSError):
+    """A path that is not a regular file (FIFO, device, socket, folder) or is over the size cap."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "a socket" if stat.S_ISSOCK(mode) else "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES):
+    """Open ``path`` for reading in binary mode if it is a regular file of at most
+    ``max_bytes``; else ``NotRegularFile``. The open itself cannot block (O_NONBLOCK: a
+    FIFO with no writer returns at once and is then refused by its fstat); symlinks are
+    followed to a regular file only.
+
+    Example:
+        >>> with open_regular("cat.png") as handle:             # doctest: +SKIP
+        ...     head = handle.read(16)
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC | _BINARY)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotRegularFile(f"{os.fspath(path)} is {_kind(info.st_mode)}, not a regular file; only regular files are read")
+        if info.st_size > max_bytes:
+            raise NotRegularFile(f"{os.fspath(path)} is {info.st_size:,} bytes, over the {max_bytes:,}-byte limit for one file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def is_regular(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is (or links to) a regular file; never opens it."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def file_digest(path: str | os.PathLike, digest_size: int = 16, chunk: int = 1 << 20) -> str:
+    """blake2b of a regular file's bytes, read ``chunk`` bytes at a time (memory stays at
+    one chunk whatever the file's size).
+
+    Example:
+        >>> file_digest("cat.png")                               # doctest: +SKIP
+        '5d41402abc4b2a76b9719d911017c592'
+    """
+    digest = hashlib.blake2b(digest_size=digest_size)
+    with open_regular(path) as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def create_exclusive(path: str | os.PathLike, mode: int = 0o666) -> int:
+    """Create ``path`` for reading and writing, exclusively: an existing file or symlink there is an
+    error (FileExistsError), never followed or truncated. ``mode`` is masked by the umask
+    (0o600: only the owner can read). Returns the file descriptor.
+
+    Example:
+        >>> fd = create_exclusive("cache/.entry.1234.tmp", 0o600)   # doctest: +SKIP
+    """
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY, mode)
+
+
+def temporary_name(path: Path, suffix: str = "") -> Path:
+    """A fresh temporary name beside ``path``: hidden, with this process's id (for
+    ``sweep_orphans``) and a random part (not guessable in advance), then ``suffix``
+    (for writers that go by the extension)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp{suffix}")
+
+
+def create_temporary(path: str | os.PathLike, mode: int = 0o666, suffix: str = "", attempts: int = 8) -> tuple[Path, int]:
+    """An exclusively created temporary file beside ``path``: (its path, an open fd).
+
+    Example:
+        >>> tmp, fd = create_temporary("cache/images/0123.npy", 0o600)   # doctest: +SKIP
+    """
+    for _ in range(attempts):
+        tmp = temporary_name(Path(path), suffix)
+        try:
+            return tmp, create_exclusive(tmp, mode)
+        except FileExistsError:
+            continue  # planted, or an unlucky draw: another name
+    raise FileExistsError(f"cannot create a temporary file beside {path}: every name tried exists")
 
 
 def sweep_orphans(folder: str | os.PathLike) -> list[Path]:
@@ -103,10 +213,6 @@ def lock_exclusively(fd: int) -> bool:
     return True
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 # Below this many free bytes a failed write is put down to the full disk, whichever library
 # failed: torch.save raises RuntimeError ("unexpected pos"), numpy an OSError without errno
 # ("N requested and M written"), safetensors a SafetensorError quoting the OS's message.
@@ -126,17 +232,19 @@ def out_of_space(exc: BaseException, folder: Path) -> bool:
 
 
 @contextmanager
-def atomic_target(path: str | os.PathLike, then: str = "run the command again") -> Iterator[Path]:
+def atomic_target(path: str | os.PathLike, then: str = "run the command again", mode: int = 0o666) -> Iterator[Path]:
     """A temporary path to write ``path``'s content to; renamed over ``path`` on success,
     removed on any failure. A failure on a full disk becomes a DiskFullError naming
-    ``path`` and saying what to do ``then``.
+    ``path`` and saying what to do ``then``. The temporary file exists (created
+    exclusively, ``mode`` masked by the umask) before the writer opens it by name.
 
     Example:
         >>> with atomic_target("model.onnx") as tmp:            # doctest: +SKIP
         ...     torch.onnx.export(net, x, tmp)
     """
     path = Path(path)
-    tmp = _temporary(path)
+    tmp, fd = create_temporary(path, mode)
+    os.close(fd)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -148,10 +256,7 @@ def atomic_target(path: str | os.PathLike, then: str = "run the command again") 
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, data: str | bytes, then: str = "run the command again") -> None:
-    """Write ``data`` (text as UTF-8) to ``path`` atomically (``then``: see ``atomic_target``)."""
-    with atomic_target(path, then) as tmp:
-        if isinstance(data, str):
-            tmp.write_text(data, encoding="utf-8")
-        else:
-            tmp.write_bytes(data)
+def atomic_write(path: str | os.PathLike, data: str | bytes, then: str = "run the command again", mode: int = 0o666) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` atomically (``then``, ``mode``: see ``atomic_target``)."""
+    with atomic_target(path, then, mode) as tmp, open(tmp, "r+b") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)

@@ -12,6 +12,21 @@ Pipeline for every image, everywhere:
     -> float32 in [0, 1] -> (x - mean) / std -> CHW
 ``square`` is ``expand(stored(...))``, and the store's rows are expanded by the same
 function when read, so training, evaluation, prediction and exports see identical pixels.
+
+Decoders: every reader of an image (training's store, prediction, the doctor, the report's
+data section, the planner, the server) opens it with ``open_image``: a path must be a
+regular file (FIFOs, devices and sockets are refused before a byte is read, see
+``headstart.files.open_regular``), and Pillow may only try ``IMAGE_FORMATS`` (its plugin for
+the file's extension first), so content of another kind (EPS, which runs Ghostscript; PDF,
+PSD, ...) is never handed to its decoder, whatever the file is called. Bytes without a name
+(uploads, future parquet or tar shards) get the same pinned list. A PNG saved as .jpg still
+decodes (the doctor reports the mismatch).
+
+Decompression bombs: Pillow's limits hold everywhere: over 89.5 MP an image is decoded
+with a warning, over 179 MP (``Image.MAX_IMAGE_PIXELS`` x 2) it is refused from its header
+(skipped and listed, never decoded). Per batch, images over ``HUGE_PIXELS`` (16 MP) decode
+together only while their pixels fit half the available memory; the server caps 40 MP per
+image and 64 MP per request (``headstart.serve.config``).
 """
 
 from __future__ import annotations
@@ -23,18 +38,73 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from headstart.files import open_regular
 from headstart.machine import available_memory
 
 ImageSource = Union[str, os.PathLike, bytes, BinaryIO, Image.Image]
 
 # Extensions treated as images when scanning folders; anything else is ignored and counted.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"})
+
+# The only Pillow decoders headstart runs, and the one each extension names first.
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")
+EXTENSION_FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".gif": "GIF",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".ppm": "PPM",
+    ".pgm": "PPM",
+    ".pbm": "PPM",
+}
+
+
+def formats_for(name: str | os.PathLike | None) -> tuple[str, ...]:
+    """The Pillow formats tried for a file called ``name`` (None: bytes without a name):
+    its extension's first, then the rest of ``IMAGE_FORMATS``, never another plugin.
+
+    Example:
+        >>> formats_for("cat.png")[:2]
+        ('PNG', 'JPEG')
+    """
+    first = EXTENSION_FORMATS.get(os.path.splitext(os.fspath(name))[1].lower()) if name is not None else None
+    return IMAGE_FORMATS if first is None else (first, *(f for f in IMAGE_FORMATS if f != first))
+
+
+def open_image(source: ImageSource) -> Image.Image:
+    """Open an image with only its header read, through the pinned decoders (module docstring):
+    a path must be a regular file (else ``headstart.files.NotRegularFile``, an OSError), a
+    Pillow image is returned as it is. The file is closed once the pixels are loaded, or
+    when the image is closed (``with open_image(p) as im``).
+
+    Example:
+        >>> with open_image("cat.jpg") as image:                 # doctest: +SKIP
+        ...     image.size
+    """
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, bytes):
+        return Image.open(io.BytesIO(source), formats=IMAGE_FORMATS)
+    if not isinstance(source, (str, os.PathLike)):
+        return Image.open(source, formats=IMAGE_FORMATS)
+    handle = open_regular(source)
+    try:
+        image = Image.open(handle, formats=formats_for(source))
+    except BaseException:
+        handle.close()
+        raise
+    image._exclusive_fp = True  # ours: Pillow closes it after load() or close(), as when it opens a path itself
+    return image
+
 
 _INTERPOLATION = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -101,7 +171,7 @@ class Preprocess:
     def stored(self, source: ImageSource) -> np.ndarray:
         """Decode to the compact square the store keeps: (s, s, C) uint8, s = min(shorter
         side, resize_size), C = 1 for a grey image (R = G = B everywhere), else 3."""
-        image = _open(source)  # the header only: the size is known before any pixel is decoded
+        image = open_image(source)  # the header only: the size is known before any pixel is decoded
         with _HUGE.hold(image.width * image.height):
             return compact_square(_to_rgb_pixels(image, self.resize_size, ours=image is not source), self.resize_size, self.interpolation)
 
@@ -125,23 +195,13 @@ class Preprocess:
         return self.normalize(self.square(source))
 
 
-def _open(source: ImageSource) -> Image.Image:
-    if isinstance(source, Image.Image):
-        return source
-    if isinstance(source, bytes):
-        return Image.open(io.BytesIO(source))
-    if isinstance(source, (str, os.PathLike)):
-        return Image.open(Path(source))
-    return Image.open(source)
-
-
 def load_rgb(source: ImageSource, min_side: int | None = None) -> Image.Image:
     """Decode any image to 8-bit RGB: EXIF orientation applied, alpha composited on white.
 
     ``min_side`` lets the JPEG decoder downscale while decoding (``Image.draft``), never
     below that shorter side; every code path passes the same value so results match.
     """
-    image = _open(source)
+    image = open_image(source)
     return _to_rgb_pixels(image, min_side, ours=image is not source)
 
 

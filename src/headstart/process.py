@@ -88,8 +88,28 @@ def thread_policy() -> str | None:
     return "PASSIVE"
 
 
+# After a SIGTERM the process unwinds (temporary files removed, writers closed); a thread
+# blocked in a system call (a read from a hung network disk) would hold that unwinding up
+# forever, as a FIFO once held `predict` for 563 s. It gets this long, then the process ends.
+TERM_GRACE_S = 5.0
+
+
+_deadline: list[threading.Timer] = []  # armed by a SIGTERM; disarmed once the unwinding leaves the guard
+
+
 def _terminated(signum: int, _frame: object) -> None:
+    deadline = threading.Timer(TERM_GRACE_S, os._exit, args=(128 + signum,))
+    deadline.daemon = True
+    deadline.start()
+    _deadline.append(deadline)
     raise SystemExit(128 + signum)
+
+
+def _disarm() -> None:
+    """The unwinding got out of the guarded block (every pool in it joined): no forced exit.
+    A host that catches the SystemExit (a test) then goes on."""
+    while _deadline:
+        _deadline.pop().cancel()
 
 
 @contextmanager
@@ -103,6 +123,7 @@ def sigterm_unwinds() -> Iterator[bool]:
     try:
         yield True
     finally:
+        _disarm()
         if signal.getsignal(signal.SIGTERM) is _terminated:  # the block may have installed its own: leave that
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from headstart.text import shown as shown_text  # descriptions are markup: user text escaped
+
 EVERY = 15.0  # seconds between plain progress lines in a log
 T = TypeVar("T")
 
@@ -41,7 +43,7 @@ class PlainLines:
     """Progress as a plain line every ``every`` seconds (for logs and pipes)."""
 
     def __init__(self, what: str, total: int, console: Console, every: float = EVERY) -> None:
-        self.what, self.total, self.console, self.every = what, total, console, every
+        self.what, self.total, self.console, self.every = shown_text(what), total, console, every
         self.done = 0
         self.start = self.last = time.monotonic()
         self.wrote = False
@@ -89,7 +91,7 @@ def track(
         return
     if out.is_terminal:
         with bar(out) as shown:
-            task = shown.add_task(what, total=total)
+            task = shown.add_task(shown_text(what), total=total)  # a description is markup
             yield lambda n=1: shown.advance(task, n)
         return
     plain = PlainLines(what, total, out, every)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 
-from PIL import Image
+from headstart.preprocess import open_image
 
 
 def thumbnail_uri(path: str, side: int = 72) -> str:
@@ -16,7 +16,7 @@ def thumbnail_uri(path: str, side: int = 72) -> str:
         ''
     """
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:  # regular files only, pinned decoders
             image.thumbnail((side, side))
             buffer = io.BytesIO()
             image.convert("RGBA").save(buffer, "PNG")

@@ -15,6 +15,7 @@ store, where unreadable files are skipped and listed).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from headstart.errors import DataError
+from headstart.files import is_regular, open_regular
 from headstart.preprocess import IMAGE_EXTENSIONS
 
 LAYOUT_HELP = (
@@ -84,42 +86,96 @@ def is_image_file(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def walk_files(folder: Path) -> Iterator[tuple[str, bool]]:
-    """(path, is an image) for every file below ``folder``, one at a time, in sorted order
-    (hidden entries skipped): the one folder walk, for indexing and for prediction alike."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in sorted(filenames):
-            if not name.startswith("."):
-                yield os.path.join(dirpath, name), is_image_file(name)
+# Why a file found by the walk is not read (a Skipped reason); "" when it is read.
+NOT_REGULAR = "not a regular file (a FIFO, device or socket): never read"
+OUTSIDE = "a symlink leading outside the data folder: not read (copy the file in, or list it in a CSV)"
 
 
-def walk_images(folder: Path) -> tuple[list[str], int]:
-    """All image files below ``folder`` (sorted, hidden entries skipped) and the non-image count."""
+def _problem(entry: os.DirEntry, root: str) -> str:
+    """Why ``entry`` (a non-folder) is not to be read, or "": only regular files are, and a
+    symlink only when its target lies inside ``root``."""
+    try:
+        if not entry.is_file():  # follows a symlink: a FIFO, device, socket, or a link to one (or to nothing)
+            return NOT_REGULAR
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            if os.path.commonpath([target, root]) != root:
+                return OUTSIDE
+    except (OSError, ValueError):
+        return NOT_REGULAR
+    return ""
+
+
+def walk_files(folder: Path, within: Path | None = None) -> Iterator[tuple[str, bool, str]]:
+    """(path, is an image, why it is not read or "") for every file below ``folder``, one
+    at a time, in sorted order (hidden entries skipped): the one folder walk, for indexing
+    and for prediction alike. Iterative, so a tree 1,100 folders deep is no RecursionError;
+    symlinked folders below ``folder`` are not followed; a symlinked file is read only when
+    its target lies inside ``within`` (default ``folder``).
+
+    Example:
+        >>> [p for p, image, problem in walk_files(Path("pets")) if image and not problem]   # doctest: +SKIP
+    """
+    root = os.path.realpath(within or folder)
+    pending = [os.fspath(folder)]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as listing:
+                entries = sorted((e for e in listing if not e.name.startswith(".")), key=lambda e: e.name)
+        except OSError:
+            continue  # unreadable folder: as os.walk, skipped
+        folders = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                folders.append(entry.path)
+            else:
+                yield entry.path, is_image_file(entry.name), _problem(entry, root)
+        pending.extend(reversed(folders))  # depth first, in sorted order
+
+
+def walk_images(folder: Path, root: Path | None = None) -> tuple[list[str], int, list[Skipped]]:
+    """All readable image files below ``folder`` (sorted, hidden entries skipped), the
+    non-image count, and the image files not read (special files, symlinks out of ``root``)."""
     found: list[str] = []
+    skipped: list[Skipped] = []
     ignored = 0
-    for path, image in walk_files(folder):
-        if image:
-            found.append(path)
-        else:
+    for path, image, problem in walk_files(folder, root):
+        if not image:
             ignored += 1
-    return found, ignored
+        elif problem:
+            skipped.append(Skipped(path, problem))
+        else:
+            found.append(path)
+    return found, ignored, skipped
 
 
-def _class_folders(root: Path) -> tuple[dict[str, list[str]], int]:
-    """{class: [files]} for DATA/<class>/**, plus the count of ignored files."""
+def _class_folders(root: Path, data: Path | None = None) -> tuple[dict[str, list[str]], int, list[Skipped]]:
+    """{class: [files]} for ROOT/<class>/**, the count of ignored files, and the image files
+    not read (symlinks judged against ``data``, the whole data folder, default ``root``)."""
     per_class: dict[str, list[str]] = {}
     ignored = 0
+    skipped: list[Skipped] = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith("."):
             continue
-        if entry.is_dir():
-            files, skipped = walk_images(Path(entry.path))
+        if entry.is_dir():  # a symlinked class folder is followed (as ever); links inside it are judged
+            files, n, unread = walk_images(Path(entry.path), data or root)
             per_class[entry.name] = files
-            ignored += skipped
+            ignored += n
+            skipped += unread
         else:
             ignored += 1  # a loose file at the top has no class
-    return per_class, ignored
+    return per_class, ignored, skipped
+
+
+def _walk_notes(skipped: list[Skipped]) -> list[str]:
+    """One note per kind of file the walk did not read, counted and named."""
+    notes = []
+    for reason, what in ((OUTSIDE, "symlinks leading outside the data folder"), (NOT_REGULAR, "special files (FIFO, device, socket)")):
+        paths = [s.path for s in skipped if s.reason == reason]
+        if paths:
+            notes.append(f"{len(paths)} {what} not read, e.g. {paths[0]} (listed in skipped.csv)")
+    return notes
 
 
 def _check_classes(root: Path, per_class: dict[str, list[str]]) -> None:
@@ -151,22 +207,24 @@ def _split_dirs(root: Path) -> dict[str, Path]:
 
 
 def scan_folders(root: Path) -> DataIndex:
-    per_class, ignored = _class_folders(root)
+    per_class, ignored, skipped = _class_folders(root)
     _check_classes(root, per_class)
     classes = sorted(per_class)
     samples = [Sample(p, label) for i, c in enumerate(classes) for label in [(i,)] for p in per_class[c]]
-    return DataIndex(root, "folders", classes, False, {"all": samples}, ignored=ignored)
+    return DataIndex(root, "folders", classes, False, {"all": samples}, ignored=ignored, skipped=skipped, notes=_walk_notes(skipped))
 
 
 def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
     per_split: dict[str, dict[str, list[str]]] = {}
     ignored = 0
+    skipped: list[Skipped] = []
     for split, folder in dirs.items():
-        per_split[split], n = _class_folders(folder)
+        per_split[split], n, unread = _class_folders(folder, root)
         ignored += n
+        skipped += unread
     _check_classes(dirs["train"], per_split["train"])
     classes = sorted(per_split["train"])
-    notes = [] if "val" in per_split else ["no val/ folder: the validation split is taken from train/"]
+    notes = _walk_notes(skipped) + ([] if "val" in per_split else ["no val/ folder: the validation split is taken from train/"])
     for split in ("val", "test"):
         if split not in per_split:
             continue
@@ -180,15 +238,15 @@ def scan_splits(root: Path, dirs: dict[str, Path]) -> DataIndex:
         if missing:
             notes.append(f"{split} split has no images for classes {missing}")
     samples = {split: [Sample(p, (classes.index(c),)) for c in sorted(pc) for p in pc[c]] for split, pc in per_split.items()}
-    return DataIndex(root, "splits", classes, False, samples, ignored=ignored, notes=notes)
+    return DataIndex(root, "splits", classes, False, samples, ignored=ignored, skipped=skipped, notes=notes)
 
 
 def scan_csv(path: Path) -> DataIndex:
     base = path.parent
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")
+        handle = io.TextIOWrapper(open_regular(path), newline="", encoding="utf-8-sig")  # regular files only, size-capped
     except OSError as exc:
-        raise DataError(f"Cannot read CSV {path}: {exc.strerror}.") from exc
+        raise DataError(f"Cannot read CSV {path}: {exc.strerror or exc}.") from exc
     with handle:
         # csv.reader and column positions, not DictReader: a dict per row was a third of
         # the time on a million rows. Paths are joined and normalised, not resolve()d
@@ -221,8 +279,8 @@ def scan_csv(path: Path) -> DataIndex:
             if not names and not multilabel:
                 raise DataError(f"CSV {path} line {line}: empty label for {rel}.")
             full = os.path.normpath(rel if os.path.isabs(rel) else os.path.join(base_dir, rel))
-            if not os.path.isfile(full):
-                skipped.append(Skipped(full, "listed in the CSV but not found"))
+            if not is_regular(full):
+                skipped.append(Skipped(full, NOT_REGULAR if os.path.exists(full) else "listed in the CSV but not found"))
                 continue
             rows.append((full, interned.setdefault(names, names)))
     if not rows:
@@ -250,6 +308,8 @@ def scan(data: str | os.PathLike) -> DataIndex:
         if root.suffix.lower() != ".csv":
             raise DataError(f"{root} is a file but not a .csv. {LAYOUT_HELP}")
         return scan_csv(root.resolve())
+    if not root.is_dir():
+        raise DataError(f"{root} is not a regular file or a folder (a FIFO, a device?): never read. {LAYOUT_HELP}")
     root = root.resolve()
     dirs = _split_dirs(root)
     return scan_splits(root, dirs) if dirs else scan_folders(root)
@@ -310,6 +370,8 @@ def image_sizes(paths: list[str], limit: int = SIZE_SAMPLE) -> ImageSizes:
 
     from PIL import Image
 
+    from headstart.preprocess import open_image
+
     step = max(1, -(-len(paths) // limit))
     chosen = paths[::step]
     short: list[int] = []
@@ -317,7 +379,7 @@ def image_sizes(paths: list[str], limit: int = SIZE_SAMPLE) -> ImageSizes:
         try:
             with warnings.catch_warnings():  # huge images are sizes like any other here
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(path) as im:  # the header only: no pixels decoded
+                with open_image(path) as im:  # the header only: no pixels decoded
                     short.append(min(im.size))  # EXIF rotation swaps the sides, never changes the shorter one
         except Exception:  # unreadable files are skipped and listed by the store
             continue

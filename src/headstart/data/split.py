@@ -2,12 +2,18 @@
 
 The split file (``split.csv``: split, path, labels) makes evaluation reproducible and lets
 ``--resume`` and ``evaluate`` use the very same images without re-deriving anything.
+
+``labels`` holds the image's class names joined by ';'. A row whose names could not be
+told apart that way (a class folder called ``cat;dog``, or a name starting with ``[``) holds
+them as a JSON list instead (``["cat;dog"]``); files written before, which never hold
+such a list, read as they always did.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -41,13 +47,38 @@ def stratified_split(samples: list[Sample], val_fraction: float, seed: int) -> d
     return {"train": train, "val": val}
 
 
+def labels_cell(names: list[str]) -> str:
+    """The ``labels`` cell for ``names``: ';'-joined, or a JSON list when a name holds a ';'
+    or starts with '[' (a JSON list is told apart by its first character).
+
+    Example:
+        >>> labels_cell(["cat", "dog"]), labels_cell(["cat;dog"])
+        ('cat;dog', '["cat;dog"]')
+    """
+    if any(";" in n or n.startswith("[") for n in names):
+        return json.dumps(names, ensure_ascii=False)
+    return ";".join(names)
+
+
+def label_names(text: str) -> list[str]:
+    """``labels_cell`` read back (and the ';'-joined cells every release wrote)."""
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
+    return [n for n in text.split(";") if n]
+
+
 def write_split(path: Path, index: DataIndex) -> None:
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerow(["split", "path", "labels"])
     for split, samples in index.samples.items():
         for s in samples:
-            writer.writerow([split, s.path, ";".join(index.classes[i] for i in s.labels)])
+            writer.writerow([split, s.path, labels_cell([index.classes[i] for i in s.labels])])
     atomic_write(path, text.getvalue().encode("utf-8"))
 
 
@@ -58,7 +89,7 @@ def read_split(path: Path, classes: list[str]) -> dict[str, list[Sample]]:
     out: dict[str, list[Sample]] = defaultdict(list)
     with path.open(newline="", encoding="utf-8") as handle:
         for row in csv.DictReader(handle):
-            names = [n for n in row["labels"].split(";") if n]
+            names = label_names(row["labels"])
             try:
                 labels = tuple(position[n] for n in names)
             except KeyError as exc:

@@ -12,7 +12,10 @@ interpolation, every file's path, size and modification time): a changed, added 
 removed file gives a new key. Files are written under a temporary name and renamed, so
 two runs sharing the cache never see a half-written store; the user's folder is only read.
 Each row's CRC-32 is kept beside the store and checked when it is read back (about 0.1 s
-per GB), so a damaged file is rebuilt rather than trained on.
+per GB), so a damaged file is rebuilt rather than trained on. The CRC detects damage only:
+integrity against other users comes from the cache's owner and mode checks
+(``headstart.cache``: folders 0700, entries 0600, anything another user owns or could
+write refused with one line), and temporary files are created exclusively.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from headstart.errors import CacheError
-from headstart.files import sweep_orphans
+from headstart.cache import GO_ON, UnsafeCache, cache_folder, cache_root, check_entry
+from headstart.files import create_temporary, sweep_orphans
 from headstart.machine import cpu_count
 from headstart.preprocess import Preprocess
 from headstart.progress import track
@@ -42,47 +44,6 @@ STORE_VERSION = 3  # 3: compact rows (min(native, resize_size) px, grey in one c
 # Images decoded per write: bounds the memory a decode holds (<= 256 x R x R x 3 bytes,
 # 50 MB at R = 256) whatever the number of files.
 _CHUNK = 256
-
-
-def cache_root() -> Path:
-    """``HEADSTART_CACHE_DIR`` when set, else the user's cache folder."""
-    if os.environ.get("HEADSTART_CACHE_DIR"):
-        return Path(os.environ["HEADSTART_CACHE_DIR"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "headstart"
-
-
-def clear_folder(folder: Path, attempts: int = 5) -> int:
-    """Delete a cache folder (``cache_root() / "images"``...) and return the bytes it held.
-
-    Other runs may be writing entries into it, or clearing it, at the same time: a file that
-    vanishes meanwhile is fine (counted as gone), and when a run adds an entry while the
-    folder is being removed, removal starts again, up to ``attempts`` times. A run still
-    writing keeps what it holds open (on POSIX an unlinked file lives on for its readers)
-    and fails only its cache write, which it survives; nothing is truncated in place.
-
-    Example:
-        >>> clear_folder(cache_root() / "images")   # doctest: +SKIP
-        1250000
-    """
-    size, problems = 0, []
-
-    def keep(_function, _path, exc_info) -> None:
-        if not isinstance(exc_info[1], FileNotFoundError):  # already gone: what we wanted
-            problems.append(exc_info[1])
-
-    for _ in range(attempts):
-        for path in folder.rglob("*") if folder.exists() else ():
-            try:
-                size += path.stat().st_size if path.is_file() else 0
-            except FileNotFoundError:
-                pass  # renamed or removed meanwhile by another run
-        problems.clear()
-        shutil.rmtree(folder, onerror=keep)
-        if not folder.exists():
-            return size
-    reason = next((str(p) for p in problems if not (isinstance(p, OSError) and p.errno == errno.ENOTEMPTY)), "files keep appearing in it")
-    raise CacheError(f"cannot remove {folder}: {reason}. Stop the runs using the cache (or fix its permissions) and clear it again.")
 
 
 class Squares:
@@ -256,13 +217,13 @@ def _npy_header(length: int) -> bytes:
     return buffer.getvalue()
 
 
-def _decode_to_file(tmp: Path, paths: list[str], preprocess: Preprocess, show: bool | None) -> tuple[_Decoded, np.ndarray]:
+def _decode_to_file(fd: int, paths: list[str], preprocess: Preprocess, show: bool | None) -> tuple[_Decoded, np.ndarray]:
     """Write the store as a (total,) uint8 .npy: a placeholder header, the rows appended
     chunk by chunk (memory bounded by a chunk), then the real header once the length is known.
     Returns the rows too, (total,) memory-mapped through the open file: valid even if the
     file's name is gone by then (a ``cache clear`` meanwhile), as an unlinked file lives on."""
     header = len(_npy_header(0))
-    with open(tmp, "w+b") as handle:
+    with os.fdopen(fd, "w+b") as handle:  # created exclusively by the caller (``create_temporary``)
         handle.write(b"\0" * header)
 
         def write(rows: list[np.ndarray]) -> None:
@@ -295,22 +256,49 @@ def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, sho
         data = np.concatenate(chunks) if chunks else np.zeros(0, np.uint8)
         return DecodedImages(Squares(data, np.array(decoded.sides), np.array(decoded.channels), preprocess), decoded.failed, cached=False)
 
-    folder = cache_root() / "images"
+    try:
+        folder = cache_folder("images")
+    except (UnsafeCache, OSError) as exc:
+        if isinstance(exc, UnsafeCache):
+            print(f"headstart: {exc}; {GO_ON}.", file=sys.stderr)
+        else:
+            print(f"headstart: cannot write the image cache in {cache_root()} ({exc.strerror}); {GO_ON}.", file=sys.stderr)
+        return decode_all(paths, preprocess, cache=False, show=show)
     key = _key(paths, preprocess)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    if npy.exists() and meta.exists():
-        found = _load_cached(npy, meta, len(paths), preprocess)
-        if found is not None:
-            return found
-        print(f"headstart: cache entry {npy} is unreadable or stale; rebuilding it.", file=sys.stderr)
-    tmp = folder / f"{key}.{os.getpid()}.tmp.npy"
-    meta_tmp = meta.with_suffix(f".{os.getpid()}.tmp")
+    found = _read_entry(npy, meta, len(paths), preprocess)
+    if found is not None:
+        return found
+    return _write_entry(folder, npy, meta, paths, preprocess, show)
+
+
+def _read_entry(npy: Path, meta: Path, count: int, preprocess: Preprocess) -> DecodedImages | None:
+    """The cached entry if present, the user's own and intact; else None (told when refused or damaged)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        check_entry(npy)
+        check_entry(meta)
+    except FileNotFoundError:
+        return None
+    except (UnsafeCache, OSError) as exc:
+        print(
+            f"headstart: {exc if isinstance(exc, UnsafeCache) else f'cache entry {npy}: {exc.strerror}'}; rebuilding it.", file=sys.stderr
+        )
+        return None
+    found = _load_cached(npy, meta, count, preprocess)
+    if found is None:
+        print(f"headstart: cache entry {npy} is unreadable or stale; rebuilding it.", file=sys.stderr)
+    return found
+
+
+def _write_entry(folder: Path, npy: Path, meta: Path, paths: list[str], preprocess: Preprocess, show: bool | None) -> DecodedImages:
+    """Decode ``paths`` into a new entry (temporary files 0600, created exclusively, renamed into place)."""
+    tmp: Path | None = None
+    try:
         sweep_orphans(folder)  # temporary files of runs killed while writing
-        decoded, rows = _decode_to_file(tmp, paths, preprocess, show)
+        tmp, fd = create_temporary(npy, 0o600)
+        decoded, rows = _decode_to_file(fd, paths, preprocess, show)
     except OSError as exc:
-        _remove(tmp)
+        _remove(*([tmp] if tmp else []))
         print(
             f"headstart: cannot write the image cache in {folder} ({exc.strerror}); "
             "continuing without it (set HEADSTART_CACHE_DIR or use --no-cache).",
@@ -327,12 +315,15 @@ def decode_all(paths: list[str], preprocess: Preprocess, cache: bool = True, sho
         "channels": decoded.channels,
         "crc32": _row_crcs(written),
     }
+    meta_tmp: Path | None = None
     try:
-        meta_tmp.write_text(json.dumps(info))
+        meta_tmp, meta_fd = create_temporary(meta, 0o600)
+        with os.fdopen(meta_fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(info))
         os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata
         os.replace(meta_tmp, meta)
     except OSError as exc:
-        _remove(tmp, meta_tmp)
+        _remove(tmp, *([meta_tmp] if meta_tmp else []))
         why = "it was cleared meanwhile" if isinstance(exc, FileNotFoundError) else exc.strerror
         print(f"headstart: the decoded images were not kept in the cache ({why}); this run goes on with them.", file=sys.stderr)
     return DecodedImages(written, decoded.failed, cached=False)

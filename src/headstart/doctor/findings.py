@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections import Counter, defaultdict
@@ -13,6 +12,7 @@ import numpy as np
 from headstart.data.index import DataIndex
 from headstart.doctor.inspect import FileFacts, extension_format
 from headstart.doctor.similar import exact_groups, near_groups
+from headstart.files import file_digest
 
 SEVERITIES = ("error", "warning", "info")
 
@@ -158,8 +158,7 @@ def quick_duplicates(entries: list[Entry]) -> list[Finding]:
         digests = []
         for i in group:
             try:
-                with open(entries[i].path, "rb") as handle:
-                    digests.append(hashlib.blake2b(handle.read(), digest_size=16).hexdigest())
+                digests.append(file_digest(entries[i].path))  # in chunks, regular files only
             except OSError:
                 digests.append(f"unreadable-{i}")
         groups += [[group[j] for j in g] for g in exact_groups(digests)]

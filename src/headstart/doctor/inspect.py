@@ -1,10 +1,10 @@
-"""One file, read once and never written: content hash, true format, header size, mode,
-whether it decodes to the end, and a 64-bit perceptual hash (dHash) of a small thumbnail."""
+"""One file, never written: content hash (read in chunks), true format, header size, mode,
+whether it decodes to the end (a second read, from the page cache), and a 256-bit perceptual
+hash (dHash) of a small thumbnail. Only regular files are read, with the pinned decoders."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import re
 import warnings
@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from headstart.files import sniff
+from headstart.files import open_regular, sniff
+from headstart.preprocess import open_image
 
 EXTENSION_FORMAT = {
     ".jpg": "jpeg",
@@ -79,30 +80,41 @@ def dhash(image: Image.Image) -> str:
     return np.packbits(bits).tobytes().hex()
 
 
-def inspect_file(path: str, max_pixels: int) -> FileFacts:
-    """Read ``path`` once (read-only) and describe it; never raises for a bad file."""
+def _read(path: str) -> dict[str, Any] | FileFacts:
+    """Hash ``path`` in chunks and sniff its head: the facts so far, or the FileFacts of a
+    file that cannot be read (not a regular file, over the size cap...)."""
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
+        handle = open_regular(path)
     except OSError as exc:
         return FileFacts(path, 0, "", "unknown", error=f"cannot read: {exc.strerror or exc}")
-    facts: dict[str, Any] = dict(
-        path=path, bytes=len(data), sha=hashlib.blake2b(data, digest_size=16).hexdigest(), sniffed=sniff(data[:32])
-    )
-    if not data:
+    with handle:
+        digest, head, size = hashlib.blake2b(digest_size=16), b"", 0
+        while block := handle.read(1 << 20):  # chunks: memory stays at 1 MiB whatever the file
+            digest.update(block)
+            head, size = head or block[:32], size + len(block)
+    return dict(path=path, bytes=size, sha=digest.hexdigest(), sniffed=sniff(head))
+
+
+def inspect_file(path: str, max_pixels: int) -> FileFacts:
+    """Read ``path`` (read-only; a regular file only) and describe it; never raises for a bad file."""
+    facts = _read(path)
+    if isinstance(facts, FileFacts):
+        return facts
+    if not facts["bytes"]:
         return FileFacts(**facts, error="empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # DecompressionBombWarning: judged by max_pixels below
-            image = Image.open(io.BytesIO(data))
-        w, h = image.size
-        facts.update(width=w, height=h, pixels=w * h, mode=image.mode)
-        if w * h > max_pixels:  # header only: decoding it could take gigabytes
-            return FileFacts(**facts, bomb=True)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image.load()  # decodes to the end: a truncated file fails here
-            return FileFacts(**facts, dhash=dhash(image))
+            image = open_image(path)  # pinned decoders: never EPS (Ghostscript) or another plugin
+        with image:
+            w, h = image.size
+            facts.update(width=w, height=h, pixels=w * h, mode=image.mode)
+            if w * h > max_pixels:  # header only: decoding it could take gigabytes
+                return FileFacts(**facts, bomb=True)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                image.load()  # decodes to the end: a truncated file fails here
+                return FileFacts(**facts, dhash=dhash(image))
     except Image.DecompressionBombError as exc:
         match = _BOMB_PIXELS.search(str(exc))
         return FileFacts(**facts, pixels=int(match.group(1)) if match else max_pixels + 1, bomb=True)

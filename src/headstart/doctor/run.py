@@ -18,11 +18,12 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from headstart.data.index import scan
+from headstart.data.index import NOT_REGULAR, OUTSIDE, Skipped, scan
 from headstart.doctor.findings import SEVERITIES, Finding, class_name_clashes, duplicate_checks, entries_of, file_checks, imbalance
 from headstart.doctor.inspect import FileFacts, inspect_file
 from headstart.errors import ConfigError
 from headstart.files import atomic_write, safe_name
+from headstart.text import shown
 from headstart.thumbnails import thumbnail_uri
 
 if TYPE_CHECKING:
@@ -143,15 +144,7 @@ def diagnose(
         + class_name_clashes(index.classes)
         + imbalance(index)
     )
-    if index.skipped:
-        findings.append(
-            Finding(
-                "missing",
-                "warning",
-                f"{len(index.skipped)} files listed in the CSV do not exist.",
-                [{"path": s.path, "reason": s.reason} for s in index.skipped],
-            )
-        )
+    findings += _skipped_findings(index.skipped)
     found = None
     if labels is not None:
         from headstart.label_issues import find_in_data
@@ -179,6 +172,23 @@ def diagnose(
         time.perf_counter() - start,
         found,
     )
+
+
+def _skipped_findings(skipped: list[Skipped]) -> list[Finding]:
+    """The files indexing did not read: missing CSV rows, special files, symlinks out of DATA."""
+    kinds = {
+        "missing": "listed in the CSV do not exist",
+        "special": "are not regular files (FIFO, device, socket) and were never read",
+        "outside": "are symlinks leading outside the data folder and were not read",
+    }
+    findings = []
+    for check, what in kinds.items():
+        reason = {"special": NOT_REGULAR, "outside": OUTSIDE}.get(check)
+        found = [s for s in skipped if (s.reason == reason if reason else s.reason not in (NOT_REGULAR, OUTSIDE))]
+        if found:
+            rows = [{"path": s.path, "reason": s.reason} for s in found]
+            findings.append(Finding(check, "warning", f"{len(found)} files {what}.", rows))
+    return findings
 
 
 # -- output --------------------------------------------------------------------------------
@@ -219,7 +229,7 @@ def print_summary(diagnosis: Diagnosis, console: Console) -> None:
 
     d = diagnosis
     console.print(
-        f"[bold]{d.data}[/] ({d.layout}): {d.files} images in {len(d.classes)} classes"
+        f"[bold]{shown(d.data)}[/] ({d.layout}): {d.files} images in {len(d.classes)} classes"
         + (f", {d.ignored} non-image files ignored" if d.ignored else "")
         + f"; checked in {d.seconds:.1f}s ({d.files_per_second:.0f} files/s)"
     )
@@ -229,7 +239,7 @@ def print_summary(diagnosis: Diagnosis, console: Console) -> None:
     table.add_column("finding")
     colour = {"error": "red", "warning": "yellow", "info": "cyan"}
     for f in d.findings:
-        table.add_row(f"[{colour[f.severity]}]{f.severity}[/]", f.check, f.message)
+        table.add_row(f"[{colour[f.severity]}]{f.severity}[/]", shown(f.check), shown(f.message))
     if d.findings:
         console.print(table)
     else:

@@ -4,6 +4,9 @@ compute it once and train the head on the cached (N, F) tensor at memory speed.
 With the cache on, the features also persist across runs under ``<cache>/features/``,
 keyed by the base's weights, the preprocessing and the very pixels of every square, so a
 second ``train`` on the same data (another head, learning rate, epochs...) skips the base.
+The folder and its entries follow the cache's policy (``headstart.cache``: the user's
+alone, 0700 / 0600, anything else refused with one line); temporary files are created
+exclusively.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import sys
 import zlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,7 +25,7 @@ from torch import nn
 
 from headstart.allocator import keep_freed_memory
 from headstart.config import AugmentConfig
-from headstart.files import sweep_orphans
+from headstart.files import create_temporary, sweep_orphans
 from headstart.models import Network
 from headstart.models.network import to_channels_last
 from headstart.preprocess import Preprocess
@@ -118,34 +122,65 @@ def cached_features(
         >>> f = cached_features(network.backbone, images.array, rows["train"], preprocess)  # doctest: +SKIP
         >>> f.shape                                                                          # (len(rows), F)
     """
-    from headstart.data.store import cache_root
+    from headstart.cache import GO_ON, UnsafeCache, cache_folder
 
     if not cache or len(rows) == 0:
         return extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
-    folder = cache_root() / "features"
+    try:
+        folder = cache_folder("features")
+    except (UnsafeCache, OSError) as exc:
+        why = exc if isinstance(exc, UnsafeCache) else f"cannot write the feature cache ({exc.strerror})"
+        print(f"headstart: {why}; {GO_ON}.", file=sys.stderr)
+        return extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
     key = _features_key(backbone, squares, rows, preprocess, augment, seed)
     npy, meta = folder / f"{key}.npy", folder / f"{key}.json"
-    if npy.exists() or meta.exists():
-        try:
-            array = np.load(npy)
-            if json.loads(meta.read_text())["crc32"] == zlib.crc32(array) and array.shape[0] == len(rows):
-                return torch.from_numpy(array)
-            problem = "damaged"
-        except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:  # truncated, half-written or unreadable
-            problem = f"damaged ({type(exc).__name__})"
-        print(f"headstart: feature cache entry {npy} is {problem}; recomputing it.", file=sys.stderr)
+    found = _read_features(npy, meta, len(rows))
+    if found is not None:
+        return found
     features = extract_features(backbone, squares, rows, preprocess, show=show, augment=augment, seed=seed)
-    array = features.numpy()
-    tmp, meta_tmp = folder / f"{key}.{os.getpid()}.tmp.npy", folder / f"{key}.{os.getpid()}.tmp.json"
+    _write_features(folder, npy, meta, features.numpy())
+    return features
+
+
+def _read_features(npy: Path, meta: Path, count: int) -> torch.Tensor | None:
+    """The cached (count, F) features if present, the user's own and intact; else None (told why)."""
+    from headstart.cache import UnsafeCache, check_entry
+
+    if not (npy.exists() or meta.exists() or npy.is_symlink() or meta.is_symlink()):
+        return None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        check_entry(npy)
+        check_entry(meta)
+        array = np.load(npy)
+        if json.loads(meta.read_text())["crc32"] == zlib.crc32(array) and array.shape[0] == count:
+            return torch.from_numpy(array)
+        problem = "damaged"
+    except UnsafeCache as exc:
+        print(f"headstart: {exc}; recomputing it.", file=sys.stderr)
+        return None
+    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:  # truncated, half-written or unreadable
+        problem = f"damaged ({type(exc).__name__})"
+    print(f"headstart: feature cache entry {npy} is {problem}; recomputing it.", file=sys.stderr)
+    return None
+
+
+def _write_features(folder: Path, npy: Path, meta: Path, array: np.ndarray) -> None:
+    """Keep ``array`` as the entry (temporary files 0600, created exclusively, renamed into place)."""
+    made: list[Path] = []
+    try:
         sweep_orphans(folder)  # temporary files of runs killed while writing
-        np.save(tmp, array)
-        meta_tmp.write_text(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array.data)}))
+        tmp, fd = create_temporary(npy, 0o600)
+        made.append(tmp)
+        with os.fdopen(fd, "wb") as handle:
+            np.save(handle, array)
+        meta_tmp, meta_fd = create_temporary(meta, 0o600)
+        made.append(meta_tmp)
+        with os.fdopen(meta_fd, "w", encoding="utf-8") as text:
+            text.write(json.dumps({"version": FEATURES_VERSION, "shape": list(array.shape), "crc32": zlib.crc32(array.data)}))
         os.replace(tmp, npy)  # the data first: a reader trusts nothing without its matching metadata
         os.replace(meta_tmp, meta)
     except OSError as exc:
-        for leftover in (tmp, meta_tmp):
+        for leftover in made:
             try:
                 leftover.unlink(missing_ok=True)
             except OSError:
@@ -154,4 +189,3 @@ def cached_features(
             print("headstart: the frozen-base features were not kept in the cache (it was cleared meanwhile).", file=sys.stderr)
         else:
             print(f"headstart: cannot write the feature cache in {folder} ({exc.strerror}); continuing without it.", file=sys.stderr)
-    return features

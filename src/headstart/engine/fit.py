@@ -46,6 +46,7 @@ from headstart.errors import ArtifactError, ConfigError
 from headstart.files import atomic_target
 from headstart.memory_guard import is_out_of_memory
 from headstart.models import Network
+from headstart.text import shown
 
 if TYPE_CHECKING:
     from lightning.pytorch.strategies import Strategy
@@ -111,10 +112,12 @@ class ResumeHint(L.Callback):
             cause = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             # a fresh console: ranks > 0 run with a quiet one, but this line must be seen
             Console(stderr=True, soft_wrap=True).print(
-                f"[red]rank {trainer.global_rank} of {trainer.world_size} failed:[/] {cause}", highlight=False
+                f"[red]rank {trainer.global_rank} of {trainer.world_size} failed:[/] {shown(cause)}", highlight=False
             )
         if trainer.is_global_zero or trainer.world_size > 1:
-            self.console.print(f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {self.run_dir}")
+            self.console.print(
+                f"[yellow]Training stopped ({type(exc).__name__}). Continue with: headstart train --resume {shown(self.run_dir)}"
+            )
 
 
 class _Loaders(L.LightningDataModule):

@@ -6,7 +6,6 @@ Here, below both ``pipeline`` and ``label_issues``, so each imports it downwards
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
@@ -14,6 +13,7 @@ from rich.console import Console
 
 from headstart.config import TrainConfig
 from headstart.data.prepare import Prepared
+from headstart.files import atomic_target
 from headstart.models import Network
 from headstart.preprocess import Preprocess
 
@@ -67,7 +67,6 @@ class FrozenFeatures:
         if self.config.feature_views > 1:  # random training views after the evaluation view: (K * N, F)
             f_train = torch.cat([f_train] + [self.get("train", view=v) for v in range(1, self.config.feature_views)])
         if path is not None:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"train": f_train, "val": f_val}, tmp)
-            os.replace(tmp, path)
+            with atomic_target(path) as tmp:  # created exclusively: a planted link is never followed
+                torch.save({"train": f_train, "val": f_val}, tmp)
         return f_train, f_val

@@ -117,15 +117,15 @@ class DataFacts:
 
         Greyscale means every sampled file is stored as a grey mode (L, LA, 1, I, I;16).
         """
-        from PIL import Image
 
         from headstart.data.index import image_sizes
+        from headstart.preprocess import open_image
 
         sizes = image_sizes(list(train), limit=sample)
         modes = set()
         for path in list(train)[:: max(1, len(train) // sample)][:sample]:
             try:
-                with Image.open(path) as image:
+                with open_image(path) as image:  # regular files, pinned decoders
                     modes.add(image.mode)
             except Exception:  # noqa: BLE001 - unreadable files are the store's to report
                 continue

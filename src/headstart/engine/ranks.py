@@ -58,9 +58,9 @@ def mark_ready(run_dir: Path) -> None:
     """Rank 0: the run folder's split, config and caches are complete for this launch."""
     folder = run_dir / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{READY}.tmp"
-    tmp.write_text(external_launch_id() or "")
-    tmp.replace(folder / READY)
+    from headstart.files import atomic_write
+
+    atomic_write(folder / READY, external_launch_id() or "")
 
 
 def wait_for_rank0(run_dir: Path, rank: int) -> None:

@@ -10,7 +10,7 @@ from headstart.artifact import Artifact
 from headstart.errors import ConfigError, DiskFullError, ExportError
 from headstart.export import FORMATS, parity
 from headstart.export.exporters import EXPORTERS, reference, remove
-from headstart.files import out_of_space, sweep_orphans
+from headstart.files import create_temporary, out_of_space, sweep_orphans
 
 
 @dataclass
@@ -36,7 +36,8 @@ def export(artifact: Artifact, run_dir: Path, fmt: str = "onnx", out: str | os.P
     path = Path(out) if out is not None else default_path(run_dir, fmt)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_orphans(path.parent)  # an export killed here before left its temporary file
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")  # per process: two exports never share one
+    tmp, fd = create_temporary(path, suffix=path.suffix)  # per process, created exclusively: never a planted link
+    os.close(fd)
     remove(path)  # a stale export must not survive a failed one
     writer = EXPORTERS[fmt][0]
     try:

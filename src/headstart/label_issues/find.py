@@ -18,6 +18,7 @@ from headstart.engine.oof import out_of_fold, out_of_fold_logits
 from headstart.label_issues.calibrate import LABEL_WEIGHT_DECAY, softmax
 from headstart.label_issues.rank import Flag, flag_calibrated, flag_multilabel
 from headstart.label_issues.table import LabelIssue, LabelIssues, Neighbour
+from headstart.text import shown as escape  # control characters made visible, markup escaped
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -230,11 +231,13 @@ def for_run(
         write_outputs(found, folder)
         console.print(
             f"Possible label issues: {len(found.issues)} of {found.images} train/val images{expected_text(found)} "
-            f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{folder / CSV_NAME}[/]"
+            f"({found.summary['seconds_heads'] + found.summary['seconds_rank']:.1f} s) in [bold]{escape(folder / CSV_NAME)}[/]"
         )
         return found
     except Exception as exc:  # noqa: BLE001 - a label check must never fail a finished run
-        console.print(f"[yellow]warning:[/] the label-issue check could not run ({describe(exc)}); the run is complete.", highlight=False)
+        console.print(
+            f"[yellow]warning:[/] the label-issue check could not run ({escape(describe(exc))}); the run is complete.", highlight=False
+        )
         return None
 
 
@@ -266,8 +269,6 @@ def expected_text(found: LabelIssues) -> str:
 
 def print_top(found: LabelIssues, console: Console, shown: int = 10) -> None:
     """The most suspicious findings, one line each, most suspicious first."""
-    from rich.markup import escape
-
     from headstart.label_issues.table import relative
 
     if found.summary.get("expected_precision") is not None:

@@ -15,6 +15,9 @@ label_issues.csv columns, one row per flagged image (multi-label: per image and 
                          list's expected precision is its mean); empty for multi-label
     exclude              true/false: ``train --exclude`` leaves out the images of the rows
                          marked true. Written true: set it to false for a label that is right.
+
+Paths and label names that a spreadsheet would run as a formula (a leading = + - @ tab or
+CR) are written after a single quote (``headstart.text.cell``) and read back without it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from headstart.errors import DataError
+from headstart.text import cell, from_cell
 
 TRUE = {"true", "1", "yes", "y", "x"}
 FALSE = {"false", "0", "no", "n", ""}
@@ -116,10 +120,18 @@ def to_csv(issues: list[LabelIssue], root: str | os.PathLike) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header + ["p_wrong", "exclude"])
     for i in issues:
-        row = [relative(i.path, root), i.given, i.suggested, i.issue, f"{i.p_given:.4f}", f"{i.p_suggested:.4f}", f"{i.score:.4f}"]
+        row = [
+            cell(relative(i.path, root)),
+            cell(i.given),
+            cell(i.suggested),
+            i.issue,
+            f"{i.p_given:.4f}",
+            f"{i.p_suggested:.4f}",
+            f"{i.score:.4f}",
+        ]
         for n in range(k):
             nb = i.neighbours[n] if n < len(i.neighbours) else None
-            row += [relative(nb.path, root), nb.labels, f"{nb.similarity:.3f}"] if nb else ["", "", ""]
+            row += [cell(relative(nb.path, root)), cell(nb.labels), f"{nb.similarity:.3f}"] if nb else ["", "", ""]
         writer.writerow(row + ["" if i.p_wrong is None else f"{i.p_wrong:.4f}", "true" if i.exclude else "false"])
     return buffer.getvalue()
 
@@ -155,7 +167,7 @@ def read_csv(path: str | os.PathLike, root: str | os.PathLike) -> list[LabelIssu
         r = raw + [""] * (len(header) - len(raw))
 
         def get(name: str, r: list[str] = r) -> str:
-            return r[col[name]] if name in col else ""
+            return from_cell(r[col[name]]) if name in col else ""
 
         neighbours = tuple(
             Neighbour(resolve(get(f"neighbour_{n}"), root), get(f"neighbour_{n}_label"), float(get(f"neighbour_{n}_similarity")))
@@ -186,9 +198,9 @@ def excluded_paths(path: str | os.PathLike, root: str | os.PathLike) -> tuple[se
     if "exclude" in header:
         at = header.index("exclude")
         chosen = {
-            resolve(r[at_path].strip(), root)
+            resolve(from_cell(r[at_path].strip()), root)
             for line, r in enumerate(rows, start=2)
             if _flag(r[at] if at < len(r) else "", f"{path} line {line}")
         }
         return chosen, "rows with exclude = true"
-    return {resolve(r[at_path].strip(), root) for r in rows}, "every listed path (no exclude column)"
+    return {resolve(from_cell(r[at_path].strip()), root) for r in rows}, "every listed path (no exclude column)"

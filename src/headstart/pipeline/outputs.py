@@ -27,6 +27,7 @@ from rich.table import Table
 from headstart.errors import ConfigError, describe
 from headstart.files import atomic_write, lock_exclusively, safe_name
 from headstart.runfolder import METRICS
+from headstart.text import shown
 
 if TYPE_CHECKING:
     from headstart.data.prepare import Prepared
@@ -107,7 +108,7 @@ def write_lr_finding(folder: Path, finding: LRFinding, console: Console) -> None
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write(folder / "lr_find.json", json.dumps(finding.to_dict(), indent=1))
     figures.save(figures.lr_find(finding.lrs, finding.losses, finding.smoothed, finding.suggestion), folder / "lr_find.png")
-    console.print(f"Range test plot: [bold]{folder / 'lr_find.png'}[/]")
+    console.print(f"Range test plot: [bold]{shown(folder / 'lr_find.png')}[/]")
 
 
 def write_metrics(folder: Path, metrics: dict[str, Metrics], console: Console, monitor: str | None = None) -> None:
@@ -132,7 +133,7 @@ def write_metrics(folder: Path, metrics: dict[str, Metrics], console: Console, m
         try:
             figures.save(draw(), folder / name)
         except Exception as exc:  # a figure must never fail a finished run
-            console.print(f"[yellow]warning:[/] {name} could not be drawn ({describe(exc)})", highlight=False)
+            console.print(f"[yellow]warning:[/] {shown(name)} could not be drawn ({shown(describe(exc))})", highlight=False)
 
 
 def print_model(
@@ -149,7 +150,7 @@ def print_model(
     total = sum(p.numel() for p in network.parameters())
     head = sum(p.numel() for p in network.head.parameters())
     console.print(
-        f"[bold]Model[/] {arch} ({'pretrained' if pretrained else 'random init'}) + "
+        f"[bold]Model[/] {shown(arch)} ({'pretrained' if pretrained else 'random init'}) + "
         f"{head_name} head, task {task}: {total:,} parameters ({head:,} in the head); input "
         f"{input_size}px, mean {mean}, std {std}"
     )
@@ -163,12 +164,12 @@ def print_data(console: Console, prepared: Prepared, classes: list[str], run_dir
         table.add_column(split, justify="right")
     counts = {s: np.bincount([i for x in v for i in x.labels], minlength=len(classes)) for s, v in prepared.samples.items()}
     for i, name in enumerate(classes):
-        table.add_row(name, *(str(counts[s][i]) for s in splits))
+        table.add_row(shown(name), *(str(counts[s][i]) for s in splits))
     console.print(table)
     if prepared.skipped:
-        console.print(f"[yellow]Skipped {len(prepared.skipped)} unreadable files[/] (listed in {run_dir / 'skipped.csv'}):")
+        console.print(f"[yellow]Skipped {len(prepared.skipped)} unreadable files[/] (listed in {shown(run_dir / 'skipped.csv')}):")
         for s in prepared.skipped[:5]:
-            console.print(f"  {s.path}: {s.reason}")
+            console.print(f"  {shown(s.path)}: {shown(s.reason)}", highlight=False)
 
 
 def print_summary(console: Console, folder: Path, results: dict[str, Metrics]) -> None:
@@ -177,7 +178,7 @@ def print_summary(console: Console, folder: Path, results: dict[str, Metrics]) -
             f"[bold]{split}[/]: accuracy {m.accuracy:.4f}  balanced accuracy {m.balanced_accuracy:.4f}  "
             f"macro F1 {m.macro_f1:.4f}  ({m.count} images)"
         )
-    console.print(f"Results in [bold]{folder}[/]")
+    console.print(f"Results in [bold]{shown(folder)}[/]")
 
 
 def write_report(inputs: ReportInputs, console: Console) -> Path | None:

@@ -63,6 +63,7 @@ from headstart.runfolder import (
     read_options,
     write_options,
 )
+from headstart.text import shown
 
 if TYPE_CHECKING:
     import lightning as L
@@ -240,11 +241,11 @@ class Training:
 
             index, lines = apply_exclude(index, exclude)
             for line in lines:
-                self.console.print(line, highlight=False)
+                self.console.print(shown(line), highlight=False)
         for note in index.notes:
-            self.console.print(f"[yellow]note:[/] {note}")
+            self.console.print(f"[yellow]note:[/] {shown(note)}", highlight=False)
         if index.ignored:
-            self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {index.root}")
+            self.console.print(f"Ignored {index.ignored} files that are not images (by extension) in {shown(index.root)}", highlight=False)
         quick_doctor(index, self.console)
         task = resolve_task(self.request.model.task, index)
         source = DataSource(
@@ -491,7 +492,7 @@ def quick_doctor(index: DataIndex, console: Console) -> None:
 
     findings = quick_checks(index)
     for f in findings:
-        console.print(f"[yellow]doctor {f.severity}:[/] {f.message}", highlight=False)
+        console.print(f"[yellow]doctor {f.severity}:[/] {shown(f.message)}", highlight=False)
     if findings:
         console.print("  (`headstart doctor DATA` checks more: unreadable files, near-duplicates, sizes, leakage)", highlight=False)
 

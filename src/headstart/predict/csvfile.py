@@ -11,6 +11,8 @@ however many files there are. ``shard=(k, n)`` keeps every n-th input from the k
 processes (one per device) split a job into n files. One file has one writer at a time: a
 second ``predict --out`` into a file being written is refused (an advisory lock, released
 when the writer ends, however it ends), since two writers would interleave their rows.
+Text cells (paths, class names, errors) that a spreadsheet would run as a formula (a leading
+= + - @ tab or CR) are written after a single quote (``headstart.text.cell``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from headstart.errors import DataError, DiskFullError, disk_full
 from headstart.files import lock_exclusively
 from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.inputs import iter_sources, shard_of
+from headstart.text import cell, from_cell
 
 
 def header(top_k: int) -> list[str]:
@@ -35,9 +38,9 @@ def header(top_k: int) -> list[str]:
 def row(pred: Prediction, top_k: int) -> list[str]:
     cells: list[str] = []
     for name, prob in pred.top[:top_k]:
-        cells += [name, f"{prob:.6f}"]
+        cells += [cell(name), f"{prob:.6f}"]
     cells += [""] * (2 * top_k - len(cells))
-    return [pred.source, ";".join(pred.labels), *cells, pred.error or ""]
+    return [cell(pred.source), cell(";".join(pred.labels)), *cells, cell(pred.error or "")]
 
 
 def _written(path: Path, top_k: int) -> tuple[int, str | None]:
@@ -67,7 +70,7 @@ def _written(path: Path, top_k: int) -> tuple[int, str | None]:
             raise DataError(f"{path} is not a predictions file with top-k {top_k}; use another --out or the same --top-k.")
         count = 0
         for r in reader:
-            count, last = count + 1, r[0]
+            count, last = count + 1, from_cell(r[0])
     return count, last
 
 

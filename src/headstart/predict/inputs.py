@@ -39,11 +39,11 @@ def iter_sources(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            yield from (p for p, image in walk_files(path) if image)
+            yield from (p for p, image, _ in walk_files(path) if image)  # a special file: its row says why it is not read
         elif path.is_file() and path.suffix.lower() == ".csv":
             yield from _csv_paths(path)
-        elif path.is_file():
-            yield str(path)
+        elif path.is_file() or path.is_symlink() or path.exists():
+            yield str(path)  # not a regular file (a FIFO, a link to /dev/zero): its row says so; it is never read
         else:
             raise DataError(f"{path} does not exist; give image files, folders of images, or a CSV with a 'path' column.")
 

@@ -125,6 +125,8 @@ def check_external_data(model: bytes, path: Path) -> None:
     """ArtifactError when a tensor reads data from outside ``path``'s folder (or a missing file)."""
     folder = path.resolve().parent
     for location in external_locations(model):
+        if "\0" in location or not location:
+            raise ArtifactError(f"{path} names external data {location!r}, which is no file name: refused.")
         target = (folder / location).resolve()
         if Path(location).is_absolute() or folder not in target.parents:
             raise ArtifactError(f"{path} reads external data from {location!r}, outside its folder {folder}: refused.")

@@ -86,8 +86,11 @@ class RuntimePredictor(BatchPredictor):
         # Idle worker threads sleep instead of spinning: spinning burns the cores that
         # decoding, the HTTP event loop (and, on a laptop, everything else) need.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Loaded from the very bytes just checked, not re-opened by name (which another
+        # process could have replaced meanwhile); external data, if any, from the model's folder.
+        options.add_session_config_entry("session.model_external_initializers_file_folder_path", str(path.resolve().parent))
         try:
-            session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types
             raise ArtifactError(f"{path} is not a loadable ONNX model: {str(exc).splitlines()[0][:200]}") from None
         meta = metadata.parse(session.get_modelmeta().custom_metadata_map.get(metadata.KEY), str(path))

@@ -19,6 +19,7 @@ from headstart.errors import describe
 from headstart.files import atomic_write
 from headstart.report import results, sections
 from headstart.report.inputs import Problems, ReportInputs
+from headstart.text import shown
 
 REPORT = "report.html"
 TEMPLATE = "template.html.j2"
@@ -88,8 +89,9 @@ def write_report_safely(inp: ReportInputs, console: Console) -> Path | None:
         except OSError:
             pass
         console.print(
-            f"[yellow]warning:[/] the report could not be written ({describe(exc)}); the results above are complete.", highlight=False
+            f"[yellow]warning:[/] the report could not be written ({shown(describe(exc))}); the results above are complete.",
+            highlight=False,
         )
         return None
-    console.print(f"Report: [bold]{path}[/]", highlight=False)
+    console.print(f"Report: [bold]{shown(path)}[/]", highlight=False)
     return path

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image
 
 from headstart.data.index import Sample
+from headstart.preprocess import open_image
 
 # Reading every header of a 100k-image folder takes minutes on a slow disk; a fixed-stride
 # sample of this many files describes sizes and modes just as well.
@@ -77,7 +78,7 @@ def image_stats(paths: list[str], limit: int = HEADER_SAMPLE) -> ImageStats:
         try:
             with warnings.catch_warnings():  # huge images are counted in the summary, not warned about
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                im = Image.open(path)
+                im = open_image(path)  # regular files, pinned decoders
             with im:
                 widths.append(im.width)
                 heights.append(im.height)

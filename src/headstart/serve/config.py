@@ -1,4 +1,10 @@
-"""Server limits, one typed place (defaults sized for a laptop CPU)."""
+"""Server limits and access, one typed place (defaults sized for a laptop CPU).
+
+Decoded pixels are budgeted twice: ``max_pixels`` per image (40 MP) and
+``max_request_pixels`` per request (64 MP), both read from the headers before a pixel is
+decoded. A 39 KB PNG of 6300 x 6300 px costs 0.4 s of CPU to decode; sixteen of them in one
+request (635 MP) are now refused with 413, at most one and a half fit.
+"""
 
 from __future__ import annotations
 
@@ -21,12 +27,19 @@ class ServeConfig:
     request_timeout_s: float = 30.0  # whole request, reading included
     head_timeout_s: float = 10.0  # a request head (line and headers) must arrive within this
     max_connections: int = 2048  # open connections, idle ones included; beyond this: 503 and closed
+    max_request_pixels: int = 64_000_000  # width * height summed over one request's images, checked before decoding
     top_k: int = 5
     threads: int | None = None  # model threads; None: the backend's default (all cores)
+    host: str = "127.0.0.1"  # the address bound: judges the Host header (headstart.serve.access)
+    token: str | None = None  # required from every client but /health when set
+    allow_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback and the bound address ('*': any)
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "queue_size", "max_body_bytes", "max_files", "max_pixels", "top_k", "max_connections"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)} must be at least 1.")
-        if self.max_wait_ms < 0 or self.request_timeout_s <= 0 or self.head_timeout_s <= 0:
+        counts = ("max_batch", "queue_size", "max_body_bytes", "max_files", "max_pixels", "max_request_pixels", "top_k", "max_connections")
+        low = next((name for name in counts if int(getattr(self, name)) < 1), None)
+        if low is not None:
+            raise ConfigError(f"{low}={getattr(self, low)} must be at least 1.")
+        if self.max_wait_ms < 0 or min(self.request_timeout_s, self.head_timeout_s) <= 0:
             raise ConfigError("max_wait_ms must be >= 0, request_timeout_s and head_timeout_s > 0.")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("--token is empty; give a token, or --no-token to serve without one.")

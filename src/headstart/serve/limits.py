@@ -116,62 +116,77 @@ class LimitsMiddleware:
         self.timeout_s = timeout_s
         self.busy = busy
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:  # noqa: C901  # hostile helper shortens this
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: MutableMapping[str, Any]) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
+        """(status, message, extra headers) for a request refused before its body is read, else None."""
         if head_bytes(scope) > MAX_HEAD_BYTES:
-            await send_json(send, 431, {"error": f"request line and headers over {MAX_HEAD_BYTES} bytes"})
-            return
+            return 431, f"request line and headers over {MAX_HEAD_BYTES} bytes", []
         if self.busy is not None and scope.get("method") == "POST" and scope.get("path") == "/predict":
             message = self.busy()
             if message is not None:
-                await send_json(send, 503, {"error": message}, [(b"retry-after", b"1")])
-                return
-        too_large = f"request body over the limit of {self.max_body} bytes"
+                return 503, message, [(b"retry-after", b"1")]
         length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None:
-            if not length.isdigit():
-                await send_json(send, 400, {"error": "invalid Content-Length"})
-                return
-            if int(length) > self.max_body:
-                await send_json(send, 413, {"error": too_large})
-                return
-        state = {"received": 0, "over": False, "started": False, "body_done": False, "replaced": False}
+        if length is not None and not length.isdigit():
+            return 400, "invalid Content-Length", []
+        if length is not None and int(length) > self.max_body:
+            return 413, self.too_large, []
+        return None
 
-        async def limited_receive() -> Message:
-            message = await receive()
-            if message["type"] == "http.request":
-                state["received"] += len(message.get("body", b""))
-                if state["received"] > self.max_body:
-                    state["over"] = True
-                    raise _BodyTooLarge()
-                state["body_done"] = not message.get("more_body", False)
-            return message
+    @property
+    def too_large(self) -> str:
+        return f"request body over the limit of {self.max_body} bytes"
 
-        async def guarded_send(message: Message) -> None:
-            if state["replaced"]:
-                return
-            if message["type"] == "http.response.start":
-                if state["over"]:  # the app turned our exception into its own error: ours is the truth
-                    state["replaced"] = state["started"] = True
-                    await send_json(send, 413, {"error": too_large})
-                    return
-                state["started"] = True
-            await send(message)
-
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refused = self.refusal(scope)
+        if refused is not None:
+            await send_json(send, refused[0], {"error": refused[1]}, refused[2])
+            return
+        guard = _Guarded(receive, send, self.max_body, self.too_large)
         try:
-            await asyncio.wait_for(self.app(scope, limited_receive, guarded_send), self.timeout_s)
+            await asyncio.wait_for(self.app(scope, guard.receive, guard.send), self.timeout_s)
         except _BodyTooLarge:
-            if not state["started"]:
-                await send_json(send, 413, {"error": too_large})
+            await guard.fail(413, self.too_large)
         except asyncio.TimeoutError:
-            if not state["started"]:
-                status = 504 if state["body_done"] else 408
-                await send_json(send, status, {"error": f"request not done within {self.timeout_s:g} s"})
+            await guard.fail(504 if guard.body_done else 408, f"request not done within {self.timeout_s:g} s")
         except Exception:
-            if not state["over"]:
+            if not guard.over:
                 raise
             # Over the cap: the app's own error (already replaced by our 413) is expected.
-            if not state["started"]:
-                await send_json(send, 413, {"error": too_large})
+            await guard.fail(413, self.too_large)
+
+
+class _Guarded:
+    """One request's body counted as it is read (over ``max_body``: _BodyTooLarge), and its
+    response replaced by our 413 when the app answered an over-long body its own way."""
+
+    def __init__(self, receive: Receive, send: Send, max_body: int, too_large: str) -> None:
+        self._receive, self._send, self.max_body, self.too_large = receive, send, max_body, too_large
+        self.received, self.over, self.started, self.body_done, self.replaced = 0, False, False, False, False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.received += len(message.get("body", b""))
+            if self.received > self.max_body:
+                self.over = True
+                raise _BodyTooLarge()
+            self.body_done = not message.get("more_body", False)
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.replaced:
+            return
+        if message["type"] == "http.response.start":
+            if self.over:  # the app turned our exception into its own error: ours is the truth
+                self.replaced = self.started = True
+                await send_json(self._send, 413, {"error": self.too_large})
+                return
+            self.started = True
+        await self._send(message)
+
+    async def fail(self, status: int, message: str) -> None:
+        """Answer ``status`` unless a response has begun (then the connection just ends)."""
+        if not self.started:
+            await send_json(self._send, status, {"error": message})
