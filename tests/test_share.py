@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -15,14 +16,14 @@ from safetensors.torch import load_file
 import headstart
 import headstart.models  # noqa: F401  (convnet_* in timm's registry)
 from headstart import cli
-from headstart.artifact import Artifact, save_artifact
+from headstart.artifact import Artifact, load_artifact, save_artifact
 from headstart.config import ModelConfig
 from headstart.errors import ArtifactError, ConfigError, ExportError
 from headstart.export import parity
 from headstart.models import build_network
 from headstart.models.network import probabilities
 from headstart.preprocess import Preprocess
-from headstart.runfolder import ArtifactMeta, DataSource
+from headstart.runfolder import ArtifactMeta, DataSource, read_meta, read_metrics
 from headstart.share import card, hub, timm_layout
 from headstart.share.folder import load_folder
 
@@ -167,10 +168,51 @@ def test_card_is_hub_metadata_plus_intervals_and_loading_instructions(tmp_path):
 
 
 def test_card_escapes_hostile_class_names(tmp_path):
-    facts = card.CardFacts("x", {"classes": ["<script>alert(1)</script>", "a|b\n---"], "task": "multiclass"}, {})
-    text = card.model_card(facts)
+    model = ModelConfig(arch="convnet_tiny", pretrained=False)
+    hostile = ("<script>alert(1)</script>", "a|b\n---")
+    meta = ArtifactMeta(model=model, classes=hostile, task="multiclass", preprocess=Preprocess(32, 36, (0.5,) * 3, (0.5,) * 3))
+    text = card.model_card(card.CardFacts("x", meta))
     assert "<script>" not in text and "a\\|b \\-\\-\\-" in text
     assert text.count("\n---\n") == 1  # only the end of the YAML block
+
+
+def test_a_card_from_a_0_1_0_run_reads_its_typed_description():
+    fixture = Path(__file__).parent / "fixtures" / "run-0.1.0"
+    facts = card.CardFacts.from_run(fixture, timm_layout.shared_meta(load_artifact(fixture)))
+    assert facts.metrics["val"].per_class[0].name == "blue" and facts.meta.data is not None
+    text = card.model_card(facts, "ann/blocks")
+    assert "| blue | 2 |" in text and "36 images from `data` (folders): train 30, val 6." in text
+    assert "1 frozen-base epochs then 1 fine-tuning epochs, optimizer adamw, batch 32." in text
+    assert "| val | 6 | 1.0000 (0.6097 - 1.0000) | 1.0000 | 1.0000 |" in text and "mean \\[0.5, 0.5, 0.5\\]" in text
+    assert "/tmp/headstart-run-0.1.0" not in text  # 0.1.0 wrote the data folder as an absolute path
+
+
+def test_a_card_without_metrics_says_so_and_damaged_metrics_are_one_line(tmp_path):
+    run = make_run(tmp_path / "run")
+    (run / "metrics.json").unlink()
+    facts = card.CardFacts.from_run(run, read_meta(run))
+    assert facts.metrics == {} and "No held-out metrics were recorded" in card.model_card(facts)
+    (run / "metrics.json").write_text(json.dumps({"val": {"task": "multiclass", "classes": ["cat"], "count": "20"}}))
+    with pytest.raises(ArtifactError, match=r"metrics.json: split 'val'.*count \(an integer\).*remove it") as info:
+        card.CardFacts.from_run(run, read_meta(run))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "binary", "multilabel"])
+def test_metrics_json_reads_back_as_the_metrics_written(tmp_path, task):
+    from rich.console import Console
+
+    from headstart.metrics import compute_metrics
+    from headstart.pipeline.outputs import write_metrics
+
+    probs = np.array([[0.7, 0.2, 0.6], [0.1, 0.8, 0.3], [0.3, 0.3, 0.9]])
+    labels = [(0, 2), (1,), (2,)] if task == "multilabel" else [(0,), (1,), (0,)]
+    if task == "binary":
+        probs = probs[:, :2] / probs[:, :2].sum(1, keepdims=True)
+    classes = CLASSES[task]
+    written = {"val": compute_metrics(probs, labels, classes[: probs.shape[1]], task)}
+    write_metrics(tmp_path, written, Console(file=io.StringIO()))
+    assert read_metrics(tmp_path) == written
 
 
 # -- the Hub, up to the network call --------------------------------------------------------

@@ -28,7 +28,7 @@ from headstart.errors import ConfigError
 from headstart.metrics import Metrics
 from headstart.pipeline.outputs import default_run_dir
 from headstart.pipeline.train import RunRequest, TrainedRun, Training, resolve_task
-from headstart.predict.base import Prediction
+from headstart.predict.base import BatchPredictor, Prediction
 from headstart.predict.eager import Predictor
 from headstart.predict.inputs import iter_sources
 from headstart.preprocess import ImageSource
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from headstart.engine.lr_find import LRFinding
     from headstart.export.run import ExportResult
     from headstart.pipeline.recipe import Recipe
+    from headstart.predict.resolve import ModelChoice
     from headstart.share.hub import PushResult
 
 __all__ = ["Classifier", "load", "default_run_dir", "resolve_task"]
@@ -109,7 +110,8 @@ class Classifier:
         self.run_dir: Path | None = None
         self.artifact: Artifact | None = None
         self.metrics: dict[str, Metrics] = {}
-        self._predictor: Predictor | None = None
+        self._predictor: BatchPredictor | None = None
+        self._choice: ModelChoice | None = None  # which file predicts, after load (headstart.predict.resolve)
         self._trained: RunOptions | None = None  # the options as trained, once fit/resume ran
 
     # -- what this classifier is -----------------------------------------------------------
@@ -219,7 +221,7 @@ class Classifier:
         results = evaluate(
             self._require_artifact(),
             self.run_dir,
-            self.predictor,
+            self._eager_predictor,
             data,
             out,
             tta_views(tta),
@@ -233,19 +235,28 @@ class Classifier:
         return results
 
     # -- prediction ----------------------------------------------------------------------
-    def predictor(self, tta: TTA = ()) -> Predictor:
-        """The batched predictor of this model; ``tta``: True or view names from
-        ``headstart.tta.VIEWS``, fixed at construction (a new predictor when given).
+    def predictor(self, tta: TTA = ()) -> BatchPredictor:
+        """The batched predictor of this model (after ``load``: the file the resolver picked);
+        ``tta``: True or view names from ``headstart.tta.VIEWS``, fixed at construction (a new
+        predictor when given).
 
         Example:
             >>> headstart.load("runs/pets").predictor(tta="hflip").predict(["cat.jpg"])   # doctest: +SKIP
         """
-        artifact = self._require_artifact()
         views = tta_views(tta)
+        if self._choice is not None:
+            from headstart.predict.resolve import load_predictor
+
+            return load_predictor(self._choice, tta=views) if views else self._predictor  # type: ignore[return-value]
+        return self._eager_predictor(views)
+
+    def _eager_predictor(self, views: tuple[str, ...] = ()) -> Predictor:
+        """The eager network, what evaluation scores."""
+        artifact = self._require_artifact()
         if views:
             return Predictor(artifact, tta=views)
-        if self._predictor is None:
-            self._predictor = Predictor(artifact)
+        if not isinstance(self._predictor, Predictor):
+            return Predictor(artifact)
         return self._predictor
 
     @guarded()
@@ -279,12 +290,16 @@ class Classifier:
         return new + old
 
     @guarded()
-    def export(self, format: str = "onnx", out: str | os.PathLike | None = None) -> ExportResult:
+    def export(
+        self, format: str = "onnx", out: str | os.PathLike | None = None, int8: bool = False, min_agreement: float = 0.98
+    ) -> ExportResult:
         """Write the model as ONNX, TorchScript or a timm folder (``"timm"``, see
-        ``headstart.share``) and prove it predicts the same (parity).
+        ``headstart.share``) and prove it predicts the same (parity);
+        ``int8``: also ``model.int8.onnx``, kept when its top-1 agreement with fp32 has a 95 %
+        lower bound >= ``min_agreement`` (``headstart.export.agreement``).
 
-        Returns an ``ExportResult`` (path, format, parity report); raises ExportError and
-        keeps nothing when parity fails.
+        Returns an ``ExportResult`` (path, format, parity report, measured speed, int8 result);
+        raises ExportError and keeps nothing when parity fails.
 
         Example:
             >>> headstart.load("runs/pets").export("onnx").path       # doctest: +SKIP
@@ -296,11 +311,13 @@ class Classifier:
         from headstart.share.hub import refuse_cache_default
 
         refuse_cache_default(Path(self.run_dir), out)  # a model fetched from the Hub lives in the Hugging Face cache
+        if int8 and format != "onnx":
+            raise ConfigError(f"int8 quantizes the ONNX export; use format 'onnx' (got {format!r}).")
         if format == "timm":  # a folder timm.create_model("local-dir:...") loads (headstart.share)
             from headstart.share.folder import export_timm
 
             return export_timm(self._require_artifact(), Path(self.run_dir), out)
-        return export(self._require_artifact(), Path(self.run_dir), format, out)
+        return export(self._require_artifact(), Path(self.run_dir), format, out, int8=int8, min_agreement=min_agreement)
 
     @guarded()
     def push(self, repo: str, private: bool = False) -> PushResult:
@@ -317,23 +334,40 @@ class Classifier:
         return push(self._require_artifact(), Path(self.run_dir), repo, private)
 
     @classmethod
-    def load(cls, run_dir: str | os.PathLike, device: str | None = None) -> Classifier:
-        """A trained classifier from its run folder alone (``device``: where it predicts), or
-        from a timm-layout export / ``hf-hub:USER/REPO`` (``headstart.share``)."""
+    def load(cls, run_dir: str | os.PathLike, device: str | None = None, backend: str = "auto") -> Classifier:
+        """A trained classifier from its run folder alone, an exported ``.onnx`` (predict only),
+        or a timm-layout export / ``hf-hub:USER/REPO`` (``headstart.share``, eager).
+
+        ``backend`` (auto, torch, onnx, onnx-int8) picks the file that predicts, by the rule of
+        ``headstart.predict.resolve`` that ``predict`` and ``serve`` share; when the run holds
+        several, the choice is printed. ``device``: where the eager network predicts."""
+        from headstart.predict.resolve import load_predictor, resolve
         from headstart.share.folder import load_shared
 
         shared = load_shared(run_dir)
         if shared is not None:
             artifact, run_dir = shared
+            clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
+            clf.artifact, clf.run_dir = artifact, Path(run_dir)
+            clf._predictor = Predictor(artifact, device=device)
+            return clf
+        choice = resolve(run_dir, backend)
+        predictor = load_predictor(choice, device=device)
+        if choice.run_dir is None:  # a bare exported file: prediction only
+            clf = cls(image_size=predictor.preprocess.input_size)
         else:
             artifact = load_artifact(run_dir)
-        clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
-        clf.artifact, clf.run_dir = artifact, Path(run_dir)
-        clf._predictor = Predictor(artifact, device=device)
+            clf = cls(model=artifact.model, image_size=artifact.preprocess.input_size)
+            clf.artifact, clf.run_dir = artifact, Path(run_dir)
+        if choice.others:
+            clf.console.print(choice.summary(), highlight=False, markup=False)
+        clf._choice, clf._predictor = choice, predictor
         return clf
 
     @property
     def classes(self) -> list[str]:
+        if self.artifact is None and self._predictor is not None:
+            return self._predictor.classes
         return self._require_artifact().classes
 
     def _require_artifact(self) -> Artifact:
@@ -342,6 +376,6 @@ class Classifier:
         return self.artifact
 
 
-def load(run_dir: str | os.PathLike) -> Classifier:
-    """``headstart.load(run_dir)``: a trained Classifier from its run folder alone."""
-    return Classifier.load(run_dir)
+def load(run_dir: str | os.PathLike, backend: str = "auto") -> Classifier:
+    """``headstart.load(run_dir)``: a trained Classifier from its run folder (or an exported .onnx) alone."""
+    return Classifier.load(run_dir, backend=backend)

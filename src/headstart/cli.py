@@ -51,6 +51,7 @@ def _training_api():
     return api
 
 
+BACKEND_HELP = "auto (CUDA: torch; else RUN/export/model.onnx when exported; else torch), torch, onnx, or onnx-int8 (model.int8.onnx)."
 RESUME_ALLOWED = ("devices", "num_nodes", "strategy", "accelerator", "dist_timeout", "report")
 TRAIN_FIELDS = [
     *config_fields(ModelConfig),
@@ -168,7 +169,7 @@ def evaluate(
                 refuse_inside_data(out_dir, folder, default=run / f"eval-{Path(folder).stem}")
     Classifier = _training_api().Classifier
 
-    clf = Classifier.load(run)
+    clf = Classifier.load(run, backend="torch")  # evaluation scores the eager network
     clf.cache = cache
     clf.console = err
     clf.report = report
@@ -192,6 +193,9 @@ def predict(
     shard: str = typer.Option("0/1", help="K/N: predict every N-th input from the K-th (one process per device: CUDA_VISIBLE_DEVICES=K)."),
     tta: bool = typer.Option(False, "--tta", help="Test-time augmentation: average over the image and its mirror image."),
     tta_views: Optional[str] = typer.Option(None, help=f"TTA views, comma-separated from {', '.join(TTA_VIEWS)} (implies --tta)."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
+    threads: Optional[int] = typer.Option(None, min=1, help="Model threads. Default: all cores."),
+    batch_size: int = typer.Option(32, min=1, help="Images per model call (decoding of the next batch overlaps it)."),
 ) -> None:
     """Class names and probabilities for images (a run folder, or an exported model.onnx).
     INPUTS: files, folders, or a CSV with a 'path' column."""
@@ -213,7 +217,7 @@ def predict(
             if source.is_dir():
                 refuse_inside_data(out_csv, source, default=Path(f"predictions-{source.resolve().name}.csv"))
     views = resolve_views(tta_views or tta)  # a bad view name fails before the model loads
-    predictor = _predictor(run, views)
+    predictor = _predictor(run, views, backend, threads, batch_size)
 
     if out_csv is not None:
         new, old = predict_to_file(predictor, [str(p) for p in inputs], out_csv, top_k, resume=resume, shard=(k, n))
@@ -227,24 +231,19 @@ def predict(
             typer.echo(f"{pred.source}\t" + "  ".join(f"{name} {p:.3f}" for name, p in pred.top))
 
 
-def _predictor(run: Path, tta: tuple[str, ...] = ()):
-    """The ONNX runtime for a .onnx file, or when torch is absent; else the run's eager model."""
-    from headstart.predict.runtime import RuntimePredictor, find_onnx
+def _predictor(run: Path, tta: tuple[str, ...] = (), backend: str = "auto", threads: int | None = None, batch_size: int = 32):
+    """The model the resolver picks (headstart.predict.resolve), named on stderr; a timm-layout
+    folder or ``hf-hub:USER/REPO`` (headstart.share) predicts with its eager network."""
+    from headstart.predict.resolve import load_predictor, resolve
 
-    onnx_path = find_onnx(run)
-    if run.suffix == ".onnx" or (onnx_path is not None and not (run / "model.safetensors").is_file()):
-        return RuntimePredictor.load(run, tta=tta)
-    try:
-        api = _training_api()
-    except MissingExtraError:
-        if onnx_path is None:
-            raise MissingExtraError(
-                f"{run} has no exported model and torch is not installed: export it where training is installed "
-                f"('headstart export {run} --format onnx'), or pip install 'headstart[train]'."
-            ) from None
-        err.print(f"torch not installed: predicting with {safe(onnx_path)} (onnxruntime)", highlight=False)
-        return RuntimePredictor.load(onnx_path, tta=tta)
-    return api.Classifier.load(run).predictor(tta)
+    # Spelled out, not headstart.models.hub.is_hub: importing headstart.models needs torch.
+    if str(run).startswith("hf-hub:") or ((run / "headstart_meta.json").is_file() and not (run / "headstart.json").is_file()):
+        return _training_api().Classifier.load(run).predictor(tta)
+    choice = resolve(run, backend)
+    predictor = load_predictor(choice, threads=threads, batch_size=batch_size, tta=tta)
+    if choice.run_dir is not None:  # a run folder: say which of its models answers (after it loaded: errors stay one line)
+        err.print(safe(choice.summary()), highlight=False)
+    return predictor
 
 
 class ExportFormat(str, Enum):
@@ -262,10 +261,21 @@ def export(
     out_path: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Output file. Default: RUN/export/model.onnx (.pt; timm: RUN/export/timm/)."
     ),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx: static int8, calibrated on the run's training images."),
+    min_agreement: float = typer.Option(
+        0.98, help="--int8: refuse unless the 95% lower bound of its top-1 agreement with fp32 reaches this."
+    ),
 ) -> None:
-    """Export the model with its classes and preprocessing inside, then check parity."""
-    result = _training_api().Classifier.load(run).export(format.value, out_path)
+    """Export the model with its classes and preprocessing inside, then check parity (and time it)."""
+    result = _training_api().Classifier.load(run, backend="torch").export(format.value, out_path, int8=int8, min_agreement=min_agreement)
     err.print(f"{result.parity.summary()}: ok")
+    if result.speed is not None:
+        err.print(f"{result.path.name} ({format.value}, fp32) on this machine: {result.speed.summary()}")
+    if result.int8 is not None:
+        err.print(f"{result.int8.agreement.summary()}: ok")
+        if result.int8.speed is not None:
+            err.print(f"{result.int8.path.name} (onnx, int8) on this machine: {result.int8.speed.summary()}")
+        typer.echo(str(result.int8.path))
     typer.echo(str(result.path))
 
 
@@ -276,7 +286,7 @@ def push(
     private: bool = typer.Option(False, "--private", help="Create the repository as private."),
 ) -> None:
     """Upload the model to the Hugging Face Hub: timm layout, model card, metadata (never data or checkpoints)."""
-    result = _training_api().Classifier.load(run).push(repo, private=private)
+    result = _training_api().Classifier.load(run, backend="torch").push(repo, private=private)
     err.print(f"Uploaded {', '.join(result.files)} to {result.repo}")
     typer.echo(result.url)
 
@@ -286,7 +296,7 @@ def summary(run: Path = typer.Argument(..., help="A run folder, a timm export fo
     """Each layer group's output shape, parameters and trainable parameters (like Keras' model.summary())."""
     from headstart.summary import run_summary, summary_table
 
-    artifact = _training_api().Classifier.load(run).artifact
+    artifact = _training_api().Classifier.load(run, backend="torch").artifact
     size = artifact.preprocess.input_size
     out.print(summary_table(run_summary(artifact), title=f"{artifact.model.arch} at {size}x{size} px (trainable: in the last phase)"))
 
@@ -296,7 +306,7 @@ def serve(
     run: Path = typer.Argument(..., help="A run folder, or an exported model.onnx."),
     host: str = typer.Option("127.0.0.1", help="Interface to bind. 0.0.0.0 exposes the server to the network."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
-    backend: str = typer.Option("auto", help="auto (ONNX when RUN has an export, else torch), onnx or torch."),
+    backend: str = typer.Option("auto", help=BACKEND_HELP),
     max_batch: int = typer.Option(8, help="Most images in one model call (CPU: 8; GPU: 32 or more)."),
     max_wait_ms: float = typer.Option(2.0, help="How long a request may wait for others to share its batch."),
     queue_size: int = typer.Option(256, help="Images waiting beyond this are answered 503."),

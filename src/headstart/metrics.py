@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from headstart.errors import ArtifactError
+
 
 @dataclass
 class ClassScores:
@@ -49,10 +51,80 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, value: object, where: str) -> Metrics:
+        """``to_dict``'s inverse, checked field by field (metrics.json is a file, read as data).
+        ``per_class``, ``confusion``, ``threshold`` and ``extra`` may be absent; fields this
+        release does not know are left out.
+
+        Example:
+            >>> m = compute_metrics(np.array([[.9, .1]]), [(0,)], ["a", "b"], "multiclass")
+            >>> Metrics.from_dict(m.to_dict(), "metrics.json") == m
+            True
+        """
+        if not isinstance(value, dict):
+            raise ArtifactError(f"{where}: a split's metrics must be an object, got {type(value).__name__}.")
+        task, classes, count = value.get("task"), value.get("classes"), value.get("count")
+        if not isinstance(task, str) or not _texts(classes) or not _integer(count):
+            raise ArtifactError(f"{where}: a split's metrics need task (text), classes (a list of text) and count (an integer).")
+        headline = [value.get(name) for name in ("accuracy", "balanced_accuracy", "macro_f1")]
+        if not all(_number(v) for v in headline):
+            raise ArtifactError(f"{where}: a split's metrics need numbers accuracy, balanced_accuracy and macro_f1.")
+        accuracy, balanced, macro_f1 = (float(v) for v in headline)  # type: ignore[arg-type]  # checked just above
+        threshold, extra = value.get("threshold"), value.get("extra", {})
+        if not (threshold is None or _number(threshold)) or not (isinstance(extra, dict) and all(_number(v) for v in extra.values())):
+            raise ArtifactError(f"{where}: 'threshold' must be a number or null and 'extra' an object of numbers.")
+        return cls(
+            task=task,
+            classes=list(classes),  # type: ignore[arg-type]  # _texts proved it a list of str
+            count=int(count),  # type: ignore[arg-type]  # _integer proved it an int
+            accuracy=accuracy,
+            balanced_accuracy=balanced,
+            macro_f1=macro_f1,
+            per_class=_per_class(value.get("per_class", []), where),
+            confusion=_confusion(value.get("confusion", []), where),
+            threshold=None if threshold is None else float(threshold),
+            extra={str(k): float(v) for k, v in extra.items()},
+        )
+
     def macro(self, score: str) -> float:
         """The macro average of a per-class score ("precision", "recall" or "f1")."""
         values = np.array([getattr(c, score) for c in self.per_class], dtype=np.float64)
         return macro_average(values, np.array([c.support for c in self.per_class]))
+
+
+def _number(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _integer(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _texts(x: object) -> bool:
+    return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+
+def _per_class(value: object, where: str) -> list[ClassScores]:
+    rows = value if isinstance(value, list) else None
+    scores = ("precision", "recall", "f1")
+    if rows is None or not all(
+        isinstance(r, dict) and isinstance(r.get("name"), str) and _integer(r.get("support")) and all(_number(r.get(k)) for k in scores)
+        for r in rows
+    ):
+        raise ArtifactError(f"{where}: 'per_class' must be a list of {{name, precision, recall, f1, support}} objects.")
+    return [ClassScores(r["name"], float(r["precision"]), float(r["recall"]), float(r["f1"]), int(r["support"])) for r in rows]
+
+
+def _confusion(value: object, where: str) -> Any:
+    """A (K, K) matrix or K (2, 2) matrices of counts, as lists."""
+
+    def counts(x: object, depth: int) -> bool:
+        return _integer(x) if depth == 0 else isinstance(x, list) and all(counts(v, depth - 1) for v in x)
+
+    if not (counts(value, 2) or counts(value, 3)):
+        raise ArtifactError(f"{where}: 'confusion' must be a matrix of counts (lists of integers).")
+    return value
 
 
 def _safe_div(a: np.ndarray, b: np.ndarray) -> np.ndarray:

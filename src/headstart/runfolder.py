@@ -6,6 +6,8 @@
     RUN/headstart.json  ``ArtifactMeta``: what the artifact says about itself (model,
                         classes, task, preprocessing, versions, training options, data,
                         result, metrics, seconds, lr-find, plan)
+    RUN/metrics.json    split -> ``headstart.metrics.Metrics`` (``read_metrics``; written by
+                        headstart.pipeline.outputs): the full per-split metrics
 
 Both carry ``format``, ``format_version`` and ``written_by`` (the headstart release that
 wrote them). A ``config.json`` without a version (headstart 0.1.0 wrote none) is version 1.
@@ -46,11 +48,13 @@ from headstart.data.split import read_split
 from headstart.errors import ArtifactError, ConfigError, HeadstartError
 from headstart.files import atomic_write
 from headstart.json_checks import check_classes_task, check_model, check_preprocess, is_number
+from headstart.metrics import Metrics
 from headstart.preprocess import Preprocess
 
 OPTIONS = "config.json"
 DESCRIPTION = "headstart.json"
 SPLIT = "split.csv"
+METRICS = "metrics.json"
 OPTIONS_FORMAT = "headstart-run"
 MODEL_FORMAT = "headstart-model"
 OPTIONS_VERSION = 1  # config.json; a file without one is 1
@@ -508,6 +512,29 @@ def read_meta(run_dir: Path) -> ArtifactMeta:
         f"{path} not found: {run_dir} is not a finished headstart run (train one with 'headstart train DATA --out {run_dir}')."
     )
     return ArtifactMeta.parse(_load(path, missing), str(path))
+
+
+def read_meta_file(path: Path) -> ArtifactMeta:
+    """A description in headstart.json's schema at any path (a timm export's headstart_meta.json)."""
+    return ArtifactMeta.parse(_load(Path(path), ArtifactError(f"{path} not found.")), str(path))
+
+
+def read_metrics(folder: Path) -> dict[str, Metrics]:
+    """FOLDER/metrics.json (a run's, or an evaluation's RUN/eval-*) as split -> Metrics,
+    checked; {} when the folder has none.
+
+    Example:
+        >>> read_metrics(Path("runs/pets"))["val"].macro_f1   # doctest: +SKIP
+        0.91
+    """
+    path = Path(folder) / METRICS
+    if not path.is_file():
+        return {}
+    try:
+        splits = _load(path, ArtifactError(f"{path} not found."))
+        return {str(split): Metrics.from_dict(m, f"{path}: split {split!r}") for split, m in splits.items()}
+    except ArtifactError as exc:
+        raise ArtifactError(f"{exc} Restore the file that headstart wrote, or remove it to go on without these metrics.") from None
 
 
 def write_meta(run_dir: Path, meta: ArtifactMeta) -> None:

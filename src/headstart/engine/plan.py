@@ -11,7 +11,8 @@ Interface (for ``headstart train --time 10m``; torch is imported only inside
                                                              # the --time budget less decoding and
                                                              # measuring; None: no time limit
     print(plan.describe())                                   # the plan and its reasons
-    meta["plan"] = plan.to_dict()                            # headstart.json and the report
+    PlanRecord(plan.to_dict())                               # ArtifactMeta.plan (headstart.runfolder):
+                                                             # headstart.json and the report
 
 ``Plan`` then drives training:
   * ``plan.arch`` / ``plan.pretrained``: the base (``tf_efficientnet_lite0`` with the bundled

@@ -2,7 +2,8 @@
 
     RUN/config.json      the options, classes, task and data facts (headstart.runfolder)
     RUN/split.csv        every image and its split; RUN/skipped.csv the unreadable ones
-    RUN/metrics.json     per-split metrics; confusion_matrix_<split>.png, learning_curves.png
+    RUN/metrics.json     per-split metrics (read back by headstart.runfolder.read_metrics);
+                         confusion_matrix_<split>.png, learning_curves.png
     RUN/lr_find.*        the learning-rate range test, when one ran
 
 The artifact itself (model.safetensors + headstart.json) is headstart.artifact's; both
@@ -25,6 +26,7 @@ from rich.table import Table
 
 from headstart.errors import ConfigError, describe
 from headstart.files import atomic_write, lock_exclusively, safe_name
+from headstart.runfolder import METRICS
 from headstart.text import shown
 
 if TYPE_CHECKING:
@@ -116,7 +118,7 @@ def write_metrics(folder: Path, metrics: dict[str, Metrics], console: Console, m
     from headstart.engine.callbacks import read_epochs
     from headstart.report import figures
 
-    atomic_write(folder / "metrics.json", json.dumps({split: m.to_dict() for split, m in metrics.items()}, indent=2, ensure_ascii=False))
+    atomic_write(folder / METRICS, json.dumps({split: m.to_dict() for split, m in metrics.items()}, indent=2, ensure_ascii=False))
     drawings: dict[str, Callable[[], bytes]] = {}
     for split, m in metrics.items():
         if m.task != "multilabel":

@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -56,6 +57,7 @@ class BatchPredictor:
     preprocess: Preprocess
     batch_size: int = 32
     tta: tuple[str, ...] = ()  # test-time augmentation views (headstart.tta); () = the centre crop only
+    choice: Any = None  # the resolve.ModelChoice that picked this model's file (typed there: resolve imports this module)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         """(B, 3, S, S) float32 model inputs -> (B, K) probabilities."""

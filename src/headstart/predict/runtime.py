@@ -61,6 +61,7 @@ class RuntimePredictor(BatchPredictor):
         self.input_name = meta.input_name
         self.batch_size = batch_size
         self.tta = tta
+        self.precision = str(meta.extra.get("precision", "fp32"))  # int8: a quantized export (headstart.export.quantize)
         inputs = [i.name for i in session.get_inputs()]
         if self.input_name not in inputs:
             raise ArtifactError(f"{path}: input {self.input_name!r} not in the model's inputs {inputs}.")
@@ -105,6 +106,7 @@ class RuntimePredictor(BatchPredictor):
         return {
             "backend": self.backend,
             "model": self.path.name,
+            "precision": self.precision,
             "arch": self.meta.arch,
             "classes": self.classes,
             "task": self.task,

@@ -100,6 +100,9 @@ def run_server(
     predictor = load_backend(run, backend, cfg.threads)
     warm_up(predictor, cfg.max_batch)
     app = create_app(predictor, cfg)
+    choice = getattr(predictor, "choice", None)
+    if console is not None and choice is not None:
+        console.print(choice.summary(), markup=False, highlight=False)  # which file answers, and what else the run holds
     if console is not None:
         _announce(console, run, predictor, cfg, port, generated)
     # Connection limits (head deadline, connection cap): see transport.py for what the

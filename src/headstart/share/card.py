@@ -3,7 +3,8 @@
 It says what the model is for and how far to trust it: classes, data size and split, the
 recipe and why, metrics with 95 % intervals (Wilson's, for accuracy), the preprocessing,
 intended use and limits, and how to load the model in headstart, timm and ONNX Runtime.
-Built from the run's own description (``headstart.json``) and ``metrics.json``; nothing
+Built from the run's own description (``headstart.json`` as a typed ``ArtifactMeta``) and
+``metrics.json`` (``headstart.runfolder.read_metrics``), never from dict keys; nothing
 in it names a path on the user's machine, and every name from the data is escaped (YAML
 values are JSON strings, Markdown special characters are backslashed).
 """
@@ -12,11 +13,14 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from headstart.intervals import accuracy_interval as _accuracy_interval
+from headstart.metrics import Metrics
+from headstart.runfolder import ArtifactMeta, read_metrics
 
 SPLITS = ("test", "val")  # the held-out splits a card reports, most trustworthy first
 
@@ -26,18 +30,14 @@ class CardFacts:
     """What a card is built from: the run's description and its per-split metrics."""
 
     name: str  # the model's name (the run folder's or the repository's)
-    meta: dict[str, Any]  # headstart.json (absolute paths already reduced)
-    metrics: dict[str, dict[str, Any]]  # metrics.json: split -> Metrics.to_dict()
+    meta: ArtifactMeta  # headstart.json as shared (timm_layout.shared_meta: absolute paths reduced)
+    metrics: Mapping[str, Metrics] = field(default_factory=dict)  # metrics.json: split -> Metrics
 
     @classmethod
-    def from_run(cls, run_dir: Path, meta: dict[str, Any], name: str | None = None) -> CardFacts:
-        try:
-            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            metrics = {}
-        if not isinstance(metrics, dict):
-            metrics = {}
-        return cls(name or run_dir.resolve().name, meta, {k: v for k, v in metrics.items() if isinstance(v, dict)})
+    def from_run(cls, run_dir: Path, meta: ArtifactMeta, name: str | None = None) -> CardFacts:
+        """The facts of ``run_dir``: ``meta`` and its metrics.json (none: a card without results;
+        a damaged one: a one-line ArtifactError)."""
+        return cls(name or run_dir.resolve().name, meta, read_metrics(run_dir))
 
 
 def md(text: Any) -> str:
@@ -57,26 +57,24 @@ def code(text: Any) -> str:
     return "`" + " ".join(str(text).split()).replace("`", "'") + "`"
 
 
-def accuracy_interval(m: dict[str, Any]) -> tuple[int, float, float, float]:
+def accuracy_interval(m: Metrics) -> tuple[int, float, float, float]:
     """(decisions, accuracy, lower, upper): multilabel decides once per (image, class)."""
-    n = int(m.get("count", 0)) * (len(m.get("classes", [])) if m.get("task") == "multilabel" else 1)
-    acc = float(m.get("accuracy", 0.0))
+    n = m.count * (len(m.classes) if m.task == "multilabel" else 1)
     if n < 1:
-        return n, acc, 0.0, 1.0
-    interval = _accuracy_interval(acc, n)
-    return n, acc, interval.low, interval.high
+        return n, m.accuracy, 0.0, 1.0
+    interval = _accuracy_interval(m.accuracy, n)
+    return n, m.accuracy, interval.low, interval.high
 
 
 def _yaml(facts: CardFacts) -> str:
     meta = facts.meta
-    data = meta.get("data", {}) if isinstance(meta.get("data"), dict) else {}
-    dataset = str(data.get("data") or "local image folder")
+    dataset = meta.data.data if meta.data is not None and meta.data.data else "local image folder"
     lines = [
         "---",
         "library_name: timm",
         "pipeline_tag: image-classification",
         "tags:",
-        *(f"- {json.dumps(t)}" for t in ("image-classification", "timm", "headstart", meta.get("task", "multiclass"))),
+        *(f"- {json.dumps(t)}" for t in ("image-classification", "timm", "headstart", meta.task)),
         f"datasets:\n- {json.dumps(dataset)}",
         "metrics:\n- accuracy\n- f1",
         "model-index:",
@@ -89,8 +87,8 @@ def _yaml(facts: CardFacts) -> str:
             "  - task:\n      type: image-classification\n      name: Image Classification",
             f"    dataset:\n      name: {json.dumps(dataset)}\n      type: imagefolder\n      split: {split}",
             "    metrics:",
-            f"    - type: accuracy\n      value: {float(m.get('accuracy', 0)):.4f}\n      name: {json.dumps(split + ' accuracy')}",
-            f"    - type: f1\n      value: {float(m.get('macro_f1', 0)):.4f}\n      name: {json.dumps(split + ' macro F1')}",
+            f"    - type: accuracy\n      value: {m.accuracy:.4f}\n      name: {json.dumps(split + ' accuracy')}",
+            f"    - type: f1\n      value: {m.macro_f1:.4f}\n      name: {json.dumps(split + ' macro F1')}",
         ]
     if not any(s in facts.metrics for s in SPLITS):
         lines.pop()  # model-index needs results; without metrics there is none
@@ -100,44 +98,42 @@ def _yaml(facts: CardFacts) -> str:
 
 
 def _classes(facts: CardFacts) -> list[str]:
-    classes = [str(c) for c in facts.meta.get("classes", [])]
+    classes = facts.meta.classes
     splits = [s for s in ("val", "test") if s in facts.metrics]
-    rows = ["## Classes", "", f"{len(classes)} classes, task {md(facts.meta.get('task'))}.", ""]
+    rows = ["## Classes", "", f"{len(classes)} classes, task {md(facts.meta.task)}.", ""]
     rows += ["| class | " + " | ".join(f"{s} images" for s in splits) + " |", "|---" * (1 + len(splits)) + "|"]
-    support = {s: {c.get("name"): c.get("support") for c in facts.metrics[s].get("per_class", [])} for s in splits}
+    support = {s: {c.name: c.support for c in facts.metrics[s].per_class} for s in splits}
     rows += [f"| {md(c)} | " + " | ".join(str(support[s].get(c, "")) for s in splits) + " |" for c in classes]
     return rows
 
 
 def _data(facts: CardFacts) -> list[str]:
-    data = facts.meta.get("data", {}) if isinstance(facts.meta.get("data"), dict) else {}
-    counts = data.get("counts", {}) if isinstance(data.get("counts"), dict) else {}
-    split = ", ".join(f"{md(k)} {int(v):,}" for k, v in counts.items())
-    total = sum(int(v) for v in counts.values())
-    rows = [
-        "## Data",
-        "",
-        f"{total:,} images from {code(data.get('data', 'a local folder'))} ({md(data.get('layout', 'folders'))}): {split}.",
-    ]
-    if data.get("skipped"):
-        rows.append(f"{int(data['skipped'])} unreadable files were skipped.")
+    data = facts.meta.data
+    counts = dict(data.counts or {}) if data is not None else {}
+    split = ", ".join(f"{md(k)} {v:,}" for k, v in counts.items())
+    where = data.data if data is not None and data.data is not None else "a local folder"
+    layout = data.layout if data is not None else "folders"
+    rows = ["## Data", "", f"{sum(counts.values()):,} images from {code(where)} ({md(layout)}): {split}."]
+    if data is not None and data.skipped:
+        rows.append(f"{data.skipped} unreadable files were skipped.")
     rows.append("The validation split was held out from training; test images, when present, were never used for any choice.")
     return rows
 
 
 def _recipe(facts: CardFacts) -> list[str]:
-    model = facts.meta.get("model", {})
-    train = facts.meta.get("train", {})
-    plan = facts.meta.get("plan")
-    rows = ["## Training", ""]
-    rows.append(
-        f"Base {code(model.get('arch'))} ({'pretrained' if model.get('pretrained') else 'trained from scratch'}) "
-        f"with a {md(model.get('head', 'linear'))} head; {md(train.get('frozen_epochs'))} frozen-base epochs then "
-        f"{md(train.get('finetune_epochs'))} fine-tuning epochs, optimizer {md(train.get('optimizer'))}, batch {md(train.get('batch_size'))}."
-    )
-    if isinstance(plan, dict):
+    model, train, plan = facts.meta.model, facts.meta.train, facts.meta.plan
+    base = f"Base {code(model.arch)} ({'pretrained' if model.pretrained else 'trained from scratch'}) with a {md(model.head)} head"
+    if train is None:  # a description without (readable) training options
+        options = "the training options were not recorded."
+    else:
+        options = (
+            f"{md(train.frozen_epochs)} frozen-base epochs then {md(train.finetune_epochs)} fine-tuning epochs, "
+            f"optimizer {md(train.optimizer)}, batch {md(train.batch_size)}."
+        )
+    rows = ["## Training", "", f"{base}; {options}"]
+    if plan is not None:
         rows += ["", "The recipe was planned from the data and the machine (`--recipe auto`), because:", ""]
-        rows += [f"- {md(r)}" for r in plan.get("reasons", [])]
+        rows += [f"- {md(r)}" for r in plan.reasons]
     else:
         rows += ["", "The recipe was given as options (no plan)."]
     return rows
@@ -152,10 +148,7 @@ def _results(facts: CardFacts) -> list[str]:
     for s in splits:
         m = facts.metrics[s]
         n, acc, lo, hi = accuracy_interval(m)
-        rows.append(
-            f"| {s} | {int(m.get('count', 0)):,} | {acc:.4f} ({lo:.4f} - {hi:.4f}) | "
-            f"{float(m.get('balanced_accuracy', 0)):.4f} | {float(m.get('macro_f1', 0)):.4f} |"
-        )
+        rows.append(f"| {s} | {m.count:,} | {acc:.4f} ({lo:.4f} - {hi:.4f}) | {m.balanced_accuracy:.4f} | {m.macro_f1:.4f} |")
     rows += [
         "",
         "Intervals: 95 % Wilson score intervals for accuracy as a proportion of independent decisions "
@@ -165,24 +158,23 @@ def _results(facts: CardFacts) -> list[str]:
 
 
 def _preprocessing(facts: CardFacts) -> list[str]:
-    p = facts.meta.get("preprocess", {})
+    p = facts.meta.preprocess
     return [
         "## Preprocessing",
         "",
-        f"Decode to RGB (EXIF orientation applied, transparency on white); resize the shorter side to {md(p.get('resize_size'))} px "
-        f"({md(p.get('interpolation'))}); centre-crop {md(p.get('input_size'))} x {md(p.get('input_size'))}; scale to [0, 1]; "
-        f"normalize with mean {md(p.get('mean'))} and std {md(p.get('std'))}; channels first. "
+        f"Decode to RGB (EXIF orientation applied, transparency on white); resize the shorter side to {md(p.resize_size)} px "
+        f"({md(p.interpolation)}); centre-crop {md(p.input_size)} x {md(p.input_size)}; scale to [0, 1]; "
+        f"normalize with mean {md(list(p.mean))} and std {md(list(p.std))}; channels first. "
         "timm's `resolve_model_data_config` + `create_transform` reproduce it from `config.json`.",
     ]
 
 
 def _use(facts: CardFacts, repo: str) -> list[str]:
-    task = facts.meta.get("task")
+    task = facts.meta.task
     activation = "sigmoid per class" if task == "multilabel" else "softmax"
-    arch = str(facts.meta.get("model", {}).get("arch", ""))
-    register = "import headstart.models  # registers headstart's convnet_* with timm\n" if arch.startswith("convnet_") else ""
-    threshold = facts.meta.get("model", {}).get("threshold", 0.5)
-    decide = f"p >= {threshold}" if task != "multiclass" else "the largest probability"
+    convnet = facts.meta.model.arch.startswith("convnet_")
+    register = "import headstart.models  # registers headstart's convnet_* with timm\n" if convnet else ""
+    decide = f"p >= {facts.meta.threshold}" if task != "multiclass" else "the largest probability"
     return [
         "## Intended use and limits",
         "",
@@ -222,16 +214,16 @@ def model_card(facts: CardFacts, repo: str = "USER/REPO") -> str:
     """The whole README.md.
 
     Example:
-        >>> text = model_card(CardFacts("pets", load_artifact("runs/pets").meta, {}))   # doctest: +SKIP
+        >>> text = model_card(CardFacts("pets", read_meta(Path("runs/pets"))))          # doctest: +SKIP
         >>> text.startswith("---\\nlibrary_name: timm")                                 # doctest: +SKIP
         True
     """
-    model = facts.meta.get("model", {})
+    meta = facts.meta
     intro = [
         f"# {md(facts.name)}",
         "",
-        f"An image classifier ({md(facts.meta.get('task'))}, {len(facts.meta.get('classes', []))} classes) on "
-        f"{code(model.get('arch'))}, trained with [headstart](https://pypi.org/project/headstart/).",
+        f"An image classifier ({md(meta.task)}, {len(meta.classes)} classes) on "
+        f"{code(meta.model.arch)}, trained with [headstart](https://pypi.org/project/headstart/).",
     ]
     parts = [intro, _classes(facts), _data(facts), _recipe(facts), _results(facts), _preprocessing(facts), _use(facts, repo)]
     return _yaml(facts) + "\n" + "\n\n".join("\n".join(p) for p in parts) + "\n"

@@ -44,7 +44,7 @@ from torch import nn
 from headstart.artifact import Artifact
 from headstart.errors import ArtifactError, ExportError
 from headstart.files import atomic_write
-from headstart.runfolder import ArtifactMeta
+from headstart.runfolder import ArtifactMeta, read_meta_file
 
 WEIGHTS, CONFIG, META, CARD = "model.safetensors", "config.json", "headstart_meta.json", "README.md"
 FILES = (WEIGHTS, CONFIG, META, CARD)
@@ -161,9 +161,10 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def shared_meta(artifact: Artifact) -> dict[str, Any]:
-    """headstart_meta.json: the run's ArtifactMeta as JSON, absolute paths reduced."""
-    return scrub(artifact.meta.to_dict())
+def shared_meta(artifact: Artifact) -> ArtifactMeta:
+    """headstart_meta.json: the run's ArtifactMeta with every absolute path reduced, read back
+    through the same schema (what cannot be loaded again is refused here, before it is shared)."""
+    return ArtifactMeta.parse(scrub(artifact.meta.to_dict()), META)
 
 
 def write_folder(artifact: Artifact, folder: Path, card: str) -> nn.Module:
@@ -172,7 +173,7 @@ def write_folder(artifact: Artifact, folder: Path, card: str) -> nn.Module:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS), metadata={"format": "pt"})  # "pt": what the Hub's tools expect
     atomic_write(folder / CONFIG, json.dumps(timm_config(artifact, model), indent=2))
-    atomic_write(folder / META, json.dumps(shared_meta(artifact), indent=2, ensure_ascii=False))
+    atomic_write(folder / META, json.dumps(shared_meta(artifact).to_dict(), indent=2, ensure_ascii=False))
     atomic_write(folder / CARD, card)
     return model
 
@@ -209,13 +210,4 @@ def check_folder(folder: Path) -> ArtifactMeta:
     missing = [name for name in (WEIGHTS, CONFIG, META) if not (folder / name).is_file()]
     if missing:
         raise ArtifactError(f"{folder} is not a headstart timm export: {', '.join(missing)} missing.")
-    path = folder / META
-    if path.stat().st_size > MAX_JSON_BYTES:
-        raise ArtifactError(f"{path} is over {MAX_JSON_BYTES >> 20} MiB: not a headstart export description.")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({str(exc)[:100]}).") from None
-    if not isinstance(value, dict):
-        raise ArtifactError(f"{path} is not a headstart model description.")
-    return ArtifactMeta.parse(value, str(path))
+    return read_meta_file(folder / META)
