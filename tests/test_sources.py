@@ -209,3 +209,20 @@ def test_export_parity_uses_held_out_images_inside_shards(tmp_path):
     with (tmp_path / "split.csv").open("w", newline="") as handle:
         csv.writer(handle).writerows([("split", "path", "labels"), *rows])
     assert held_out_paths(tmp_path, list(CLASSES)) == [rows[0][1]]
+
+
+def test_webdataset_multilabel_json_and_integer_cls(tmp_path):
+    images = _images(2)
+    with tarfile.open(tmp_path / "tags.tar", "w") as archive:
+        for i, (c, key, data) in enumerate(images):
+            _add(archive, f"sub/{key}.v1.png", data)  # key: up to the first dot of the last part
+            _add(archive, f"sub/{key}.json", json.dumps({"label": [c, "x"] if i % 2 else [c]}).encode())
+    index = scan(tmp_path / "tags.tar")
+    assert index.multilabel and index.classes == [*CLASSES, "x"]
+    assert index.samples["all"][1].labels == (0, 3) and index.samples["all"][1].path.endswith("tags.tar#sub/blue_01.v1.png")
+    with tarfile.open(tmp_path / "n.tar", "w") as archive:
+        for i, (_, key, data) in enumerate(images):
+            _add(archive, f"{key}.jpg", data)  # a PNG named .jpg: decoders pinned, JPEG tried first, PNG still read
+            _add(archive, f"{key}.cls", str(i % 2).encode())
+    index = scan(tmp_path / "n.tar")
+    assert index.classes == ["0", "1"] and open_image(index.samples["all"][0].path).format == "PNG"

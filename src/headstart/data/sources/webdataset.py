@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,7 @@ def _scan_tar(file: Path) -> tuple[list[tuple[str, tuple[str, ...]]], list[tuple
 
 def _take(stream: tarfile.TarFile, info: tarfile.TarInfo, file: Path, images: dict, labels: dict, skipped: list) -> None:
     key, ext = _split_name(info.name)
-    if ext in IMAGE_EXTENSIONS:
+    if os.path.splitext(info.name)[1].lower() in IMAGE_EXTENSIONS:  # {key}.jpg, {key}.v1.png
         images.setdefault(key, info.name)
     elif ext in (".cls", ".json"):
         if info.size > LABEL_BYTES:
