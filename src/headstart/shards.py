@@ -35,7 +35,7 @@ from typing import Any
 
 from headstart.files import MAX_FILE_BYTES, open_regular
 
-ADDRESS = re.compile(r"^(?P<shard>.+\.(?:parquet|tar))#(?P<member>[^#]+)$")
+ADDRESS = re.compile(r"^(?P<shard>.+\.(?:parquet|tar))#(?P<member>[^#]+)$", re.IGNORECASE)
 PARQUET_ROW = re.compile(r"^row=(\d{1,12})$")
 # A shard may be far larger than one image file; its members are still capped per image.
 MAX_SHARD_BYTES = 1 << 44
@@ -83,7 +83,7 @@ def read_bytes(path: str | os.PathLike) -> bytes:
             return handle.read()
     shard, member = parts
     row = PARQUET_ROW.match(member)
-    if shard.endswith(".parquet"):
+    if shard.lower().endswith(".parquet"):
         if row is None:
             raise ShardError(f"{os.fspath(path)}: a parquet address names a row as #row=N")
         return _parquet_row(shard, int(row[1]))
