@@ -298,3 +298,17 @@ def test_huge_images_decode_together_only_while_memory_allows(monkeypatch):
     monkeypatch.setattr(pp, "available_memory", lambda: 3 * huge * pp.BYTES_PER_PIXEL)
     assert _most_at_once(pp._PixelBudget(), huge) == 1  # two would take more than half
     assert _most_at_once(pp._PixelBudget(), pp.HUGE_PIXELS) == 2  # ordinary images never wait
+
+
+def test_an_undecodable_file_is_named_by_its_path_not_its_descriptor(tmp_path):
+    # Pillow names the open handle (``<_io.BufferedReader name=12>``), a number that differs
+    # between runs: a resumed predictions file then differed from an uninterrupted one.
+    from PIL import UnidentifiedImageError
+
+    from headstart.preprocess import open_image
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(UnidentifiedImageError) as caught:
+        open_image(bad)
+    assert str(bad) in str(caught.value) and "BufferedReader" not in str(caught.value)

@@ -86,7 +86,7 @@ class Classifier:
     ) -> None:
         if train is not None:
             warnings.warn(
-                "Classifier(train=...) is now Classifier(train_config=...); train= goes in the next release.",
+                "Classifier(train=...) is now Classifier(train_config=...); train= is removed in 0.3.",
                 DeprecationWarning,
                 stacklevel=2,
             )
@@ -134,7 +134,7 @@ class Classifier:
     @property
     def train(self) -> TrainConfig:
         """Deprecated: ``train_config`` (this name read like the verb)."""
-        warnings.warn("Classifier.train is now Classifier.train_config; train goes in the next release.", DeprecationWarning, stacklevel=2)
+        warnings.warn("Classifier.train is now Classifier.train_config; train is removed in 0.3.", DeprecationWarning, stacklevel=2)
         return self.train_config
 
     @property

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from headstart import shards
 from headstart.files import open_regular
@@ -102,6 +102,11 @@ def open_image(source: ImageSource) -> Image.Image:
     handle = open_regular(source)
     try:
         image = Image.open(handle, formats=formats_for(source))
+    except UnidentifiedImageError:
+        handle.close()
+        # Pillow names the handle it was given (its descriptor number, which differs from run
+        # to run and made resumed prediction files differ); name the file, as when it opens a path
+        raise UnidentifiedImageError(f"cannot identify image file {os.fspath(source)!r}") from None
     except BaseException:
         handle.close()
         raise

@@ -427,7 +427,7 @@ class ArtifactMeta:
         """Deprecated: ``artifact.meta`` was the headstart.json dict; read its fields instead."""
         warnings.warn(
             f"artifact.meta[{key!r}]: artifact.meta is a typed ArtifactMeta now; read its fields "
-            "(artifact.meta.metrics, .train, .result, ...). Subscripting goes in the next release.",
+            "(artifact.meta.metrics, .train, .result, ...). Subscripting is removed in 0.3.",
             DeprecationWarning,
             stacklevel=2,
         )

@@ -407,6 +407,6 @@ def _print_parameters(console: Console, network: Network, phase: int, pretrained
 
 def __getattr__(name: str) -> Any:
     if name == "Phase":  # renamed: engine.plan has a Phase of its own
-        warnings.warn("headstart.engine.fit.Phase is now PhaseSchedule; Phase goes in the next release.", DeprecationWarning, stacklevel=2)
+        warnings.warn("headstart.engine.fit.Phase is now PhaseSchedule; Phase is removed in 0.3.", DeprecationWarning, stacklevel=2)
         return PhaseSchedule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -480,6 +480,6 @@ def __getattr__(name: str) -> object:
     if name == "Phase":  # renamed: engine/fit.py's Phase is another thing
         import warnings
 
-        warnings.warn("headstart.engine.plan.Phase is now PlannedPhase; the old name will be removed.", DeprecationWarning, stacklevel=2)
+        warnings.warn("headstart.engine.plan.Phase is now PlannedPhase; Phase is removed in 0.3.", DeprecationWarning, stacklevel=2)
         return PlannedPhase
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
