@@ -226,3 +226,12 @@ def test_webdataset_multilabel_json_and_integer_cls(tmp_path):
             _add(archive, f"{key}.cls", str(i % 2).encode())
     index = scan(tmp_path / "n.tar")
     assert index.classes == ["0", "1"] and open_image(index.samples["all"][0].path).format == "PNG"
+
+
+def test_an_undecodable_image_inside_a_shard_is_named_by_its_address(tmp_path):
+    from PIL import UnidentifiedImageError
+
+    with tarfile.open(tmp_path / "bad.tar", "w") as archive:
+        _add(archive, "k.png", b"not a png")
+    with pytest.raises(UnidentifiedImageError, match=r"bad\.tar#k\.png"):
+        open_image(f"{tmp_path / 'bad.tar'}#k.png")

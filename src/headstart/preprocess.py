@@ -98,7 +98,10 @@ def open_image(source: ImageSource) -> Image.Image:
     if not isinstance(source, (str, os.PathLike)):
         return Image.open(source, formats=IMAGE_FORMATS)
     if shards.is_address(source):  # an image inside a parquet or tar shard (headstart.shards)
-        return Image.open(io.BytesIO(shards.read_bytes(source)), formats=formats_for(shards.member_name(source)))
+        try:
+            return Image.open(io.BytesIO(shards.read_bytes(source)), formats=formats_for(shards.member_name(source)))
+        except UnidentifiedImageError:  # named by its address, not by a BytesIO's memory address
+            raise UnidentifiedImageError(f"cannot identify image file {os.fspath(source)!r}") from None
     handle = open_regular(source)
     try:
         image = Image.open(handle, formats=formats_for(source))
