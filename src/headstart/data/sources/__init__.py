@@ -38,9 +38,9 @@ def detect(data: str, walk: Walk) -> Found | None:
     if root.is_file():
         suffix = root.suffix.lower()
         if suffix == ".parquet":
-            return scan_parquet(root.resolve(), [root.resolve()])
+            return scan_parquet(root.resolve().parent, [root.resolve()])  # root: its folder, as a CSV's
         if suffix == ".tar":
-            return scan_webdataset(root.resolve(), [root.resolve()])
+            return scan_webdataset(root.resolve().parent, [root.resolve()])
         return None
     if not root.is_dir():
         return None
