@@ -75,7 +75,10 @@ def _spelling(ctx: typer.Context, name: str) -> str:
 @with_config_options(TRAIN_FIELDS)
 def train(
     ctx: typer.Context,
-    data: Optional[Path] = typer.Argument(None, help="Folder (class sub-folders, or train/val/test) or CSV (path,label | path,labels)."),
+    data: Optional[Path] = typer.Argument(
+        None,
+        help="Folder (class sub-folders, or train/val/test), CSV (path,label | path,labels), parquet or WebDataset .tar shards, or hf://datasets/NAME.",
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder. Default: runs/<data name>, never overwriting."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue this interrupted run folder from its last checkpoint."),
     image_size: Optional[int] = typer.Option(

@@ -19,7 +19,7 @@ regular file (FIFOs, devices and sockets are refused before a byte is read, see
 ``headstart.files.open_regular``), and Pillow may only try ``IMAGE_FORMATS`` (its plugin for
 the file's extension first), so content of another kind (EPS, which runs Ghostscript; PDF,
 PSD, ...) is never handed to its decoder, whatever the file is called. Bytes without a name
-(uploads, future parquet or tar shards) get the same pinned list. A PNG saved as .jpg still
+(uploads, parquet rows) get the same pinned list; a tar member, its name's decoder first. A PNG saved as .jpg still
 decodes (the doctor reports the mismatch).
 
 Decompression bombs: Pillow's limits hold everywhere: over 89.5 MP an image is decoded
@@ -43,6 +43,7 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from headstart import shards
 from headstart.files import open_regular
 from headstart.machine import available_memory
 
@@ -96,6 +97,11 @@ def open_image(source: ImageSource) -> Image.Image:
         return Image.open(io.BytesIO(source), formats=IMAGE_FORMATS)
     if not isinstance(source, (str, os.PathLike)):
         return Image.open(source, formats=IMAGE_FORMATS)
+    if shards.is_address(source):  # an image inside a parquet or tar shard (headstart.shards)
+        try:
+            return Image.open(io.BytesIO(shards.read_bytes(source)), formats=formats_for(shards.member_name(source)))
+        except UnidentifiedImageError:  # named by its address, not by a BytesIO's memory address
+            raise UnidentifiedImageError(f"cannot identify image file {os.fspath(source)!r}") from None
     handle = open_regular(source)
     try:
         image = Image.open(handle, formats=formats_for(source))

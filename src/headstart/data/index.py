@@ -22,13 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from headstart.data.sources import detect
+from headstart.data.sources.found import Found
 from headstart.errors import DataError
 from headstart.files import is_regular, open_regular
 from headstart.preprocess import IMAGE_EXTENSIONS
 
 LAYOUT_HELP = (
     "Expected DATA/<class>/<images>, DATA/train|val[|test]/<class>/<images>, "
-    "or a CSV with columns path,label (or path,labels for multi-label)."
+    "a CSV with columns path,label (or path,labels for multi-label), "
+    "or parquet / WebDataset .tar shards."
 )
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
@@ -294,6 +297,17 @@ def scan_csv(path: Path) -> DataIndex:
     return DataIndex(base, "csv", classes, multilabel, {"all": samples}, skipped=skipped)
 
 
+def index_of_shards(found: Found) -> DataIndex:
+    """The DataIndex of images inside shards, in shard and row (member) order, as a CSV's rows."""
+    classes = sorted({n for rows in found.rows.values() for _, names in rows for n in names})
+    _check_classes(found.root, {c: [""] for c in classes})
+    position = {c: i for i, c in enumerate(classes)}
+    samples = {split: [Sample(a, tuple(position[n] for n in names)) for a, names in rows] for split, rows in found.rows.items()}
+    skipped = [Skipped(a, reason) for a, reason in found.skipped]
+    notes = [f"{len(skipped)} entries in the shards not read, e.g. {s.path}: {s.reason} (listed in skipped.csv)" for s in skipped[:1]]
+    return DataIndex(found.root, found.layout, classes, found.multilabel, samples, skipped=skipped, notes=notes + found.notes)
+
+
 def scan(data: str | os.PathLike) -> DataIndex:
     """Index a folder or CSV (see the module docstring for the layouts).
 
@@ -301,6 +315,9 @@ def scan(data: str | os.PathLike) -> DataIndex:
         >>> index = scan("pets/")            # doctest: +SKIP
         >>> index.classes, len(index.all_samples)
     """
+    found = detect(os.fspath(data), walk_files)  # parquet or WebDataset shards (data/sources)
+    if found is not None:
+        return index_of_shards(found)
     root = Path(data).expanduser()
     if not root.exists():
         raise DataError(f"{root} does not exist. {LAYOUT_HELP}")

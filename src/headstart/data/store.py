@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from headstart import shards
 from headstart.cache import GO_ON, UnsafeCache, cache_folder, cache_root, check_entry
 from headstart.files import create_temporary, sweep_orphans
 from headstart.machine import cpu_count
@@ -140,7 +141,7 @@ def _key(paths: list[str], preprocess: Preprocess) -> str:
     digest.update(json.dumps([STORE_VERSION, preprocess.resize_size, preprocess.interpolation]).encode())
     for path in paths:
         try:
-            st = os.stat(path)
+            st = os.stat(shards.shard_file(path))  # an image inside a shard: the shard's identity
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         except OSError:
             digest.update(f"{path}\0missing\n".encode())

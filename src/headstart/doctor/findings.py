@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from headstart import shards
 from headstart.data.index import DataIndex
 from headstart.doctor.inspect import FileFacts, extension_format
 from headstart.doctor.similar import exact_groups, near_groups
@@ -143,6 +144,11 @@ def classify_groups(entries: list[Entry], groups: list[list[int]], kind: str, wi
     return found
 
 
+def _parquet_row(path: str) -> bool:
+    """An image in a parquet row has no name, so no extension to disagree with its content."""
+    return shards.is_address(path) and shards.member_name(path) is None
+
+
 def quick_duplicates(entries: list[Entry]) -> list[Finding]:
     """Identical files across classes or splits, hashing only files whose sizes collide
     across them (one stat per file, a read only for the few candidates)."""
@@ -180,7 +186,7 @@ def file_checks(facts: dict[str, FileFacts], min_side: int, max_pixels: int) -> 
     wrong = [
         {"path": f.path, "content": f.sniffed, "extension": os.path.splitext(f.path)[1]}
         for f in facts.values()
-        if not f.error and f.sniffed not in ("unknown", extension_format(f.path))
+        if not f.error and f.sniffed not in ("unknown", extension_format(f.path)) and not _parquet_row(f.path)
     ]
     if wrong:
         found.append(

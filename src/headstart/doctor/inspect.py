@@ -5,6 +5,7 @@ hash (dHash) of a small thumbnail. Only regular files are read, with the pinned 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import warnings
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from headstart import shards
 from headstart.files import open_regular, sniff
 from headstart.preprocess import open_image
 
@@ -84,7 +86,7 @@ def _read(path: str) -> dict[str, Any] | FileFacts:
     """Hash ``path`` in chunks and sniff its head: the facts so far, or the FileFacts of a
     file that cannot be read (not a regular file, over the size cap...)."""
     try:
-        handle = open_regular(path)
+        handle = io.BytesIO(shards.read_bytes(path)) if shards.is_address(path) else open_regular(path)
     except OSError as exc:
         return FileFacts(path, 0, "", "unknown", error=f"cannot read: {exc.strerror or exc}")
     with handle:

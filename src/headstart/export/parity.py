@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from headstart import shards
 from headstart.preprocess import Preprocess
 
 BATCH_SIZES = (1, 7, 32)
@@ -55,7 +56,7 @@ def held_out_paths(run_dir: Path, classes: list[str]) -> list[str]:
     except (ArtifactError, KeyError, OSError):
         return []
     paths = [s.path for name in ("test", "val") for s in splits.get(name, [])]
-    return [p for p in paths if Path(p).is_file()]
+    return [p for p in paths if Path(shards.shard_file(p)).is_file()]  # an image inside a shard: its shard
 
 
 def generated_images(n: int, seed: int = 0) -> list[Image.Image]:

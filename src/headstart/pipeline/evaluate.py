@@ -86,7 +86,7 @@ def _what_to_score(
         splits = {k: v for k, v in read_split(run_dir / SPLIT, artifact.classes).items() if k != "train"}
         return splits, [], "own-split"
     index = scan(data).remap(artifact.classes)
-    if index.layout == "splits":
+    if index.layout == "splits" or "all" not in index.samples:  # split folders or split-named shards
         pick = "test" if "test" in index.samples else "val"
         return {pick: index.samples[pick]}, index.skipped, outputs.safe_name(data)
     return {"data": index.all_samples}, index.skipped, outputs.safe_name(data)

@@ -13,7 +13,9 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from headstart import shards
 from headstart.data.index import walk_files
+from headstart.data.sources import image_addresses, is_shard
 from headstart.errors import DataError
 
 
@@ -30,18 +32,26 @@ def _csv_paths(path: Path) -> Iterator[str]:
 
 
 def iter_sources(inputs: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Files as given; folders: their images, recursively, sorted; ``.csv``: its ``path`` column
-    (relative paths are relative to the CSV's folder).
+    """Files as given; folders: their images, recursively, sorted (a folder with no images but
+    parquet or ``.tar`` shards: the images inside them); ``.csv``: its ``path`` column
+    (relative paths are relative to the CSV's folder); a shard or an address
+    (``shard.tar#key.jpg``): its images.
 
     Example:
         >>> list(iter_sources(["photos/", "more.csv", "one.jpg"]))   # doctest: +SKIP
     """
     for item in inputs:
         path = Path(item)
-        if path.is_dir():
+        if path.is_dir() and not any(image for _, image, _ in walk_files(path)):  # stops at the first image
+            yield from (a for p, _, problem in walk_files(path) if is_shard(p) and not problem for a in image_addresses(p))
+        elif path.is_dir():
             yield from (p for p, image, _ in walk_files(path) if image)  # a special file: its row says why it is not read
         elif path.is_file() and path.suffix.lower() == ".csv":
             yield from _csv_paths(path)
+        elif path.is_file() and is_shard(path):  # parquet / WebDataset: every image inside, by address
+            yield from image_addresses(path)
+        elif shards.is_address(item):
+            yield os.fspath(item)
         elif path.is_file() or path.is_symlink() or path.exists():
             yield str(path)  # not a regular file (a FIFO, a link to /dev/zero): its row says so; it is never read
         else:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from headstart import shards
 from headstart.data.index import Sample
 from headstart.preprocess import open_image
 
@@ -101,7 +102,7 @@ def fingerprint(samples: dict[str, list[Sample]], classes: list[str], root: str 
         for s in items:
             rel = os.path.relpath(s.path, root) if root else s.path
             try:
-                size = os.stat(s.path).st_size
+                size = os.stat(shards.shard_file(s.path)).st_size  # an image inside a shard: the shard's
             except OSError:
                 size = -1
             lines.append(f"{split}\t{Path(rel).as_posix()}\t{size}\t{';'.join(classes[i] for i in s.labels)}\n")
