@@ -258,14 +258,19 @@ class Training:
 
     def planned_recipe(self, data: str | os.PathLike) -> Recipe:
         """The recipe ``fit`` would train on ``data`` (the same split and pilot), without training."""
-        from headstart.engine.fit import accelerated
-        from headstart.pipeline.recipe import choose_recipe
-
         started = time.time()
         r, index = self.request, scan(data)
         spec = RunSpec(
             index.classes, resolve_task(r.model.task, index), split_samples(index, r.train), index.skipped, DataSource(data=str(data))
         )
+        return self._recipe(spec, started)
+
+    def _recipe(self, spec: RunSpec, started: float) -> Recipe:
+        """The one call into the planner: planned options, or the user's as given."""
+        from headstart.engine.fit import accelerated
+        from headstart.pipeline.recipe import choose_recipe
+
+        r = self.request
         return choose_recipe(
             r.model,
             r.train,
@@ -279,20 +284,8 @@ class Training:
 
     def _plan(self, spec: RunSpec, started: float) -> tuple[RunOptions, str | None]:
         """The options this run trains with: planned, or the user's as given (and why)."""
-        from headstart.engine.fit import accelerated
-        from headstart.pipeline.recipe import choose_recipe
-
         r = self.request
-        recipe = choose_recipe(
-            r.model,
-            r.train,
-            r.image_size,
-            spec,
-            self.console,
-            accelerated=accelerated(r.train.accelerator),
-            spent_s=time.time() - started,
-            cache=r.cache,
-        )
+        recipe = self._recipe(spec, started)
         # as JSON holds it, so the artifact and a resumed run see the same plan
         plan = PlanRecord(as_json(recipe.plan.to_dict())) if recipe.plan is not None else None
         options = RunOptions(
