@@ -55,9 +55,10 @@ def can_mount(work: Path) -> str | None:
 
 @contextmanager
 def tmpfs(folder: Path, size: int) -> Iterator[Path]:
-    """A tmpfs of ``size`` bytes (rounded up to pages) at ``folder``; unmounted afterwards."""
+    """A tmpfs of ``size`` bytes (rounded up to pages) at ``folder``, 0700 like a folder of the
+    user's own (tmpfs defaults to 1777, which the cache refuses as writable by others); unmounted afterwards."""
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True, capture_output=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)], check=True, capture_output=True)
     try:
         yield folder
     finally:
